@@ -1,0 +1,51 @@
+"""nsiter: Newton-Schulz orthogonalization iterations.
+
+Exact derivation of the classical family, certified analysis of what a schedule does to singular
+values, coefficient search, a batched bf16 evaluator and the Muon optimizer.  Heavy dependencies
+(sympy, torch) load on first use of the names that need them, so ``import nsiter`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from nsiter.polynomial import Normalization, OddPolynomial, Provenance, Schedule
+from nsiter.registry import available_schedules, load_schedule
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily)
+_LAZY = {
+    "newton_schulz": "nsiter.symbolic",
+    "newton_schulz_family": "nsiter.symbolic",
+    "compose_exact": "nsiter.symbolic",
+    "analyze": "nsiter.analysis",
+    "image_interval": "nsiter.analysis",
+    "fixed_points": "nsiter.analysis",
+    "attractor": "nsiter.analysis",
+    "orthogonalize": "nsiter.evaluate",
+    "trajectory": "nsiter.records",
+}
+
+__all__ = [
+    "Normalization",
+    "OddPolynomial",
+    "Provenance",
+    "Schedule",
+    "available_schedules",
+    "load_schedule",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nsiter' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

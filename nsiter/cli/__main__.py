@@ -1,0 +1,5 @@
+import sys
+
+from nsiter.cli import main
+
+sys.exit(main())

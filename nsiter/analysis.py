@@ -124,7 +124,9 @@ def _positive_real_roots(coeffs_ascending: Sequence[Any]) -> list[mpmath.mpf]:
             r = mpmath.mpc(r)
             if abs(r.imag) <= _IMAG_TOL * max(1, abs(r.real)) and r.real > 0:
                 out.append(mpmath.mpf(r.real))
-        return sorted(out)
+        out.sort()
+        # a multiple root found as a cluster counts once
+        return [r for i, r in enumerate(out) if i == 0 or r - out[i - 1] > mpmath.mpf(10) ** (-DPS // 2) * r]
 
 
 def critical_points(p: OddPolynomial, lo: float = 0.0, hi: float = math.inf) -> list[float]:
@@ -398,7 +400,7 @@ def attractor(
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     cur = (lo, hi)
     it, converged = 0, False
-    for it in range(1, max_iter + 1):  # noqa: B007
+    for it in range(1, max_iter + 1):
         new = image_interval(p, *cur)
         if new[0] <= 0 or new[1] > 1e100:
             raise ValueError(f"iterating p from [{lo}, {hi}] leaves (0, 1e100): band {new} after {it} steps")

@@ -22,11 +22,11 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "SCHEDULE_FORMAT",
     "Normalization",
     "OddPolynomial",
     "Provenance",
     "Schedule",
-    "SCHEDULE_FORMAT",
 ]
 
 SCHEDULE_FORMAT = "nsiter.schedule/1"

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["main", "emit_json", "positive_float", "CliError"]
+__all__ = ["CliError", "emit_json", "main", "positive_float"]
 
 # sub-command modules, in the order `nsiter --help` lists them
 COMMANDS = ("derive", "schedules", "analyze")  # run, bench, search join as they land

@@ -26,6 +26,8 @@ _LAZY = {
     "attractor": "nsiter.analysis",
     "orthogonalize": "nsiter.evaluate",
     "trajectory": "nsiter.records",
+    "Muon": "nsiter.optim",
+    "MuonWithAuxAdam": "nsiter.optim",
 }
 
 __all__ = [

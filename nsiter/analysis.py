@@ -23,6 +23,7 @@ from fractions import Fraction
 from typing import Any
 
 import mpmath
+import numpy as np
 
 from nsiter.polynomial import OddPolynomial, Schedule
 
@@ -33,6 +34,7 @@ __all__ = [
     "StepBand",
     "analyze",
     "attractor",
+    "check_interval",
     "convergence_bound",
     "critical_points",
     "fixed_points",
@@ -44,15 +46,16 @@ DPS = 50  # working precision (decimal digits) for roots and extreme values
 _IMAG_TOL = 1e-20  # roots with |imag| below this (relative) count as real; extra candidates are harmless
 
 
-def _check_interval(lo: Any, hi: Any) -> tuple[float, float]:
+def check_interval(lo: Any, hi: Any) -> tuple[float, float]:
+    """Validate an interval of normalized singular values: finite reals with ``0 < lo < hi``."""
     for name, v in (("lo", lo), ("hi", hi)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(float(v)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
             raise ValueError(f"{name} must be a real number, got {v!r}")
         if not math.isfinite(float(v)):
             raise ValueError(f"{name} must be finite, got {v!r}")
     lo, hi = float(lo), float(hi)
     if lo <= 0:
-        raise ValueError(f"lo must be > 0, got {lo!r}")
+        raise ValueError(f"lo must be > 0 (the smallest normalized singular value), got {lo!r}")
     if lo >= hi:
         raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")
     return lo, hi
@@ -163,7 +166,7 @@ def image_interval(p: OddPolynomial, lo: float, hi: float) -> tuple[float, float
     Returns:
         ``(min p, max p)`` over ``[lo, hi]``, from the endpoints and the critical points inside.
     """
-    lo, hi = _check_interval(lo, hi)
+    lo, hi = check_interval(lo, hi)
     mn, mx, _ = _image_mp(p, lo, hi)
     return _down(mn), _up(mx)
 
@@ -255,7 +258,7 @@ def analyze(schedule: Schedule, lo: float, hi: float = 1.0, steps: int | None = 
         (``|value| > 1e100``) or reaches zero/negative values, i.e. some singular value is sent to 0 or
         flips sign.
     """
-    lo, hi = _check_interval(lo, hi)
+    lo, hi = check_interval(lo, hi)
     if steps is not None:
         schedule = schedule.truncated(steps)
     bands = [StepBand(0, lo, hi, max(abs(1 - lo), abs(1 - hi)), 1.0, True, max(0.0, hi - 1))]
@@ -395,7 +398,7 @@ def attractor(
     their multipliers (the cycle equation has degree ``deg(p)^period``, so keep ``max_period`` small).  A
     band that shrinks to a point is an attracting fixed point.
     """
-    lo, hi = _check_interval(lo, hi)
+    lo, hi = check_interval(lo, hi)
     if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
         raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     cur = (lo, hi)

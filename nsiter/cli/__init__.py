@@ -15,10 +15,18 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["CliError", "emit_json", "main", "positive_float"]
+__all__ = [
+    "CliError",
+    "emit_json",
+    "finite_float",
+    "main",
+    "nonnegative_int",
+    "positive_float",
+    "positive_int",
+]
 
 # sub-command modules, in the order `nsiter --help` lists them
-COMMANDS = ("derive", "schedules", "analyze")  # run, bench, search join as they land
+COMMANDS = ("derive", "schedules", "analyze", "run", "bench", "search")
 
 
 class CliError(ValueError):
@@ -35,6 +43,26 @@ def positive_float(text: str) -> float:
     value = finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1)
+
+
+def nonnegative_int(text: str) -> int:
+    """argparse type: an integer >= 0 (seeds)."""
+    return _int_at_least(text, 0)
+
+
+def _int_at_least(text: str, low: int) -> int:
+    try:
+        value = int(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from err
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {text!r}")
     return value
 
 

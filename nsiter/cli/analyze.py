@@ -4,17 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nsiter.cli import emit_json, finite_float, positive_float
-
-
-def _steps(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from err
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return value
+from nsiter.cli import emit_json, finite_float, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +12,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("schedule", help="registry name or path to a schedule JSON file")
     p.add_argument("--lo", type=positive_float, required=True, help="smallest normalized singular value")
     p.add_argument("--hi", type=finite_float, default=1.0, help="largest normalized singular value (1)")
-    p.add_argument("--steps", type=_steps, default=None, help="number of steps (repeat the last beyond)")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="number of steps (repeat the last beyond)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 

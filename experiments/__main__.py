@@ -1,0 +1,40 @@
+"""``python -m experiments [--quick] [--out DIR] [--force] [--list] [NAME ...]`` (what `make figures` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from experiments.common import discover, quick_root, run_all
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
+    parser.add_argument("names", nargs="*", help="experiments to run (default: all)")
+    parser.add_argument("--quick", action="store_true", help=f"tiny sizes, written under {quick_root()}")
+    parser.add_argument("--out", type=Path, default=None, help="output root (default: the repository)")
+    parser.add_argument("--force", action="store_true", help="recompute even when cached results match")
+    parser.add_argument("--list", action="store_true", help="list the experiments and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        for name, module in discover().items():
+            print(f"{name:24s} {(module.__doc__ or '').strip().splitlines()[0]}")
+        return 0
+    unknown = sorted(set(args.names) - set(discover()))
+    if unknown:
+        print(f"experiments: error: unknown experiment(s) {unknown}; see --list", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    results = run_all(args.names, quick=args.quick, root=args.out, force=args.force)
+    cached = sum(r.cached for r in results)
+    print(
+        f"{len(results)} experiments ({cached} cached) in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,352 @@
+"""Claims check: the user's notes (seed 003) on Muon's coefficients, tested with numbers.
+
+Claims, as the notes state them:
+
+1. ``(3.4445, -4.7750, 2.0315)`` "are precisely the rational Padé (1,2)-truncation" of the inverse square
+   root from Hale, Higham & Trefethen (2008), "the exact third-order Newton–Schulz recurrence".
+2. After five steps "the singular values sigma_i(U) in [1 - delta, 1 + delta] where delta ~ 1e-3".
+3. "convergence order is three" (implied: the iteration converges to the orthogonal factor).
+4. The Frobenius normalization gives ``||X_0 - U||_2 <= 1`` "so that Newton–Schulz converges".
+5. The heatmap of ``|X_5 X_5^T|`` for the 10 x 6 example "should approach identity".
+
+Tests: the exact Padé family ``[l/m]`` (``nsiter.symbolic.pade_iteration``; Kenney & Laub 1991) — every
+member fixes ``x = 1``; Muon's ``p(1)`` and its coefficients against the ``[2/0]`` member (the truncation in
+``xi = 1 - x^2``) and against the Taylor truncation of the ``[1/2]`` member at ``x = 0``; Muon's certified
+5-step band on ``[lo, 1]`` and its attracting band (``nsiter.analysis``); Muon's fixed points and 2-cycle;
+measured bf16 bands (``nsiter.orthogonalize`` + float64 SVD) on the notes' two matrices and on random
+log-uniform and gradient-like matrices with Muon's own Frobenius normalization.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sympy as sp
+import torch
+
+from nsiter import load_schedule, orthogonalize
+from nsiter.analysis import analyze, fixed_points, periodic_points
+from nsiter.matrices import gradient_like, log_uniform, with_spectrum
+from nsiter.symbolic import pade_iteration, x
+
+NAME = "claims_check"
+PARAMS = {
+    "lo": 1e-3,
+    "steps": 5,
+    "delta": 1e-3,
+    "pade": [[1, 0], [2, 0], [0, 1], [1, 1], [0, 2], [2, 1], [1, 2]],
+    "attractor_steps": 200,
+    "random_shapes": [[256, 256], [128, 512]],
+    "seeds": [0, 1, 2],
+}
+QUICK = {"pade": [[2, 0], [1, 2]], "attractor_steps": 40, "random_shapes": [[32, 32]], "seeds": [0]}
+
+
+def _odd_coeffs(expr, order: int = 5) -> list[float]:
+    """Coefficients of x, x^3, x^5 of the Taylor expansion of ``expr`` at x = 0."""
+    ser = sp.series(expr, x, 0, order + 1).removeO()
+    return [float(ser.coeff(x, k)) for k in range(1, order + 1, 2)]
+
+
+def _xi_truncation(l: int, m: int) -> list[float]:  # noqa: E741 (the literature's name)
+    """The ``[l/m]`` iteration's series in ``xi = 1 - x^2`` truncated to degree 2, as coefficients in x."""
+    xi = sp.symbols("xi")
+    r = pade_iteration(l, m) / x
+    f = sp.simplify(r.subs(x, sp.sqrt(1 - xi)))
+    trunc = sp.series(f, xi, 0, 3).removeO()
+    poly = sp.expand(x * trunc.subs(xi, 1 - x**2))
+    return [float(poly.coeff(x, k)) for k in (1, 3, 5)]
+
+
+def _pade_rows(ctx) -> list[dict]:
+    muon = list(load_schedule("muon")[0].coefficients)
+    rows = []
+    for l, m in ctx.params["pade"]:  # noqa: E741
+        r = pade_iteration(l, m)
+        taylor = _odd_coeffs(r)
+        trunc = _xi_truncation(l, m)
+        rows.append(
+            {
+                "iteration": f"[{l}/{m}]",
+                "value_at_1": float(r.subs(x, 1)),
+                "slope_at_0": float(sp.diff(r, x).subs(x, 0)),
+                "taylor_c1": taylor[0],
+                "taylor_c3": taylor[1],
+                "taylor_c5": taylor[2],
+                "xi_trunc_c1": trunc[0],
+                "xi_trunc_c3": trunc[1],
+                "xi_trunc_c5": trunc[2],
+                "taylor_dist_to_muon": max(abs(a - b) for a, b in zip(taylor, muon, strict=True)),
+                "xi_trunc_dist_to_muon": max(abs(a - b) for a, b in zip(trunc, muon, strict=True)),
+            }
+        )
+    p = load_schedule("muon")[0]
+    rows.append(
+        {
+            "iteration": "muon",
+            "value_at_1": float(p(1.0)),
+            "slope_at_0": p.slope_at_zero,
+            "taylor_c1": muon[0],
+            "taylor_c3": muon[1],
+            "taylor_c5": muon[2],
+        }
+    )
+    return rows
+
+
+def _matrices(ctx):
+    p = ctx.params
+    # the notes' two examples: singular values 0.8 logspace(-1, 1, 6) and 0.7 logspace(-1, 1, 5)
+    yield "notes 10x6", with_spectrum(10, 6, 0.8 * torch.logspace(-1, 1, 6, dtype=torch.float64), 4424)
+    yield "notes 12x5", with_spectrum(12, 5, 0.7 * torch.logspace(-1, 1, 5, dtype=torch.float64), 0)
+    for m, n in p["random_shapes"]:
+        for seed in p["seeds"]:
+            yield f"log-uniform {m}x{n}", log_uniform(m, n, p["lo"], seed)
+            yield f"gradient-like {m}x{n}", gradient_like(m, n, seed=seed)
+
+
+def _measured_rows(ctx) -> list[dict]:
+    rows = []
+    muon = load_schedule("muon")
+    for label, G in _matrices(ctx):
+        X0 = G / (torch.linalg.matrix_norm(G) + muon.normalization.eps)
+        s0 = torch.linalg.svdvals(X0)
+        X = orthogonalize(G, muon, dtype=torch.bfloat16, steps=ctx.params["steps"]).to(torch.float64)
+        s = torch.linalg.svdvals(X)
+        rows.append(
+            {
+                "matrix": label,
+                "shape": "x".join(map(str, G.shape)),
+                "x0_sigma_max": float(s0.max()),
+                "x0_sigma_min": float(s0.min()),
+                "sigma_min": float(s.min()),
+                "sigma_max": float(s.max()),
+                "error": float((s - 1).abs().max()),
+            }
+        )
+    return rows
+
+
+def _band_rows(ctx) -> list[dict]:
+    p = ctx.params
+    muon = load_schedule("muon")
+    rows = []
+    for band in analyze(muon, p["lo"], 1.0).steps:
+        rows.append(
+            {"kind": "certified", "step": band.step, "lo": band.lo, "hi": band.hi, "error": band.error}
+        )
+    tail = analyze(muon, p["lo"], 1.0, steps=p["attractor_steps"]).final
+    rows.append({"kind": "attracting", "step": tail.step, "lo": tail.lo, "hi": tail.hi, "error": tail.error})
+    for fp in fixed_points(muon[0]):
+        rows.append(
+            {
+                "kind": f"fixed point ({fp.stability})",
+                "step": None,
+                "lo": fp.x,
+                "hi": fp.x,
+                "error": fp.multiplier,
+            }
+        )
+    for orbit, mult, stab in periodic_points(muon[0], 2):
+        rows.append(
+            {"kind": f"2-cycle ({stab})", "step": None, "lo": orbit[0], "hi": orbit[-1], "error": mult}
+        )
+    return rows
+
+
+def _projector_rows(ctx) -> list[dict]:
+    G = with_spectrum(10, 6, 0.8 * torch.logspace(-1, 1, 6, dtype=torch.float64), 4424)
+    X = orthogonalize(G, "muon", dtype=torch.bfloat16).to(torch.float64)
+    eig_big = torch.linalg.eigvalsh(X @ X.T)
+    eig_small = torch.linalg.eigvalsh(X.T @ X)
+    return [{"gram": "X X^T (10x10)", "index": i, "eigenvalue": float(v)} for i, v in enumerate(eig_big)] + [
+        {"gram": "X^T X (6x6)", "index": i, "eigenvalue": float(v)} for i, v in enumerate(eig_small)
+    ]
+
+
+def compute(ctx) -> dict:
+    pade = ctx.unit("pade", lambda: _pade_rows(ctx))
+    bands = ctx.unit("bands", lambda: _band_rows(ctx))
+    measured = ctx.unit("measured", lambda: _measured_rows(ctx))
+    projector = ctx.unit("projector", lambda: _projector_rows(ctx))
+    return {
+        "pade": pade,
+        "bands": bands,
+        "measured": measured,
+        "projector": projector,
+        "verdicts": _verdicts(ctx.params, pade, bands, measured, projector),
+    }
+
+
+def _verdicts(p, pade, bands, measured, projector) -> list[dict]:
+    muon = next(r for r in pade if r["iteration"] == "muon")
+    family = [r for r in pade if r["iteration"] != "muon"]
+    closest = min(family, key=lambda r: r["xi_trunc_dist_to_muon"])
+    fixes_one = max(abs(r["value_at_1"] - 1) for r in family)
+    cert = next(r for r in bands if r["kind"] == "certified" and r["step"] == p["steps"])
+    att = next(r for r in bands if r["kind"] == "attracting")
+    attracting_fp = [r for r in bands if r["kind"].startswith("fixed point (attract")]
+    x0max = max(r["x0_sigma_max"] for r in measured)
+    big = sorted((r["eigenvalue"] for r in projector if r["gram"].startswith("X X")), reverse=True)
+    small = [r["eigenvalue"] for r in projector if r["gram"].startswith("X^T")]
+    zero_eigs = big[len(small) :]
+    by_kind = {}
+    for r in measured:
+        kind = r["matrix"].split(" ")[0]
+        by_kind[kind] = max(by_kind.get(kind, 0.0), r["error"])
+    fps = [r for r in bands if r["kind"].startswith("fixed point") and r["lo"] > 0]
+    cyc = [r for r in bands if r["kind"].startswith("2-cycle")]
+    fp_text = "; ".join(f"{r['lo']:.3f} (multiplier {r['error']:.2f}, {r['kind'][13:-1]})" for r in fps)
+    cyc_text = "; ".join(
+        f"2-cycle {r['lo']:.3f} <-> {r['hi']:.3f} (multiplier {r['error']:.2f})" for r in cyc
+    )
+    q = next((r for r in family if r["iteration"] == "[2/0]"), closest)
+    return [
+        {
+            "claim": "Muon's coefficients are the Padé (1,2) truncation of Hale, Higham & Trefethen (2008)",
+            "test": "p(1) vs every [l/m] Padé iteration; distance to their truncations",
+            "evidence": f"every Padé iteration has r(1) = 1 (largest deviation {fixes_one:.1g}), Muon has "
+            f"p(1) = {muon['value_at_1']:.4f}; the degree-2 truncation in xi = 1 - x^2 of every [l/m] with l + m >= 2 "
+            f"is ({q['xi_trunc_c1']:.4g}, {q['xi_trunc_c3']:.4g}, {q['xi_trunc_c5']:.4g}), "
+            f"{closest['xi_trunc_dist_to_muon']:.3f} away from Muon's coefficients",
+            "verdict": "refuted",
+        },
+        {
+            "claim": f"after {p['steps']} steps every singular value is within ~{p['delta']:g} of 1",
+            "test": f"certified band on [{p['lo']:g}, 1]; attracting band; measured bf16",
+            "evidence": f"certified band [{cert['lo']:.3f}, {cert['hi']:.3f}] (error {cert['error']:.3f}); "
+            f"no number of steps gets below the attracting band [{att['lo']:.3f}, {att['hi']:.3f}] "
+            f"(error {att['error']:.3f}); measured bf16 error: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in by_kind.items()),
+            "verdict": "refuted",
+        },
+        {
+            "claim": "the iteration converges, with order three",
+            "test": "fixed points of p and their multipliers; 2-cycles",
+            "evidence": f"1 is not a fixed point (p(1) = {muon['value_at_1']:.3f}); positive fixed points {fp_text}; "
+            f"{cyc_text}; {len(attracting_fp)} attracting fixed points",
+            "verdict": "refuted",
+        },
+        {
+            "claim": "Frobenius normalization gives sigma(X_0) <= 1, so ||X_0 - U||_2 <= 1",
+            "test": "largest singular value of X_0 over all test matrices",
+            "evidence": f"largest sigma_max(X_0) = {x0max:.4f} (and ||G||_2 <= ||G||_F always)",
+            "verdict": "confirmed" if x0max <= 1 else "refuted",
+        },
+        {
+            "claim": "|X_5 X_5^T| of the 10 x 6 example approaches the identity",
+            "test": "eigenvalues of the 10 x 10 and of the 6 x 6 Gram matrix",
+            "evidence": f"{len(zero_eigs)} eigenvalues of X X^T are below {max(abs(v) for v in zero_eigs):.0e}: "
+            f"it is a rank-{len(small)} projector; X^T X has eigenvalues in [{min(small):.3f}, {max(small):.3f}]",
+            "verdict": "refuted (X^T X is near I, within Muon's band)",
+        },
+    ]
+
+
+def plot(tables, ctx):
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from nsiter.plot import scalar_map, schedule_comparison, use_style
+
+    use_style()
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    xs = np.linspace(0, 1.2, 241)
+    muon = load_schedule("muon")[0]
+    curves = [{"map": "Muon p", "x": float(v), "y": float(muon(v))} for v in xs]
+    for l, m in ([2, 0], [1, 2]):  # noqa: E741
+        f = sp.lambdify(x, pade_iteration(l, m), "numpy")
+        curves += [{"map": f"Padé [{l}/{m}]", "x": float(v), "y": float(f(v))} for v in xs]
+    scalar_map(curves, None, ax[0], series="map", label="{}")
+    ax[0].set_ylabel("$p(x)$")
+    ax[0].set_title("Muon's step is not a Padé iteration")
+    cert = [r for r in tables["bands"] if r["kind"] == "certified"]
+    worst_by_step = {r["step"]: r["error"] for r in cert}
+    rows = [
+        {"schedule": "muon", "step": k, "certified_error": e, "measured_error": None}
+        for k, e in worst_by_step.items()
+    ]
+    schedule_comparison(rows, ax[1], measured=None, legend=False)
+    worst = max(r["error"] for r in tables["measured"])
+    att = next(r for r in tables["bands"] if r["kind"] == "attracting")
+    ax[1].axhline(ctx.params["delta"], color="k", ls=":", lw=1, label=r"claimed $\delta$")
+    ax[1].axhline(att["error"], color="0.5", ls="--", lw=1, label="attracting band")
+    ax[1].plot([ctx.params["steps"]], [worst], "o", color="C1", label="measured bf16 (worst)")
+    ax[1].set_ylim(1e-4, 2)
+    ax[1].legend(fontsize=7, loc="lower left")
+    ax[1].set_title(rf"Muon: certified error on $[{ctx.params['lo']:g}, 1]$")
+    return fig
+
+
+def latex(tables) -> dict:
+    from experiments.common import latex_table
+
+    def wrap(width):
+        return lambda v: rf"\parbox[t]{{{width}}}{{\raggedright {_tex_text(v)}}}"
+
+    cols = [
+        ("claim", "claim (user's notes)", wrap("4.2cm")),
+        ("evidence", "numbers", wrap("7.6cm")),
+        ("verdict", "verdict", wrap("2.0cm")),
+    ]
+    return {"verdicts": latex_table(tables["verdicts"], cols, align="lll")}
+
+
+_TEX = {
+    "<->": r"$\leftrightarrow$",
+    "<=": r"$\le$",
+    ">=": r"$\ge$",
+    "||": r"$\|$",
+    "|": r"$|$",
+    "^T": r"$^{\top}$",
+    "^2": r"$^2$",
+    "~": r"$\sim$",
+    "_": r"\_",
+    "%": r"\%",
+    "&": r"\&",
+}
+_TEX_RE = re.compile("|".join(re.escape(k) for k in sorted(_TEX, key=len, reverse=True)))
+
+
+def _tex_text(s: str) -> str:
+    """Plain text with a little math (``<=``, ``||``, ``|``, ``^T``, ``~``, ``<->``) as LaTeX."""
+    return _TEX_RE.sub(lambda m: _TEX[m.group(0)], s)
+
+
+def numbers(tables) -> dict:
+    muon = next(r for r in tables["pade"] if r["iteration"] == "muon")
+    cert = [r for r in tables["bands"] if r["kind"] == "certified"]
+    last = max(cert, key=lambda r: r["step"])
+    att = next(r for r in tables["bands"] if r["kind"] == "attracting")
+    worst = max(r["error"] for r in tables["measured"])
+    notes = [r for r in tables["measured"] if r["matrix"].startswith("notes")]
+    family = [r for r in tables["pade"] if r["iteration"] != "muon"]
+    quintic = next((r for r in family if r["iteration"] == "[2/0]"), family[0])
+    fps = [r for r in tables["bands"] if r["kind"].startswith("fixed point") and r["lo"] > 0]
+    cyc = [r for r in tables["bands"] if r["kind"].startswith("2-cycle")]
+    out = {
+        "claimMuonPOne": muon["value_at_1"],
+        "claimMuonSlope": muon["slope_at_0"],
+        "claimQuinticSlope": quintic["slope_at_0"],
+        "claimPadeDistance": min(r["xi_trunc_dist_to_muon"] for r in family),
+        "claimCertLo": last["lo"],
+        "claimCertHi": last["hi"],
+        "claimCertErr": last["error"],
+        "claimAttLo": att["lo"],
+        "claimAttHi": att["hi"],
+        "claimAttErr": att["error"],
+        "claimMeasuredErr": worst,
+        "claimNotesErr": max(r["error"] for r in notes),
+        "claimLogUniformErr": max(
+            r["error"] for r in tables["measured"] if r["matrix"].startswith("log-uniform")
+        ),
+        "claimClaimedDelta": 1e-3,
+        "claimRatio": att["error"] / 1e-3,
+    }
+    if fps:
+        out |= {"claimFixedLo": fps[0]["lo"], "claimFixedLoMult": fps[0]["error"]}
+    if len(fps) > 1:
+        out |= {"claimFixedHi": fps[1]["lo"], "claimFixedHiMult": fps[1]["error"]}
+    if cyc:
+        out |= {"claimCycleLo": cyc[0]["lo"], "claimCycleHi": cyc[0]["hi"], "claimCycleMult": cyc[0]["error"]}
+    return out

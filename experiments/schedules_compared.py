@@ -1,0 +1,179 @@
+"""Every published registry schedule: certified worst-case error per step on [lo, 1] next to measured bf16 error.
+
+Certified: ``nsiter.analysis.analyze(schedule, lo, 1)`` gives ``max_{x in [lo, 1]} |1 - phi_k(x)|`` per
+step (exact image intervals, no sampling).  Measured: ``nsiter.trajectory`` in bfloat16 on matrices from
+``nsiter.matrices.log_uniform`` (singular values log-spaced in ``[lo, 1]``), error
+``max_i |1 - sigma_i(X_k)|`` (float64 SVD of the iterate), the maximum over shapes and seeds.
+
+So that the measured inputs fill the certified interval, the measured runs normalize by the exact
+spectral norm (``||G||_2 = hi`` by construction) times the schedule's own safety factor ``s``, i.e.
+``X_0 = G / (s ||G||_2)``, instead of by the Frobenius norm: Frobenius normalization of an ``n x n``
+matrix shrinks the spectrum by up to ``sqrt(n)`` and would push the smallest singular values below ``lo``.
+(It is passed as a Frobenius normalization with ``scale = s ||G||_2 / ||G||_F``.  The evaluator's
+power-iteration estimate of ``||G||_2`` is not used: on these spectra the top two singular values differ by
+about 5%, the estimate comes out low, and ``sigma_max(X_0) > 1`` sends the first step of Polar Express
+outside its interval.)  Schedules with a non-Frobenius normalization (the AOL rescaling of Turbo-Muon)
+keep their own.  A matrix whose run diverges counts as an infinite error from the step it diverged.
+
+The same runs in float64 (``reference_error``) check the certificate: for schedules without a safety factor
+(``s = 1``, inputs in ``[lo, hi]`` up to the normalization's ``eps``) the float64 error cannot exceed the
+certified one by more than the effect of ``eps``, and it reaches it when the worst case sits at an
+endpoint, as for Muon at ``x = lo``.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nsiter import Normalization, available_schedules, load_schedule
+from nsiter.analysis import analyze
+from nsiter.matrices import log_uniform
+from nsiter.records import trajectory
+
+NAME = "schedules_compared"
+PARAMS = {
+    "schedules": "all",  # every registry schedule, or a list of names
+    "exclude_kinds": ["search"],  # nsiter's own search winners are compared in search_results
+    "lo": 1e-3,
+    "hi": 1.0,
+    "shapes": [[128, 128], [96, 384]],
+    "seeds": [0, 1, 2],
+    "dtype": "bfloat16",
+    "reference_dtype": "float64",  # the same runs in float64: exact arithmetic up to 1e-15, <= certified
+}
+QUICK = {"schedules": ["muon", "polar-express", "turbo-muon"], "shapes": [[16, 16]], "seeds": [0]}
+
+
+def _measure(ctx, name: str) -> list[dict]:
+    p = ctx.params
+    sched = load_schedule(name)
+    own = sched.normalization
+    errors: dict[int, list[float]] = {}
+    reference: dict[int, list[float]] = {}
+    diverged = False
+    for m, n in p["shapes"]:
+        for seed in p["seeds"]:
+            G = log_uniform(m, n, p["lo"], seed, hi=p["hi"])
+            norm = None
+            if own.norm == "frobenius":  # exact spectral normalization with the schedule's safety factor
+                ratio = float(torch.linalg.matrix_norm(G, 2) / torch.linalg.matrix_norm(G))
+                norm = Normalization("frobenius", own.scale * ratio, own.eps)
+            for dtype, out in ((p["dtype"], errors), (p["reference_dtype"], reference)):
+                tr = trajectory(
+                    G,
+                    sched,
+                    dtype=getattr(torch, dtype),
+                    norm=norm,
+                    record_singular_values=False,
+                    quantities=("sigma_max", "sigma_min"),
+                )
+                diverged |= tr.diverged and out is errors
+                for row in tr.wide():
+                    err = max(abs(1 - row["sigma_max"]), abs(1 - row["sigma_min"]))
+                    out.setdefault(row["step"], []).append(err)
+    a = analyze(sched, p["lo"], p["hi"])
+    certified = {s.step: s.error for s in a.steps}
+    cost = [0]
+    for poly in sched.steps:
+        cost.append(cost[-1] + (len(poly.coefficients) if len(poly.coefficients) > 1 else 0))
+    runs = len(p["shapes"]) * len(p["seeds"])
+    rows = []
+    for k in range(len(sched) + 1):
+        meas = errors.get(k, []) + [float("inf")] * (runs - len(errors.get(k, [])))
+        ref = reference.get(k, []) + [float("inf")] * (runs - len(reference.get(k, [])))
+        rows.append(
+            {
+                "schedule": name,
+                "step": k,
+                "matmuls": cost[k],
+                "certified_error": certified.get(k),
+                "measured_error": max(meas) if meas else None,
+                "measured_error_mean": sum(meas) / len(meas) if meas else None,
+                "reference_error": max(ref) if ref else None,
+                "scale": own.scale,
+                "certified_diverged": a.diverged,
+                "measured_diverged": diverged,
+                "normalization": "spectral (exact)" if own.norm == "frobenius" else own.norm,
+            }
+        )
+    return rows
+
+
+def compute(ctx) -> list[dict]:
+    rows = []
+    names = available_schedules() if ctx.params["schedules"] == "all" else ctx.params["schedules"]
+    for name in names:
+        if load_schedule(name).provenance.kind in ctx.params["exclude_kinds"]:
+            continue
+        rows += ctx.unit(name, lambda name=name: _measure(ctx, name))
+    return rows
+
+
+def plot(tables, ctx):
+    import matplotlib.pyplot as plt
+
+    from nsiter.plot import schedule_comparison, use_style
+
+    use_style()
+    rows = tables["main"]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
+    schedule_comparison(rows, ax[0], x="step", legend=False)
+    schedule_comparison(rows, ax[1], x="matmuls")
+    ax[0].set_ylim(1e-4, 10)
+    ax[0].set_title(rf"certified on $[{ctx.params['lo']:g}, 1]$ (solid) vs measured bf16 (dashed)")
+    ax[1].set_title("the same against cost")
+    return fig
+
+
+def _final(tables) -> list[dict]:
+    rows = tables["main"]
+    last = {}
+    for r in rows:
+        if r["step"] >= last.get(r["schedule"], {"step": -1})["step"]:
+            last[r["schedule"]] = r
+    return list(last.values())
+
+
+def latex(tables) -> dict:
+    from experiments.common import latex_table, tex_number
+
+    def num(v):
+        return "--" if v is None else f"${tex_number(v, 2)}$"
+
+    def flag(r):
+        return r"\,(div.)" if r["certified_diverged"] else ""
+
+    rows = [dict(r, cert=num(r["certified_error"]) + flag(r)) for r in _final(tables)]
+    rows.sort(key=lambda r: (r["matmuls"], r["schedule"]))
+    cols = [
+        ("schedule", "schedule", None),
+        ("step", "steps", None),
+        ("matmuls", "matmuls", None),
+        ("cert", "certified error", None),
+        ("measured_error", "measured bf16 error", num),
+    ]
+    return {"table": latex_table(rows, cols)}
+
+
+def numbers(tables) -> dict:
+    final = {r["schedule"]: r for r in _final(tables)}
+    out = {}
+    for name, macro in (
+        ("muon", "Muon"),
+        ("polar-express", "PolarExpress"),
+        ("polar-express-5", "PolarExpressFive"),
+    ):
+        if name in final:
+            out[f"cmp{macro}Certified"] = final[name]["certified_error"]
+            out[f"cmp{macro}Measured"] = final[name]["measured_error"]
+            out[f"cmp{macro}Reference"] = final[name]["reference_error"]
+    exact = [
+        r
+        for r in tables["main"]
+        if r["scale"] == 1.0
+        and r["normalization"].startswith("spectral")
+        and r["certified_error"] is not None
+        and r["reference_error"] is not None
+    ]
+    out["cmpReferenceExcess"] = max(r["reference_error"] - r["certified_error"] for r in exact)
+    return out

@@ -1,0 +1,371 @@
+"""Muon: momentum orthogonalized by a Newton–Schulz schedule, for the matrix parameters of a network.
+
+One step for a matrix parameter ``W`` (rows x cols) with gradient ``G_t`` (Jordan et al. 2024):
+
+    B_t = mu B_{t-1} + (1 - mu) G_t                       momentum, kept as an average (lerp)
+    U_t = (1 - mu) G_t + mu B_t   if nesterov else B_t     Nesterov look-ahead
+    O_t = phi_T(U_t / ||U_t||_F)                           the schedule's Newton–Schulz iteration, in bf16
+    W_t = (1 - lr wd) W_{t-1} - lr s(rows, cols) O_t       decoupled weight decay, shape-scaled step
+
+``phi_T`` is any nsiter schedule (``"muon"``: Jordan's quintic (3.4445, -4.7750, 2.0315) five times;
+``"polar-express"``, a search result, or a schedule file), evaluated by :func:`nsiter.evaluate.orthogonalize`.
+The averaged momentum is ``(1 - mu)`` times the textbook ``B_t = mu B_{t-1} + G_t``; the normalization
+before the first Newton–Schulz step removes that factor, so the two forms give the same update.  The
+conventions (lerp momentum, Nesterov form, weight decay with the unscaled ``lr``) are those of
+``torch.optim.Muon`` and of github.com/KellerJordan/Muon, so with ``schedule="muon"`` this optimizer agrees with
+``torch.optim.Muon`` step for step up to bf16 rounding.
+
+Update scaling ``s(rows, cols)`` (``adjust_lr``):
+
+- ``"jordan"`` (torch's ``"original"``): ``sqrt(max(1, rows / cols))`` — Jordan, "Muon: An optimizer for hidden
+  layers in neural networks" (2024), https://kellerjordan.github.io/posts/muon/.
+- ``"moonlight"`` (torch's ``"match_rms_adamw"``): ``0.2 sqrt(max(rows, cols))``, which gives the update the RMS
+  0.2 of a typical AdamW update so AdamW's learning rate and weight decay carry over — Liu et al., "Muon is
+  Scalable for LLM Training" (2025), arXiv:2502.16982, Sec. 2.2.
+- ``None``: ``s = 1``.
+
+Muon is for matrices.  A convolution weight (out, in, kh, kw) is flattened to (out, in kh kw).  Embeddings, the
+output head, biases and gains belong with AdamW: :func:`muon_param_groups` routes them and
+:class:`MuonWithAuxAdam` steps both kinds in one optimizer (groups with ``use_muon=False`` take AdamW,
+Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, arXiv:1711.05101).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from nsiter.polynomial import Schedule
+from nsiter.registry import load_schedule
+
+__all__ = ["ADJUST_LR", "Muon", "MuonWithAuxAdam", "muon_param_groups", "update_scale"]
+
+# accepted names for the update-scaling convention -> canonical name (torch's names are aliases)
+ADJUST_LR: dict[str | None, str | None] = {
+    "jordan": "jordan",
+    "original": "jordan",
+    "moonlight": "moonlight",
+    "match_rms_adamw": "moonlight",
+    None: None,
+}
+
+_DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float32": torch.float32,
+    "float64": torch.float64,
+}
+
+
+def update_scale(adjust_lr: str | None, rows: int, cols: int) -> float:
+    """The factor ``s`` multiplying ``lr`` for an orthogonalized update of shape ``(rows, cols)``.
+
+    ``"jordan"``: ``sqrt(max(1, rows/cols))``; ``"moonlight"``: ``0.2 sqrt(max(rows, cols))``; ``None``: 1.
+    """
+    kind = _canonical_adjust(adjust_lr)
+    if kind == "jordan":
+        return math.sqrt(max(1.0, rows / cols))
+    if kind == "moonlight":
+        return 0.2 * math.sqrt(max(rows, cols))
+    return 1.0
+
+
+def _canonical_adjust(adjust_lr: str | None) -> str | None:
+    if adjust_lr not in ADJUST_LR:
+        names = ", ".join(repr(k) for k in ADJUST_LR)
+        raise ValueError(f"adjust_lr must be one of {names}, got {adjust_lr!r}")
+    return ADJUST_LR[adjust_lr]
+
+
+def _schedule_dict(schedule: str | Any) -> dict[str, Any]:
+    """Resolve a registry name, schedule file or ``Schedule`` into its JSON dict (what the state_dict keeps)."""
+    return load_schedule(schedule).to_dict()
+
+
+def _dtype_name(dtype: torch.dtype | str) -> str:
+    for name, value in _DTYPES.items():
+        if dtype in (name, value):
+            return name
+    raise ValueError(f"orthogonalization dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+
+
+def _as_matrix(p: torch.Tensor) -> torch.Tensor:
+    """View a parameter (or its gradient) as the matrix Muon orthogonalizes: (out, prod(rest))."""
+    return p.reshape(p.shape[0], -1)
+
+
+def _check_matrix(p: torch.Tensor, name: str = "") -> None:
+    if p.ndim < 2:
+        what = f" {name!r}" if name else ""
+        raise ValueError(
+            f"Muon optimizes matrices; parameter{what} has shape {tuple(p.shape)} (ndim {p.ndim}): "
+            "give 0-D/1-D parameters (biases, gains) to AdamW, e.g. with nsiter.optim.muon_param_groups"
+        )
+    if torch.is_complex(p):
+        raise ValueError(f"Muon needs real parameters, got dtype {p.dtype}")
+
+
+class Muon(torch.optim.Optimizer):
+    """Muon with any nsiter schedule (see the module docstring for the update and its sources).
+
+    Args:
+        params: matrix parameters (ndim >= 2; conv weights are flattened to (out, in*kh*kw)) or param groups.
+            Groups with ``use_muon=False`` are stepped with AdamW instead (see :class:`MuonWithAuxAdam`).
+        lr: learning rate ``lr``.
+        momentum: ``mu`` in [0, 1).
+        nesterov: use the Nesterov look-ahead ``(1 - mu) G_t + mu B_t``.
+        schedule: registry name, schedule file path or :class:`nsiter.Schedule` used to orthogonalize.
+        weight_decay: decoupled weight decay ``wd`` (``W <- (1 - lr wd) W``).
+        adjust_lr: ``"jordan"`` | ``"moonlight"`` | ``None`` (torch's ``"original"`` / ``"match_rms_adamw"``
+            are accepted as aliases).
+        dtype: precision of the Newton–Schulz iteration (bf16 as in Muon).
+        names: optional ``{param: name}`` used in error messages.
+
+    The param groups store the schedule as its JSON dict and the dtype by name, so ``state_dict()`` is plain data
+    (loads with ``torch.load(..., weights_only=True)``) and records the coefficients that were used.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: float,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        schedule: str | Schedule = "muon",
+        weight_decay: float = 0.0,
+        adjust_lr: str | None = "jordan",
+        *,
+        dtype: torch.dtype | str = torch.bfloat16,
+        adam_betas: tuple[float, float] = (0.9, 0.95),
+        adam_eps: float = 1e-8,
+        names: dict[torch.Tensor, str] | None = None,
+    ) -> None:
+        _check_hyper(lr, momentum, weight_decay)
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "nesterov": bool(nesterov),
+            "schedule": _schedule_dict(schedule),
+            "weight_decay": weight_decay,
+            "adjust_lr": _canonical_adjust(adjust_lr),
+            "dtype": _dtype_name(dtype),
+            "use_muon": True,
+            "betas": tuple(adam_betas),
+            "eps": adam_eps,
+        }
+        self._names = dict(names or {})
+        self._schedules: dict[str, Schedule] = {}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group, validating it: Muon groups hold matrices; schedule and adjust_lr are normalized."""
+        group = dict(param_group)
+        if "schedule" in group and not isinstance(group["schedule"], dict):
+            group["schedule"] = _schedule_dict(group["schedule"])
+        if "adjust_lr" in group:
+            group["adjust_lr"] = _canonical_adjust(group["adjust_lr"])
+        if "dtype" in group:
+            group["dtype"] = _dtype_name(group["dtype"])
+        super().add_param_group(group)
+        group = self.param_groups[-1]
+        _check_hyper(group["lr"], group["momentum"], group["weight_decay"])
+        if group["use_muon"]:
+            for p in group["params"]:
+                _check_matrix(p, self._names.get(p, ""))
+
+    def schedule_of(self, group: dict[str, Any]) -> Schedule:
+        """The :class:`Schedule` a param group orthogonalizes with (parsed once, cached by name)."""
+        data = group["schedule"]
+        key = repr(sorted(data.items()))
+        if key not in self._schedules:
+            self._schedules[key] = Schedule.from_dict(data)
+        return self._schedules[key]
+
+    # ------------------------------------------------------------------------------------------ updates
+    def orthogonalized_update(self, group: dict[str, Any], p: torch.Tensor) -> torch.Tensor:
+        """Advance ``p``'s momentum and return ``O_t`` (shaped like ``p``): the Muon direction before scaling."""
+        from nsiter.evaluate import orthogonalize  # torch-side evaluator; imported on first step
+
+        grad = p.grad
+        state = self.state[p]
+        if "momentum_buffer" not in state:
+            state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
+        buf = state["momentum_buffer"]
+        mu = group["momentum"]
+        buf.lerp_(grad, 1.0 - mu)  # B_t = mu B_{t-1} + (1 - mu) G_t
+        update = grad.lerp(buf, mu) if group["nesterov"] else buf  # (1 - mu) G_t + mu B_t
+        ortho = orthogonalize(_as_matrix(update), self.schedule_of(group), dtype=_DTYPES[group["dtype"]])
+        return ortho.reshape(p.shape)
+
+    def _muon_step(self, group: dict[str, Any], p: torch.Tensor) -> None:
+        ortho = self.orthogonalized_update(group, p)
+        rows, cols = _as_matrix(p).shape
+        lr = group["lr"]
+        p.mul_(1.0 - lr * group["weight_decay"])
+        p.add_(ortho.to(p.dtype), alpha=-lr * update_scale(group["adjust_lr"], rows, cols))
+
+    def _adamw_step(self, group: dict[str, Any], p: torch.Tensor) -> None:
+        """AdamW (Loshchilov & Hutter 2019) in torch.optim.AdamW's arithmetic:
+
+        m_t = b1 m + (1-b1) g;  v_t = b2 v + (1-b2) g^2;  W <- (1 - lr wd) W - lr (m_t/(1-b1^t)) / (sqrt(v_t/(1-b2^t)) + eps)
+        """
+        grad = p.grad
+        state = self.state[p]
+        if "step" not in state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        t = float(state["step"])
+        beta1, beta2 = group["betas"]
+        lr = group["lr"]
+        p.mul_(1.0 - lr * group["weight_decay"])
+        state["exp_avg"].lerp_(grad, 1.0 - beta1)
+        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        bias1 = 1.0 - beta1**t
+        bias2_sqrt = math.sqrt(1.0 - beta2**t)
+        denom = (state["exp_avg_sq"].sqrt() / bias2_sqrt).add_(group["eps"])
+        p.addcdiv_(state["exp_avg"], denom, value=-lr / bias1)
+
+    def update_parameter(self, group: dict[str, Any], p: torch.Tensor) -> None:
+        """Apply one step to one parameter in place (Muon or AdamW according to its group)."""
+        if group["use_muon"]:
+            self._muon_step(group, p)
+        else:
+            self._adamw_step(group, p)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One optimization step over every parameter that has a gradient."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if p.grad.is_sparse:
+                    raise ValueError(
+                        f"Muon does not support sparse gradients (parameter of shape {tuple(p.shape)})"
+                    )
+                self.update_parameter(group, p)
+        return loss
+
+
+def _check_hyper(lr: float, momentum: float, weight_decay: float) -> None:
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+    if not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
+        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+
+
+def muon_param_groups(
+    model: nn.Module,
+    *,
+    adam_modules: Sequence[type[nn.Module]] = (nn.Embedding,),
+    adam_names: Sequence[str] = (),
+    adam_lr: float | None = None,
+    adam_weight_decay: float | None = None,
+) -> list[dict[str, Any]]:
+    """Split a model's trainable parameters into a Muon group and an AdamW group.
+
+    AdamW gets every parameter with ndim < 2 (biases, norm gains), every parameter of a module of a type in
+    ``adam_modules`` (embeddings: their rows are looked up one by one, not multiplied as a matrix) and every
+    parameter whose qualified name starts with one of ``adam_names`` (e.g. ``("head",)`` for the output layer,
+    which Jordan also keeps on AdamW).  Everything else (matrices, conv kernels) goes to Muon.
+
+    Returns ``[{"params": [...], "use_muon": True, "names": [...]}, {"params": [...], "use_muon": False, ...}]``
+    (empty groups dropped; ``adam_lr``/``adam_weight_decay`` set on the AdamW group when given).
+    """
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"muon_param_groups needs an nn.Module, got {type(model).__name__}")
+    adam_ids = set()
+    for module in model.modules():
+        if isinstance(module, tuple(adam_modules)):
+            adam_ids.update(id(p) for p in module.parameters(recurse=False))
+    muon_p, muon_n, adam_p, adam_n = [], [], [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        to_adam = p.ndim < 2 or id(p) in adam_ids or any(name.startswith(prefix) for prefix in adam_names)
+        (adam_p if to_adam else muon_p).append(p)
+        (adam_n if to_adam else muon_n).append(name)
+    groups: list[dict[str, Any]] = []
+    if muon_p:
+        groups.append({"params": muon_p, "use_muon": True, "names": muon_n})
+    if adam_p:
+        adam: dict[str, Any] = {"params": adam_p, "use_muon": False, "names": adam_n}
+        if adam_lr is not None:
+            adam["lr"] = adam_lr
+        if adam_weight_decay is not None:
+            adam["weight_decay"] = adam_weight_decay
+        groups.append(adam)
+    return groups
+
+
+class MuonWithAuxAdam(Muon):
+    """Muon on a model's matrices and AdamW on the rest, in one optimizer (one ``step``, one ``state_dict``).
+
+    Args:
+        model_or_groups: an ``nn.Module`` (split by :func:`muon_param_groups` with ``adam_names``), explicit
+            groups carrying ``use_muon`` (default True), or a list of matrices (all Muon).
+        lr, momentum, nesterov, schedule, weight_decay, adjust_lr, dtype: Muon's settings (see :class:`Muon`).
+        adam_lr, adam_betas, adam_eps, adam_weight_decay: the AdamW group's settings.
+        adam_names: qualified-name prefixes sent to AdamW (e.g. the output head).
+    """
+
+    def __init__(
+        self,
+        model_or_groups: nn.Module | Iterable[dict[str, Any]],
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        schedule: str | Schedule = "muon",
+        weight_decay: float = 0.0,
+        adjust_lr: str | None = "jordan",
+        *,
+        dtype: torch.dtype | str = torch.bfloat16,
+        adam_lr: float = 3e-4,
+        adam_betas: tuple[float, float] = (0.9, 0.95),
+        adam_eps: float = 1e-8,
+        adam_weight_decay: float = 0.0,
+        adam_names: Sequence[str] = (),
+    ) -> None:
+        if isinstance(model_or_groups, nn.Module):
+            groups = muon_param_groups(model_or_groups, adam_names=adam_names)
+        else:
+            items = list(model_or_groups)
+            if items and isinstance(items[0], torch.Tensor):
+                items = [{"params": items}]
+            groups = [dict(g) for g in items]
+        names: dict[torch.Tensor, str] = {}
+        for g in groups:
+            g.setdefault("use_muon", True)
+            g["params"] = list(g["params"])
+            for p, n in zip(g["params"], g.pop("names", []), strict=False):
+                names[p] = n
+            if not g["use_muon"]:
+                g.setdefault("lr", adam_lr)
+                g.setdefault("weight_decay", adam_weight_decay)
+                g.setdefault("betas", tuple(adam_betas))
+                g.setdefault("eps", adam_eps)
+        super().__init__(
+            groups,
+            lr,
+            momentum,
+            nesterov,
+            schedule,
+            weight_decay,
+            adjust_lr,
+            dtype=dtype,
+            adam_betas=adam_betas,
+            adam_eps=adam_eps,
+            names=names,
+        )

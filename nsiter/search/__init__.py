@@ -1,0 +1,98 @@
+"""Coefficient search: one entry point, interchangeable objectives, schedules as results.
+
+    schedule, diagnostics = nsiter.search.search("minimax", lo=1e-3, steps=5)
+
+Every objective returns a :class:`~nsiter.polynomial.Schedule` (provenance kind ``search`` with the
+parameters that produced it) and a :class:`Diagnostics` (metrics, per-step intervals, timings).
+
+========== ====================================================== ==================================
+objective  what it optimizes                                      function
+========== ====================================================== ==================================
+minimax    greedy per-step minimax on [lo, hi] (Polar Express)    :func:`minimax.greedy_minimax`
+max-slope  Jordan: max p'(0), attracting band in 1 +- delta       :func:`slope.max_slope`
+band       CANS delta-orthogonalization (widest [lo*, hi])        :func:`slope.band_schedule`
+budget     best greedy schedule within a matmul budget            :func:`budget.budget_search`
+gradient   mean/worst composed error on a spectrum (torch)        :func:`gradient.gradient_search`
+calibrate  safety factor from measured low-precision runs         :func:`calibrate.calibrate`
+========== ====================================================== ==================================
+
+The torch-based objectives (``gradient``, ``calibrate``) import torch only when called.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Any
+
+from nsiter.polynomial import Schedule
+from nsiter.search._core import Diagnostics, image_interval_fast, propagate_fast, schedule_error_fast
+from nsiter.search.budget import budget_search
+from nsiter.search.minimax import greedy_minimax, optimal_cubic, remez_odd, with_safety_factor
+from nsiter.search.slope import band_schedule, max_slope
+
+__all__ = [
+    "OBJECTIVES",
+    "Diagnostics",
+    "band_schedule",
+    "budget_search",
+    "certified_error",
+    "greedy_minimax",
+    "image_interval_fast",
+    "max_slope",
+    "optimal_cubic",
+    "propagate_fast",
+    "remez_odd",
+    "schedule_error_fast",
+    "search",
+    "with_safety_factor",
+]
+
+# objective name -> (module, function)
+OBJECTIVES: dict[str, tuple[str, str]] = {
+    "minimax": ("nsiter.search.minimax", "greedy_minimax"),
+    "max-slope": ("nsiter.search.slope", "max_slope"),
+    "band": ("nsiter.search.slope", "band_schedule"),
+    "budget": ("nsiter.search.budget", "budget_search"),
+    "gradient": ("nsiter.search.gradient", "gradient_search"),
+    "calibrate": ("nsiter.search.calibrate", "calibrate"),
+}
+
+
+def search(objective: str, **params: Any) -> tuple[Schedule, Diagnostics]:
+    """Run the search ``objective`` (a key of ``OBJECTIVES``) with keyword ``params``.
+
+    Raises ``ValueError`` for an unknown objective, unknown parameters, or infeasible constraints (the
+    message says which constraint cannot be met).
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"unknown search objective {objective!r}; choose one of {sorted(OBJECTIVES)}")
+    module, func = OBJECTIVES[objective]
+    fn = getattr(importlib.import_module(module), func)
+    allowed = set(inspect.signature(fn).parameters)
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {unknown} for objective {objective!r}; accepted: {sorted(allowed)}"
+        )
+    return fn(**params)
+
+
+def certified_error(schedule: Schedule, lo: float = 1e-3, hi: float = 1.0) -> float:
+    """Certified worst ``|1 - phi_T|`` for inputs with ``sigma / ||G|| in [lo, hi]``.
+
+    The schedule's normalization divides by ``scale * ||G||``, so the polynomials see
+    ``[lo / scale, hi / scale]``; the bound comes from :func:`nsiter.analysis.analyze` (mpmath,
+    rounded outward).  ``aol`` normalization is not a scalar map: ``ValueError``.
+    """
+    from nsiter.analysis import analyze
+
+    if schedule.normalization.norm == "aol":
+        raise ValueError(
+            f"schedule {schedule.name!r} uses 'aol' normalization, which has no scalar certificate"
+        )
+    s = schedule.normalization.scale
+    res = analyze(schedule, lo / s, hi / s)
+    if res.diverged:
+        return float("inf")
+    return float(res.final_error)

@@ -1,0 +1,149 @@
+"""Search-internal helpers: the diagnostics object, argument checks and a fast float64 interval map.
+
+The certified numbers of nsiter come from :mod:`nsiter.analysis` (mpmath root isolation).  Searches
+evaluate thousands of candidate polynomials, so they use :func:`image_interval_fast`, the same idea in
+plain float64: the image of ``[lo, hi]`` under a polynomial is ``[min, max]`` of its values at the two
+endpoints and at the critical points inside (roots of ``p'``, an even polynomial, found as the roots in
+``y = x^2`` of ``sum_k (2k+1) c_k y^k``).  Tests check it against :func:`nsiter.analysis.image_interval`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from nsiter.analysis import check_interval
+from nsiter.polynomial import OddPolynomial, Schedule
+
+__all__ = [
+    "Diagnostics",
+    "check_interval",
+    "image_interval_fast",
+    "propagate_fast",
+    "schedule_error_fast",
+]
+
+
+@dataclass
+class Diagnostics:
+    """What a search did, returned next to its schedule (``search(...) -> (Schedule, Diagnostics)``).
+
+    Attributes:
+        objective: the objective's name (``minimax``, ``max-slope``, ``band``, ``gradient``, ...).
+        parameters: every parameter the search ran with (JSON-ready); also stored in the provenance.
+        metrics: result metrics, e.g. ``final_error`` (worst ``|1 - phi_T|`` on the search interval),
+            ``slope_at_zero``, ``matmuls``; per objective more (``band``, ``loss``...).
+        steps: per step ``{"lo", "hi", "error", ...}``: the interval each step maps to.
+        iterations: inner iterations (Remez exchanges, optimizer steps) per step or in total.
+        converged: whether every inner solve met its tolerance.
+        seconds: wall time of the search.
+        notes: free-form remarks (which convention was used, warnings).
+    """
+
+    objective: str
+    parameters: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    iterations: list[int] = field(default_factory=list)
+    converged: bool = True
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective,
+            "parameters": dict(self.parameters),
+            "metrics": dict(self.metrics),
+            "steps": [dict(s) for s in self.steps],
+            "iterations": list(self.iterations),
+            "converged": self.converged,
+            "seconds": self.seconds,
+            "notes": list(self.notes),
+        }
+
+
+def check_degree(degree: Any) -> int:
+    """An odd integer >= 3."""
+    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 3 or degree % 2 == 0:
+        raise ValueError(f"degree must be an odd integer >= 3, got {degree!r}")
+    return int(degree)
+
+
+def check_positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be a real number, got {value!r}")
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{what} must be finite and > 0, got {value!r}")
+    return v
+
+
+def _coefficients(p: OddPolynomial | Sequence[float]) -> np.ndarray:
+    return np.asarray(p.coefficients if isinstance(p, OddPolynomial) else p, dtype=float)
+
+
+def critical_points(p: OddPolynomial | Sequence[float], lo: float, hi: float) -> np.ndarray:
+    """Critical points of the odd polynomial ``p`` strictly inside ``(lo, hi)``, ``0 <= lo``, sorted.
+
+    ``p'(x) = sum_k (2k+1) c_k x^(2k)`` is a polynomial of degree ``l`` in ``y = x^2``; its real roots
+    ``y > 0`` give ``x = sqrt(y)``.  Each root is polished by two Newton steps on ``p'`` in ``x``.
+    """
+    c = _coefficients(p)
+    d = np.array([(2 * k + 1) * ck for k, ck in enumerate(c)])
+    while d.size > 1 and d[-1] == 0:
+        d = d[:-1]
+    if d.size <= 1:
+        return np.empty(0)
+    ys = np.roots(d[::-1])
+    ys = ys[np.abs(ys.imag) <= 1e-9 * np.maximum(1.0, np.abs(ys.real))].real
+    ys = ys[ys > 0]
+    xs = np.sqrt(ys)
+    # polish: two Newton steps on p'(x); p''(x) = x * sum_{k>=1} (2k+1)(2k) c_k x^(2k-2)
+    dd = np.array([(2 * k + 1) * (2 * k) * ck for k, ck in enumerate(c)])[1:]
+    for _ in range(2):
+        x2 = xs * xs
+        f = np.polynomial.polynomial.polyval(x2, d)
+        g = xs * np.polynomial.polynomial.polyval(x2, dd) if dd.size else np.zeros_like(xs)
+        safe = np.where(g != 0, g, 1.0)
+        xs = np.where(g != 0, xs - f / safe, xs)
+    xs = np.sort(xs[(xs > lo) & (xs < hi)])
+    return xs
+
+
+def image_interval_fast(p: OddPolynomial | Sequence[float], lo: float, hi: float) -> tuple[float, float]:
+    """``(min, max)`` of ``p`` on ``[lo, hi]`` in float64 (endpoints + critical points).
+
+    Search-internal fast path of :func:`nsiter.analysis.image_interval` (which certifies with mpmath).
+    """
+    c = _coefficients(p)
+    xs = np.concatenate([[lo, hi], critical_points(c, lo, hi)])
+    x2 = xs * xs
+    vals = xs * np.polynomial.polynomial.polyval(x2, c)
+    return float(vals.min()), float(vals.max())
+
+
+def propagate_fast(steps: Sequence[OddPolynomial], lo: float, hi: float) -> list[tuple[float, float]]:
+    """Image intervals ``phi_k([lo, hi])`` for ``k = 1..T`` (each the exact image of the previous)."""
+    out = []
+    a, b = lo, hi
+    for p in steps:
+        a, b = image_interval_fast(p, a, b)
+        out.append((a, b))
+    return out
+
+
+def schedule_error_fast(schedule: Schedule | Sequence[OddPolynomial], lo: float, hi: float) -> float:
+    """Worst ``|1 - phi_T(x)|`` over ``x in [lo, hi]`` (float64 fast path)."""
+    steps = schedule.steps if isinstance(schedule, Schedule) else schedule
+    a, b = propagate_fast(steps, lo, hi)[-1]
+    return max(abs(1.0 - a), abs(b - 1.0))

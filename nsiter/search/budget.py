@@ -1,0 +1,156 @@
+"""Cost-aware search: the best greedy minimax schedule under a matrix-product budget, mixing degrees.
+
+A step of degree ``2l + 1`` costs ``l + 1`` matrix products (``Schedule.matmuls``: cubic 2, quintic 3,
+septic 4, ...).  For a *fixed* sequence of degrees the greedy minimax composition is optimal for the
+worst-case error on ``[lo, hi]`` (Amsel et al. 2025, Thm. 4.1), so the best schedule under a budget is
+the best greedy schedule over all degree sequences whose cost fits.  They are enumerated depth first;
+sequences sharing a prefix share its Remez solves, so the search costs one Remez solve per prefix.
+
+The optional cushion and safety factor follow :func:`nsiter.search.minimax.greedy_minimax` (the safety
+factor is applied to every step but the last).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from nsiter.polynomial import OddPolynomial, Provenance, Schedule
+from nsiter.search._core import (
+    Diagnostics,
+    check_interval,
+    check_positive,
+    check_positive_int,
+    image_interval_fast,
+)
+from nsiter.search.minimax import _cushioned_step
+
+__all__ = ["budget_search", "step_cost"]
+
+
+def step_cost(degree: int) -> int:
+    """Matrix products of one Gram-form step of odd ``degree = 2l + 1``: ``l + 1``."""
+    return (degree - 1) // 2 + 1
+
+
+def budget_search(
+    budget: int,
+    lo: float = 1e-3,
+    hi: float = 1.0,
+    degrees: Sequence[int] = (3, 5, 7),
+    *,
+    cushion: float = 0.0,
+    safety: float = 1.0,
+    exact_budget: bool = False,
+    max_steps: int = 12,
+    name: str | None = None,
+    progress: Any = None,
+) -> tuple[Schedule, Diagnostics]:
+    """The greedy minimax schedule with the smallest worst-case error on ``[lo, hi]`` within ``budget``.
+
+    Args:
+        budget: matrix products allowed (``>= 2``, the cost of one cubic step).
+        lo, hi: the interval of normalized singular values.
+        degrees: the odd step degrees to mix.
+        cushion, safety: Polar Express's stabilizations (see ``greedy_minimax``).
+        exact_budget: only sequences using exactly ``budget`` products.
+        max_steps: cap on the number of steps.
+        name: schedule name (default ``budget-<budget>``).
+        progress: optional callable ``progress(n)`` called with the number of prefixes explored.
+
+    Returns:
+        ``(schedule, diagnostics)``; ``diagnostics.metrics["ranking"]`` lists the best degree sequences
+        with their errors.
+    """
+    t0 = time.perf_counter()
+    lo, hi = check_interval(lo, hi)
+    if isinstance(budget, bool) or not isinstance(budget, int):
+        raise ValueError(f"budget must be an integer number of matrix products, got {budget!r}")
+    degs = sorted({int(d) for d in degrees})
+    if not degs or any(d < 3 or d % 2 == 0 for d in degs):
+        raise ValueError(f"degrees must be odd integers >= 3, got {list(degrees)!r}")
+    cheapest = min(step_cost(d) for d in degs)
+    if budget < cheapest:
+        raise ValueError(
+            f"budget {budget} is too small: the cheapest step (degree {min(degs)}) costs {cheapest} matrix products"
+        )
+    if exact_budget and not _reachable(budget, [step_cost(d) for d in degs]):
+        raise ValueError(f"no sequence of degrees {degs} costs exactly {budget} matrix products")
+    safety = check_positive(safety, "safety")
+    max_steps = check_positive_int(max_steps, "max_steps")
+    if not 0 <= cushion < 1:
+        raise ValueError(f"cushion must be in [0, 1), got {cushion!r}")
+
+    results: list[tuple[float, tuple[int, ...], tuple[OddPolynomial, ...]]] = []
+    count = 0
+
+    def dfs(a: float, b: float, spent: int, seq: tuple[int, ...], polys: tuple[OddPolynomial, ...]) -> None:
+        nonlocal count
+        for d in degs:
+            c = step_cost(d)
+            if spent + c > budget or len(seq) >= max_steps:
+                continue
+            p, _, _ = _cushioned_step(a, b, d, cushion, True)
+            count += 1
+            if progress is not None:
+                progress(count)
+            # as the last step (no safety factor)
+            if not exact_budget or spent + c == budget:
+                fa, fb = image_interval_fast(p, a, b)
+                results.append((max(abs(1 - fa), abs(fb - 1)), (*seq, d), (*polys, p)))
+            # as an inner step (safety factor), if another step still fits
+            if spent + c + cheapest <= budget and len(seq) + 1 < max_steps:
+                q = p.scaled_input(safety) if safety != 1.0 else p
+                na, nb = image_interval_fast(q, a, b)
+                if na > 0 and math.isfinite(nb):
+                    dfs(na, nb, spent + c, (*seq, d), (*polys, q))
+
+    dfs(lo, hi, 0, (), ())
+    results.sort(key=lambda r: (r[0], sum(step_cost(d) for d in r[1]), len(r[1])))
+    err, seq, polys = results[0]
+    params = {
+        "budget": budget,
+        "lo": lo,
+        "hi": hi,
+        "degrees": degs,
+        "cushion": float(cushion),
+        "safety": safety,
+        "exact_budget": bool(exact_budget),
+        "max_steps": max_steps,
+    }
+    sched = Schedule(
+        name or f"budget-{budget}",
+        polys,
+        Provenance(
+            kind="search",
+            source="nsiter.search.budget.budget_search (greedy minimax over degree sequences)",
+            reference="arXiv:2505.16932",
+            parameters={**params, "sequence": list(seq)},
+        ),
+        description=f"best greedy minimax schedule within {budget} matrix products on [{lo:g}, {hi:g}]",
+    )
+    diag = Diagnostics("budget", parameters=params)
+    a, b = lo, hi
+    for p in sched.steps:
+        a, b = image_interval_fast(p, a, b)
+        diag.steps.append({"degree": p.degree, "lo": a, "hi": b, "error": max(abs(1 - a), abs(b - 1))})
+    diag.metrics = {
+        "final_error": err,
+        "sequence": list(seq),
+        "matmuls": sched.matmuls(),
+        "slope_at_zero": sched.slope_at_zero,
+        "explored": count,
+        "ranking": [{"sequence": list(s), "error": e} for e, s, _ in results[:10]],
+    }
+    diag.iterations = [count]
+    diag.seconds = time.perf_counter() - t0
+    return sched, diag
+
+
+def _reachable(total: int, costs: list[int]) -> bool:
+    ok = [True] + [False] * total
+    for t in range(1, total + 1):
+        ok[t] = any(c <= t and ok[t - c] for c in costs)
+    return ok[total]

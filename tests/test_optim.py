@@ -1,0 +1,246 @@
+"""Muon: agreement with torch.optim.Muon, update scaling, weight decay, AdamW routing, state_dict, bad input."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.optim import _muon as torch_muon
+
+from nsiter.optim import Muon, MuonWithAuxAdam, muon_param_groups, update_scale
+from nsiter.polynomial import Normalization, OddPolynomial, Provenance, Schedule
+from nsiter.registry import load_schedule
+
+BF16_EPS = 2.0**-8  # unit roundoff of bfloat16 (8 significand bits)
+
+
+def torch_schedule() -> Schedule:
+    """Muon's schedule built from torch's own constants (an independent copy of the registry's ``muon``)."""
+    poly = OddPolynomial([torch_muon.DEFAULT_A, torch_muon.DEFAULT_B, torch_muon.DEFAULT_C])
+    return Schedule.repeated(
+        "torch-muon",
+        poly,
+        torch_muon.DEFAULT_NS_STEPS,
+        Provenance("repository", "torch/optim/_muon.py"),
+        normalization=Normalization(eps=torch_muon.EPS),
+    )
+
+
+def _pair(shapes, **kw):
+    torch.manual_seed(0)
+    w0 = [torch.randn(s) for s in shapes]
+    a = [w.clone().requires_grad_() for w in w0]
+    b = [w.clone().requires_grad_() for w in w0]
+    return w0, a, b
+
+
+def _feed(params_a, params_b, gen):
+    for pa, pb in zip(params_a, params_b, strict=True):
+        g = torch.randn(pa.shape, generator=gen)
+        pa.grad = g.clone()
+        pb.grad = g.clone()
+
+
+def test_registry_muon_is_torchs_schedule():
+    ours = load_schedule("muon")
+    ref = torch_schedule()
+    assert [p.coefficients for p in ours.steps] == [p.coefficients for p in ref.steps]
+    assert ours.normalization.eps == ref.normalization.eps
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs", "nesterov"), [("jordan", "original", True), ("moonlight", "match_rms_adamw", False)]
+)
+def test_matches_torch_muon_step_for_step(ours, theirs, nesterov):
+    # Same gradients into torch.optim.Muon, our Muon in bf16, and our Muon in float64 for 6 steps.  "Within bf16
+    # rounding": the two bf16 implementations differ by no more than the bf16 rounding error itself (distance of
+    # torch's bf16 trajectory from the float64 one), at every step.
+    shapes = [(48, 24), (16, 40)]
+    w0, a, b = _pair(shapes)
+    c = [w.clone().requires_grad_() for w in w0]
+    kw = {"lr": 0.02, "weight_decay": 0.1, "nesterov": nesterov}
+    ours_opt = Muon(a, schedule="muon", adjust_lr=ours, **kw)
+    exact = Muon(c, schedule="muon", adjust_lr=ours, dtype=torch.float64, **kw)
+    ref = torch.optim.Muon(b, adjust_lr_fn=theirs, **kw)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(6):
+        _feed(a, b, gen)
+        for pc, pb in zip(c, b, strict=True):
+            pc.grad = pb.grad.clone()
+        ours_opt.step()
+        ref.step()
+        exact.step()
+        for pa, pb, pc, w in zip(a, b, c, w0, strict=True):
+            rounding = (pb - pc).norm().item()
+            assert 0 < rounding < 0.05 * (pc - w).norm().item()  # bf16 Muon: a few % (p'(0)^5 amplifies)
+            assert (pa - pb).norm().item() <= 2.0 * rounding
+    for pa, pb in zip(a, b, strict=True):
+        # the momentum buffers are float32 arithmetic on the same gradients: equal
+        torch.testing.assert_close(ours_opt.state[pa]["momentum_buffer"], ref.state[pb]["momentum_buffer"])
+
+
+def test_disagrees_with_torch_when_conventions_differ():
+    # the agreement test can fail: Moonlight's scaling on a 48x24 matrix is 0.2*sqrt(48) ~ 1.39 vs sqrt(2) ~ 1.41 in
+    # Jordan's, under 2 % apart; a different schedule (classical cubic, 5 steps) is far off
+    w0, a, b = _pair([(48, 24)])
+    cubic = Schedule.repeated("c", OddPolynomial(exact=["3/2", "-1/2"]), 5, Provenance("user", "test"))
+    ours = Muon(a, lr=0.02, schedule=cubic)
+    ref = torch.optim.Muon(b, lr=0.02, weight_decay=0.0)
+    _feed(a, b, torch.Generator().manual_seed(1))
+    ours.step()
+    ref.step()
+    assert ((a[0] - b[0]).norm() / (b[0] - w0[0]).norm()).item() > 0.1
+
+
+def test_update_scale_closed_forms():
+    assert update_scale("jordan", 512, 128) == 2.0  # sqrt(512/128)
+    assert update_scale("jordan", 128, 512) == 1.0  # max(1, 1/4)
+    assert update_scale("original", 200, 50) == 2.0  # torch's name is an alias
+    assert math.isclose(update_scale("moonlight", 100, 400), 0.2 * 20.0)
+    assert update_scale("match_rms_adamw", 400, 100) == update_scale("moonlight", 100, 400)
+    assert update_scale(None, 1000, 1) == 1.0
+    with pytest.raises(ValueError, match="adjust_lr"):
+        update_scale("bogus", 2, 2)
+
+
+def test_moonlight_update_has_rms_0_2():
+    # Liu et al. 2025 (arXiv:2502.16982, Sec. 2.2): with an exactly orthogonal O (rank n), RMS(O) = sqrt(n/(mn))
+    # = 1/sqrt(m), so 0.2*sqrt(max(m, n)) * O has RMS 0.2.  Converged schedule: 30 cubic steps in float64.
+    cubic = Schedule.repeated("c", OddPolynomial(exact=["3/2", "-1/2"]), 40, Provenance("user", "test"))
+    torch.manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(64, 16, dtype=torch.float64))
+    w = torch.zeros(64, 16, dtype=torch.float64, requires_grad=True)
+    opt = Muon([w], lr=1.0, momentum=0.0, schedule=cubic, adjust_lr="moonlight", dtype=torch.float64)
+    w.grad = q * torch.linspace(0.5, 1.0, 16, dtype=torch.float64)  # singular values in [0.5, 1]
+    opt.step()
+    rms = w.detach().pow(2).mean().sqrt().item()
+    assert math.isclose(rms, 0.2, rel_tol=1e-9)
+    torch.testing.assert_close(-w.detach() / (0.2 * 8.0), q)  # the update is the polar factor of the gradient
+
+
+def test_decoupled_weight_decay_with_zero_gradient():
+    # zero gradient: the orthogonalized update is 0 (normalization maps zeros to zeros), so W <- (1 - lr wd) W
+    w = torch.randn(6, 4, requires_grad=True)
+    w0 = w.detach().clone()
+    opt = Muon([w], lr=0.1, weight_decay=0.5)
+    w.grad = torch.zeros_like(w)
+    opt.step()
+    torch.testing.assert_close(w.detach(), w0 * (1 - 0.1 * 0.5))
+
+
+def test_conv_weight_is_flattened():
+    # a (out, in, kh, kw) kernel is orthogonalized as the (out, in*kh*kw) matrix: the update of the 4-D weight
+    # equals the update of the same numbers held as a 2-D weight
+    torch.manual_seed(0)
+    k = torch.randn(8, 3, 3, 3)
+    g = torch.randn(8, 3, 3, 3)
+    a = k.clone().requires_grad_()
+    b = k.reshape(8, 27).clone().requires_grad_()
+    oa, ob = Muon([a], lr=0.05), Muon([b], lr=0.05)
+    a.grad, b.grad = g.clone(), g.reshape(8, 27).clone()
+    oa.step()
+    ob.step()
+    torch.testing.assert_close(a.detach().reshape(8, 27), b.detach())
+
+
+def test_one_dimensional_parameter_is_rejected_by_shape():
+    with pytest.raises(ValueError, match=r"shape \(7,\)"):
+        Muon([torch.zeros(7, requires_grad=True)], lr=0.01)
+    with pytest.raises(ValueError, match=r"shape \(\)"):
+        Muon([torch.zeros((), requires_grad=True)], lr=0.01)
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [({"lr": -1.0}, "lr"), ({"momentum": 1.0}, "momentum"), ({"weight_decay": -0.1}, "weight_decay")],
+)
+def test_bad_hyperparameters(kw, match):
+    args = {"lr": 0.01, **kw}
+    with pytest.raises(ValueError, match=match):
+        Muon([torch.zeros(3, 3, requires_grad=True)], **args)
+
+
+def test_unknown_schedule_and_dtype():
+    with pytest.raises(ValueError, match="no-such-schedule"):
+        Muon([torch.zeros(3, 3, requires_grad=True)], lr=0.01, schedule="no-such-schedule")
+    with pytest.raises(ValueError, match="int8"):
+        Muon([torch.zeros(3, 3, requires_grad=True)], lr=0.01, dtype="int8")
+
+
+class _Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.hidden = nn.Linear(8, 8)
+        self.conv = nn.Conv1d(8, 8, 3)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 5)
+
+
+def test_param_groups_route_non_matrices_to_adamw():
+    net = _Net()
+    groups = muon_param_groups(net, adam_names=("head",))
+    muon_names = next(g["names"] for g in groups if g["use_muon"])
+    adam_names = next(g["names"] for g in groups if not g["use_muon"])
+    assert muon_names == ["hidden.weight", "conv.weight"]
+    assert set(adam_names) == {
+        "embed.weight",
+        "hidden.bias",
+        "conv.bias",
+        "norm.weight",
+        "norm.bias",
+        "head.weight",
+        "head.bias",
+    }
+
+
+def test_aux_adamw_matches_torch_adamw():
+    # the AdamW half follows torch.optim.AdamW's arithmetic exactly (float32, 5 steps)
+    torch.manual_seed(0)
+    net_a, net_b = _Net(), _Net()
+    net_b.load_state_dict(net_a.state_dict())
+    opt_a = MuonWithAuxAdam(net_a, lr=0.02, adam_lr=1e-2, adam_weight_decay=0.1, adam_names=("head",))
+    adam_a = [p for g in opt_a.param_groups if not g["use_muon"] for p in g["params"]]
+    index = {id(p): i for i, p in enumerate(net_a.parameters())}
+    params_b = list(net_b.parameters())
+    adam_b = [params_b[index[id(p)]] for p in adam_a]
+    opt_b = torch.optim.AdamW(adam_b, lr=1e-2, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        for pa, pb in zip(adam_a, adam_b, strict=True):
+            g = torch.randn(pa.shape, generator=gen)
+            pa.grad, pb.grad = g.clone(), g.clone()
+        opt_a.step()
+        opt_b.step()
+    for pa, pb in zip(adam_a, adam_b, strict=True):
+        torch.testing.assert_close(pa.detach(), pb.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_state_dict_round_trip_continues_identically():
+    # train 3 steps, save (weights_only load), restore into a fresh optimizer, continue: same as uninterrupted
+    def run(split: bool):
+        torch.manual_seed(0)
+        net = _Net()
+        opt = MuonWithAuxAdam(net, lr=0.02, adam_lr=1e-2, schedule="polar-express-5", adam_names=("head",))
+        gen = torch.Generator().manual_seed(5)
+        for t in range(6):
+            if split and t == 3:
+                buf = io.BytesIO()
+                torch.save(opt.state_dict(), buf)
+                buf.seek(0)
+                opt = MuonWithAuxAdam(net, lr=0.5, adam_lr=0.5, adam_names=("head",))  # overwritten by load
+                opt.load_state_dict(torch.load(buf, weights_only=True))
+            for p in net.parameters():
+                p.grad = torch.randn(p.shape, generator=gen)
+            opt.step()
+        return [p.detach().clone() for p in net.parameters()], opt
+
+    plain, _ = run(False)
+    resumed, opt = run(True)
+    for a, b in zip(plain, resumed, strict=True):
+        assert torch.equal(a, b)
+    assert opt.param_groups[0]["schedule"]["name"] == "polar-express-5"
+    assert opt.schedule_of(opt.param_groups[0]).name == "polar-express-5"

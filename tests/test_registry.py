@@ -15,6 +15,7 @@ import pytest
 
 from nsiter.polynomial import OddPolynomial, Schedule
 from nsiter.registry import available_schedules, load_schedule, registry_dir
+from tests.published import PE5_PRINTED, PE_PRINTED
 
 OURS = (
     "cubic",
@@ -33,28 +34,6 @@ ALL = available_schedules()
 # KellerJordan/Muon muon.py (commit 00ba60d3), zeropower_via_newtonschulz5: a, b, c = (3.4445, -4.7750, 2.0315)
 MUON = (3.4445, -4.7750, 2.0315)
 
-# Amsel, Persson, Musco & Gower (2025), arXiv:2505.16932, Algorithm 1, coeffs_list as printed (before the
-# safety factor; the code then divides (a, b, c) by (1.01, 1.01**3, 1.01**5) for all but the last entry).
-PE_PRINTED = [
-    (8.28721201814563, -23.595886519098837, 17.300387312530933),
-    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
-    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
-    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
-    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
-    (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
-    (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
-    (1.875, -1.25, 0.375),
-]
-
-# KellerJordan/modded-nanogpt train_gpt.py (commit 0016a3c4), polar_express_coeffs,
-# "Computed for num_iters=5, safety_factor=2e-2, cushion=2"; X / (||X||_F * (1 + 2e-2) + 1e-6).
-PE5_PRINTED = [
-    (8.156554524902461, -22.48329292557795, 15.878769915207462),
-    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
-    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
-    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
-    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
-]
 
 # KellerJordan/modded-nanogpt records/track_2_medium/2025-02-14_GPT2MediumOptCoeffs/1baa66b2-...txt
 # (commit 074a1976), @leloykun's record "Tuned Muon Newton-Schulz coefficients".

@@ -28,41 +28,11 @@ from nsiter.search import (
 )
 from nsiter.search.minimax import _cushioned_step, min_ratio, newton_schulz_coefficients
 from nsiter.search.slope import max_slope_for_band
+from tests.published import CANS_5, PE5_PRINTED, PE_PRINTED
 
-# Amsel, Persson, Musco & Gower, "The Polar Express", arXiv:2505.16932, Algorithm 1 (coeffs_list, before the
-# 1.01 safety factor is applied to all but the last polynomial).
-POLAR_EXPRESS_8 = [
-    (8.28721201814563, -23.595886519098837, 17.300387312530933),
-    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
-    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
-    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
-    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
-    (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
-    (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
-    (1.875, -1.25, 0.375),
-]
 # The paper's Appendix G generator default: cushion = 0.02407327424182761, l = 1e-3, u = 1.
 PE_CUSHION = 0.02407327424182761
 
-# KellerJordan/modded-nanogpt train_gpt.py, polar_express_coeffs ("num_iters=5, safety_factor=2e-2, cushion=2").
-MODDED_5 = [
-    (8.156554524902461, -22.48329292557795, 15.878769915207462),
-    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
-    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
-    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
-    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
-]
-
-# CANS (Grishina, Smirnov & Rakhuba, arXiv:2506.10935) 5-step quintic set as used in
-# greekinRoma/Unified_Newton_Schulz_Orthogonalization ComparativeExperiment/CANS.py (class CaNS), generated
-# with the CANS reference code's delta-orthogonalization (delta = 0.99 in one step, then Remez on [0.01, 1.99]).
-CANS_5 = [
-    (8.462385123610193, -25.076703591296525, 18.604318451139527),
-    (4.169671637309271, -3.0995520439584285, 0.57956324300095),
-    (3.913676673069997, -2.920037812686962, 0.5590987905684336),
-    (3.1710465180967007, -2.3777373620051665, 0.49752193655456894),
-    (2.187030637313693, -1.5649500065194997, 0.4076449910177318),
-]
 
 # Jordan et al. 2024, KellerJordan/Muon muon.py
 JORDAN = (3.4445, -4.7750, 2.0315)
@@ -76,7 +46,7 @@ def rel(a, b) -> float:
 # ----------------------------------------------------------------------------------- reproduction
 def test_polar_express_paper_list_reproduced():
     sched, diag = greedy_minimax(1e-3, 1.0, 8, 5, cushion=PE_CUSHION, interval="symmetric")
-    for k, (p, ref) in enumerate(zip(sched.steps, POLAR_EXPRESS_8, strict=True)):
+    for k, (p, ref) in enumerate(zip(sched.steps, PE_PRINTED, strict=True)):
         # steps 1-6 to ~14 digits; 7-8 sit at lo/hi ~ 1 - 1e-6 where rounding decides (>= 8 digits)
         assert rel(p.coefficients, ref) < (1e-12 if k < 6 else 1e-8), k
     assert diag.converged
@@ -93,7 +63,7 @@ def test_polar_express_registry_is_paper_list_with_safety_factor():
 def test_modded_nanogpt_list_reproduced():
     # cushion 0.02, safety factor 1.02 on steps 1-4, interval propagated through the scaled polynomial
     sched, _ = greedy_minimax(1e-3, 1.0, 5, 5, cushion=0.02, safety=1.02, interval="symmetric")
-    for p, ref in zip(sched.steps, MODDED_5, strict=True):
+    for p, ref in zip(sched.steps, PE5_PRINTED, strict=True):
         assert rel(p.coefficients, ref) < 1e-12
     for p, q in zip(sched.steps, load_schedule("polar-express-5").steps, strict=True):
         assert rel(p.coefficients, q.coefficients) < 1e-12
@@ -343,7 +313,7 @@ def test_cli(tmp_path, monkeypatch, capsys):
     assert printed["schedule"]["name"] == sched.name
     assert sched.provenance.parameters["objective"] == "minimax"
     assert math.isfinite(sched.provenance.parameters["metrics"]["final_error"])
-    for p, ref in zip(sched.steps, POLAR_EXPRESS_8, strict=False):
+    for p, ref in zip(sched.steps, PE_PRINTED, strict=False):
         assert rel(p.coefficients, ref) < 1e-12
     assert cli.main(["search", "band", "--delta", "0.01", "--lo", "1e-3", "--out", str(out)]) == 2
     assert "not reachable" in capsys.readouterr().err

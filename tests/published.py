@@ -1,0 +1,35 @@
+"""Published coefficient sets typed from their sources: the independent references the tests compare with."""
+
+# Amsel, Persson, Musco & Gower (2025), arXiv:2505.16932, Algorithm 1, coeffs_list as printed (before the
+# safety factor; the code then divides (a, b, c) by (1.01, 1.01**3, 1.01**5) for all but the last entry).
+PE_PRINTED = [
+    (8.28721201814563, -23.595886519098837, 17.300387312530933),
+    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
+    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
+    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
+    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
+    (1.891301407787398, -1.2679958271945868, 0.37680408948524835),
+    (1.8750014808534479, -1.2500016453999487, 0.3750001645474248),
+    (1.875, -1.25, 0.375),
+]
+
+# KellerJordan/modded-nanogpt train_gpt.py (commit 0016a3c4), polar_express_coeffs,
+# "Computed for num_iters=5, safety_factor=2e-2, cushion=2"; X / (||X||_F * (1 + 2e-2) + 1e-6).
+PE5_PRINTED = [
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+]
+
+# CANS (Grishina, Smirnov & Rakhuba, arXiv:2506.10935) 5-step quintic set as used in
+# greekinRoma/Unified_Newton_Schulz_Orthogonalization ComparativeExperiment/CANS.py (class CaNS), generated
+# with the CANS reference code's delta-orthogonalization (delta = 0.99 in one step, then Remez on [0.01, 1.99]).
+CANS_5 = [
+    (8.462385123610193, -25.076703591296525, 18.604318451139527),
+    (4.169671637309271, -3.0995520439584285, 0.57956324300095),
+    (3.913676673069997, -2.920037812686962, 0.5590987905684336),
+    (3.1710465180967007, -2.3777373620051665, 0.49752193655456894),
+    (2.187030637313693, -1.5649500065194997, 0.4076449910177318),
+]

@@ -214,6 +214,22 @@ def _emulation(dtype: torch.dtype, device: torch.device, emulate: bool | None) -
     return emulate and torch.finfo(dtype).bits < 32
 
 
+def polynomial_step(X: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """One step ``X <- c_0 X + (c_1 A + c_2 A^2 + ...) X`` with ``A = X X^T``, out of place.
+
+    The same formula as ``iterates`` (Horner in ``A``), without its reused buffers, so autograd can
+    differentiate through it in ``X`` and in the coefficient tensor ``c`` (shape ``(l + 1,)``).  The
+    gradient-based search (``nsiter.search.gradient``) runs real matrix iterations through it.
+    """
+    if c.shape[0] == 1:
+        return c[0] * X
+    A = X @ X.mT
+    B = c[-1] * A
+    for k in range(c.shape[0] - 2, 0, -1):
+        B = c[k] * A + B @ A
+    return c[0] * X + B @ X
+
+
 def iterates(
     G: torch.Tensor,
     schedule: Schedule | str | Path = "muon",

@@ -264,3 +264,19 @@ def test_divergence_warns_instead_of_returning_silent_nonfinite():
     with pytest.warns(RuntimeWarning, match="'grows' diverged"):
         X = orthogonalize(G, bad, dtype=torch.float32)
     assert not torch.isfinite(X).all()
+
+
+def test_polynomial_step_is_the_evaluator_step_and_differentiable():
+    from nsiter.evaluate import polynomial_step
+
+    sched = load_schedule("polar-express").truncated(2)
+    G = torch.randn(6, 9, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ref = orthogonalize(G, sched, dtype=torch.float64)
+    X = G / (sched.normalization.scale * torch.linalg.matrix_norm(G) + sched.normalization.eps)
+    for p in sched:
+        X = polynomial_step(X, torch.tensor(p.coefficients, dtype=torch.float64))
+    torch.testing.assert_close(X, ref, rtol=1e-12, atol=1e-12)
+    # autograd agrees with finite differences in both the iterate and the coefficients
+    c = torch.tensor([3.4445, -4.7750, 2.0315], dtype=torch.float64, requires_grad=True)
+    X0 = (G / torch.linalg.matrix_norm(G)).requires_grad_(True)
+    assert torch.autograd.gradcheck(polynomial_step, (X0, c))

@@ -93,6 +93,7 @@ def gradient_search(
     theta = torch.zeros_like(base, requires_grad=True)
     x = torch.logspace(math.log10(lo), math.log10(hi), points, dtype=torch.float64)
     if matrix:
+        from nsiter.evaluate import polynomial_step
         from nsiter.matrices import log_uniform
 
         work = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}.get(
@@ -113,11 +114,7 @@ def gradient_search(
         if matrix:
             X = X0
             for t in range(steps):
-                A = X @ X.mT
-                B = c[t, -1].to(work) * A
-                for k in range(c.shape[1] - 2, 0, -1):  # Horner in A
-                    B = c[t, k].to(work) * A + B @ A
-                X = c[t, 0].to(work) * X + B @ X
+                X = polynomial_step(X, c[t].to(work))
             vals = torch.einsum("ij,ik,kj->j", U, X.to(torch.float64), Vh.mT)
             dev = (vals - 1).abs()
         else:

@@ -1,19 +1,32 @@
 """Search results vs published schedules per budget: certified and measured bf16 errors at equal matmul counts.
 
-For every budget of ``k`` quintic steps (``3k`` matrix products) the table lists the nsiter search winner
-(``nsiter-<k>step``, greedy minimax with safety factor 1.01, registry) and every published schedule with
-the same matmul count: Polar Express (Algorithm 1, truncated to ``k``), Muon/Jordan (repeated), and the
-fixed-length ones (modded-nanogpt Polar Express, Cesista, CANS at 5; Jiacheng's at 6).  Errors:
+For every budget of ``k`` quintic steps (``3k`` matrix products) the table lists the nsiter search
+winners with that many products (registry: ``nsiter-<k>step``, greedy minimax with safety factor 1.01,
+and at 21 products ``nsiter-21mm-bf16``, the precision-aware budget winner) and every published schedule
+with the same matmul count: Polar Express (Algorithm 1, truncated to ``k``), Muon/Jordan (repeated), and
+the fixed-length ones (modded-nanogpt Polar Express, Cesista, CANS at 5; Jiacheng's at 6).
 
 - ``certified_error``: worst ``|1 - phi_T|`` for ``sigma/||G||`` in ``[lo, hi]`` (``nsiter.analysis``,
   through the schedule's own normalization scale; ``nsiter.search.certified_error``);
-- ``measured_*``: bfloat16 runs of the evaluator on seeded square log-uniform spectra in ``[lo, hi]``
-  (``nsiter.search.calibrate.measure``, every size and seed): worst and mean per-direction
-  ``|1 - u_i^T X_T v_i|`` and the spectral distance to the polar factor (worst over runs), and the
-  median over runs of each run's worst direction (``measured_typical_max_error``, less noisy).
+- measured: bfloat16 runs of the evaluator on seeded square log-uniform spectra in ``[lo, hi]``
+  (``nsiter.search.calibrate.measure``; sizes x seeds runs per schedule, the same matrices for every
+  schedule).  Per run: the worst direction error ``max_i |1 - u_i^T X_T v_i|`` (distance to the polar
+  factor along each singular pair) and the worst singular-value error ``max_i |sigma_i(X_T) - 1|`` (the
+  measured counterpart of the certified error).  The table gives their mean over runs (with the standard
+  error of the worst direction error), the worst run, the mean error over directions, and the paired
+  difference of every nsiter schedule against the best published one (same runs: mean and standard
+  error of the per-run differences).
+
+The seeds (0-31) are disjoint from the ones the precision-aware budget search selected its winner on
+(100-131), and the 21-product winner is regenerated from its registry parameters here (``regenerated``).
+Every run is made twice: with the evaluator's default bf16 arithmetic on this CPU (float32 GEMMs rounded
+to bf16, see ``nsiter.evaluate``) and with the backend's native bf16 GEMM (``native_*`` columns), so that
+no conclusion rests on the emulation.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -27,58 +40,210 @@ PARAMS = {
     "lo": 1e-3,
     "hi": 1.0,
     "sizes": [64, 128],
-    "seeds": [0, 1, 2, 3, 4, 5, 6, 7],
+    "seeds": list(range(32)),
     "dtype": "bfloat16",
     "repeatable": ["polar-express", "muon"],  # published for any step count
     "fixed": ["polar-express-5", "cesista-5", "cans-5", "jiacheng-6"],  # published at their own length
+    "regenerate": ["nsiter-21mm-bf16"],
+    # mean error under a worst-case constraint (gradient objective, worst_weight 0, max_error = the best
+    # published certified error of the budget)
+    "tradeoff_budgets": [3, 4, 5],
+    "tradeoff": {"iters": 1500, "lr": 3e-3, "points": 4096},
 }
-QUICK = {"budgets": [3, 5], "sizes": [16], "seeds": [0], "fixed": ["polar-express-5"]}
+QUICK = {
+    "budgets": [3, 5],
+    "sizes": [16],
+    "seeds": [0, 1],
+    "fixed": ["polar-express-5"],
+    "regenerate": [],
+    "tradeoff_budgets": [3],
+    "tradeoff": {"iters": 20, "lr": 3e-3, "points": 256},
+}
+
+# the measured quantities, per run
+_RUN_KEYS = ("max_direction_error", "max_singular_error")
+
+
+def _ours(k: int) -> list[str]:
+    """Registry schedules found by nsiter's search with the matmul count of ``k`` quintic steps."""
+    out = []
+    for name in sorted(available_schedules()):
+        if name.startswith("nsiter-"):
+            s = load_schedule(name)
+            if s.provenance.kind == "search" and s.matmuls() == 3 * k:
+                out.append(name)
+    return out
 
 
 def _candidates(k: int, p: dict) -> list[tuple[str, str]]:
     known = set(available_schedules())
-    out = [(f"nsiter-{k}step", "nsiter")] if f"nsiter-{k}step" in known else []
+    out = [(n, "nsiter") for n in _ours(k)]
     out += [(n, "published") for n in p["repeatable"] if n in known]
     for n in p["fixed"]:
-        if n in known and len(load_schedule(n)) == k:
+        if n in known and load_schedule(n).matmuls() == 3 * k:
             out.append((n, "published"))
     return out
 
 
-def compute(ctx) -> list[dict]:
+def _regenerate(name: str) -> list[dict]:
+    """Rerun the budget search from the registry entry's parameters; record whether it agrees."""
+    from nsiter.search import budget_search
+
+    sched = load_schedule(name)
+    params = {k: v for k, v in sched.provenance.parameters.items() if k not in ("objective", "sequence")}
+    again, diag = budget_search(**params)
+    worst = (
+        max(
+            max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(p.coefficients, q.coefficients, strict=True))
+            for p, q in zip(again.steps, sched.steps, strict=True)
+        )
+        if len(again) == len(sched)
+        else math.inf
+    )
+    return [
+        {
+            "schedule": name,
+            "sequence": "".join(str(d) for d in diag.metrics["sequence"]),
+            "registry_sequence": "".join(str(q.degree) for q in sched.steps),
+            "max_relative_coefficient_difference": worst,
+            "shortlist": len(diag.metrics.get("measured", [])),
+        }
+    ]
+
+
+def compute(ctx) -> dict[str, list[dict]]:
     p = ctx.params
-    rows = []
+    runs = []
     for k in p["budgets"]:
         for name, kind in _candidates(k, p):
 
             def unit(name=name, kind=kind, k=k) -> list[dict]:
-                sched = load_schedule(name).truncated(k)
-                runs = [
-                    measure(sched, lo=p["lo"], hi=p["hi"], size=n, seeds=p["seeds"], dtype=p["dtype"])
-                    for n in p["sizes"]
-                ]
-                m = {
-                    "max_direction_error": max(r["max_direction_error"] for r in runs),
-                    "mean_error": sum(r["mean_error"] for r in runs) / len(runs),
-                    "spectral_error": max(r["spectral_error"] for r in runs),
-                    "typical": float(np.median([r["median_max_direction_error"] for r in runs])),
-                }
-                return [
-                    {
-                        "steps": k,
-                        "matmuls": sched.matmuls(),
-                        "schedule": name,
-                        "kind": kind,
-                        "certified_error": certified_error(sched, p["lo"], p["hi"]),
-                        "measured_max_error": m["max_direction_error"],
-                        "measured_typical_max_error": m["typical"],
-                        "measured_mean_error": m["mean_error"],
-                        "measured_spectral_error": m["spectral_error"],
-                    }
-                ]
+                sched = load_schedule(name).truncated(k) if name in p["repeatable"] else load_schedule(name)
+                cert = certified_error(sched, p["lo"], p["hi"])
+                out = []
+                for n in p["sizes"]:
+                    kw = {"lo": p["lo"], "hi": p["hi"], "size": n, "seeds": p["seeds"], "dtype": p["dtype"]}
+                    m = measure(sched, **kw)
+                    native = measure(sched, **kw, emulate=False)  # the backend's own bf16 GEMM
+                    for res in (m, native):
+                        if not math.isfinite(res["max_direction_error"]):  # diverged: inf for every seed
+                            res["runs"] = [
+                                {"seed": s, **dict.fromkeys(_RUN_KEYS, math.inf)} for s in p["seeds"]
+                            ]
+                    for r, q in zip(m["runs"], native["runs"], strict=True):
+                        out.append(
+                            {
+                                "steps": k,
+                                "matmuls": sched.matmuls(),
+                                "schedule": name,
+                                "kind": kind,
+                                "certified_error": cert,
+                                "size": n,
+                                "seed": r["seed"],
+                                **{key: r[key] for key in _RUN_KEYS},
+                                **{f"native_{key}": q[key] for key in _RUN_KEYS},
+                                "mean_error": m["mean_error"],
+                                "spectral_error": m["spectral_error"],
+                            }
+                        )
+                return out
 
-            rows += ctx.unit((k, name), unit)
+            runs += ctx.unit((k, name), unit)
         ctx.progress(f"{k} steps done")
+    regenerated = []
+    for name in p["regenerate"]:
+        regenerated += ctx.unit(("regenerate", name), lambda name=name: _regenerate(name))
+    main = _summarize(runs)
+    tradeoff = []
+    for k in p["tradeoff_budgets"]:
+        tradeoff += ctx.unit(("tradeoff", k), lambda k=k: _tradeoff(k, main, p))
+    tables = {"main": main, "runs": runs, "regenerated": regenerated, "tradeoff": tradeoff}
+    return {name: rows for name, rows in tables.items() if rows}  # --quick skips the regeneration
+
+
+def _tradeoff(k: int, main: list[dict], p: dict) -> list[dict]:
+    """The smallest mean error the gradient objective finds without exceeding the best published
+    certified error, against the published schedule with the smallest measured mean error."""
+    from nsiter.search import search
+
+    pubs = [
+        r for r in main if r["steps"] == k and r["kind"] == "published" and math.isfinite(r["measured_worst"])
+    ]
+    bound = min(r["certified_error"] for r in pubs)
+    sched, diag = search(
+        "gradient", steps=k, lo=p["lo"], hi=p["hi"], worst_weight=0.0, max_error=bound, **p["tradeoff"]
+    )
+    runs = [
+        measure(sched, lo=p["lo"], hi=p["hi"], size=n, seeds=p["seeds"], dtype=p["dtype"]) for n in p["sizes"]
+    ]
+    best_mean = min(pubs, key=lambda r: r["measured_mean_error"])
+    return [
+        {
+            "steps": k,
+            "bound": bound,
+            "certified_error": certified_error(sched, p["lo"], p["hi"]),
+            "scalar_mean_error": diag.metrics["mean_error"],
+            "measured_mean_error": float(np.mean([r["mean_error"] for r in runs])),
+            "measured_worst": float(np.mean([r["mean_max_direction_error"] for r in runs])),
+            "coefficients": [list(q.coefficients) for q in sched.steps],
+            "published_best_mean": best_mean["schedule"],
+            "published_mean_error": best_mean["measured_mean_error"],
+            "published_certified_error": best_mean["certified_error"],
+        }
+    ]
+
+
+def _summarize(runs: list[dict]) -> list[dict]:
+    groups: dict[tuple[int, str], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["steps"], r["schedule"]), []).append(r)
+    rows = []
+    for (k, name), rs in groups.items():
+        worst = np.array([r["max_direction_error"] for r in rs], dtype=float)
+        sing = np.array([r["max_singular_error"] for r in rs], dtype=float)
+        nat_worst = np.array([r["native_max_direction_error"] for r in rs], dtype=float)
+        nat_sing = np.array([r["native_max_singular_error"] for r in rs], dtype=float)
+        finite = bool(np.isfinite(worst).all())
+        rows.append(
+            {
+                "steps": k,
+                "matmuls": rs[0]["matmuls"],
+                "schedule": name,
+                "kind": rs[0]["kind"],
+                "certified_error": rs[0]["certified_error"],
+                "runs": len(rs),
+                "measured_worst": float(worst.mean()) if finite else math.inf,
+                "measured_worst_se": float(worst.std(ddof=1) / math.sqrt(len(rs)))
+                if finite and len(rs) > 1
+                else 0.0,
+                "measured_worst_run": float(worst.max()),
+                "measured_singular": float(sing.mean()) if finite else math.inf,
+                # mean_error is per (size, all seeds): average over the sizes
+                "measured_mean_error": float(
+                    np.mean([m for _, m in {(r["size"], r["mean_error"]) for r in rs}])
+                ),
+                "measured_spectral_error": max(r["spectral_error"] for r in rs),
+                "native_worst": float(nat_worst.mean()) if np.isfinite(nat_worst).all() else math.inf,
+                "native_singular": float(nat_sing.mean()) if np.isfinite(nat_sing).all() else math.inf,
+            }
+        )
+    # paired differences of nsiter schedules against the best published one (same matrices)
+    for row in rows:
+        row["paired_vs"] = ""
+        for col in ("paired_diff", "paired_se", "paired_singular_diff", "paired_singular_se"):
+            row[col] = math.nan
+        if row["kind"] != "nsiter":
+            continue
+        pubs = [r for r in rows if r["steps"] == row["steps"] and r["kind"] == "published"]
+        best = min(pubs, key=lambda r: r["measured_worst"])
+        row["paired_vs"] = best["schedule"]
+        for key, col in (("max_direction_error", "paired"), ("max_singular_error", "paired_singular")):
+            mine = {(r["size"], r["seed"]): r[key] for r in groups[(row["steps"], row["schedule"])]}
+            theirs = {(r["size"], r["seed"]): r[key] for r in groups[(best["steps"], best["schedule"])]}
+            d = np.array([mine[k] - theirs[k] for k in mine])
+            row[f"{col}_diff"] = float(d.mean())
+            row[f"{col}_se"] = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+    rows.sort(key=lambda r: (r["steps"], r["kind"] != "nsiter", r["certified_error"]))
     return rows
 
 
@@ -94,23 +259,40 @@ def plot(tables, ctx):
     use_style()
     rows = tables["main"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+
+    def label_of(r: dict) -> str:
+        if r["schedule"] == "nsiter-21mm-bf16" or r["kind"] == "published":
+            return r["schedule"]
+        return "nsiter search"
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {}  # one colour per series in both panels
+    for r in rows:
+        colors.setdefault(label_of(r), cycle[len(colors) % len(cycle)])
     for ax, key, title in zip(
         axes,
-        ("certified_error", "measured_max_error"),
-        ("certified, $[10^{-3}, 1]$", "measured bf16 (worst)"),
+        ("certified_error", "measured_worst"),
+        ("certified, $[10^{-3}, 1]$", "measured bf16 (worst direction, mean over runs)"),
         strict=True,
     ):
-        series = {}
-        for r in rows:  # the nsiter winners (one schedule per budget) form one series
-            label = "nsiter search" if r["kind"] == "nsiter" else r["schedule"]
+        series: dict[str, list] = {}
+        for r in rows:
+            label = label_of(r)
+            if not math.isfinite(r[key]) or r[key] > 10:  # diverged: named in the legend, not plotted
+                series.setdefault(f"{label} (diverges)", [])
+                continue
             series.setdefault(label, []).append((r["matmuls"], max(r[key], 1e-12)))
         for label, pts in series.items():
             pts.sort()
-            style = "o-" if label == "nsiter search" else "s--"
-            ax.plot([a for a, _ in pts], [b for _, b in pts], style, label=label, ms=4)
+            style = "D" if label == "nsiter-21mm-bf16" else "o-" if label.startswith("nsiter") else "s--"
+            if pts:
+                xs, ys = [a for a, _ in pts], [b for _, b in pts]
+                ax.plot(xs, ys, style, color=colors[label], label=label, ms=5 if style == "D" else 4)
+            else:
+                ax.plot([], [], "x", color="0.4", label=label)
         ax.set_yscale("log")
         ax.set_xlabel("matrix products")
-        ax.set_title(title)
+        ax.set_title(title, fontsize=9)
     axes[0].set_ylabel(r"$\max |1 - \varphi_T|$")
     axes[1].legend(fontsize=7)
     return fig
@@ -127,23 +309,56 @@ def numbers(tables) -> dict:
         word = "abcdefghij"[k]
         out[f"searchOursCert{word}"] = ours["certified_error"]
         out[f"searchPubCert{word}"] = pub["certified_error"]
+        mine = _best(rows, k, "nsiter", "measured_worst")
+        theirs = _best(rows, k, "published", "measured_worst")
+        out[f"searchOursMeas{word}"] = mine["measured_worst"]
+        out[f"searchPubMeas{word}"] = theirs["measured_worst"]
+    runs = {r["runs"] for r in rows}
+    out["searchRuns"] = max(runs) if runs else 0
+    for r in rows:
+        if r["schedule"] == "nsiter-21mm-bf16":
+            out["searchMixedWorst"] = r["measured_worst"]
+            out["searchMixedSing"] = r["measured_singular"]
+            out["searchMixedMean"] = r["measured_mean_error"]
+            out["searchMixedSingDiff"] = abs(r["paired_singular_diff"])
+            out["searchMixedSingSe"] = r["paired_singular_se"]
+            pe = next(q for q in rows if q["steps"] == r["steps"] and q["schedule"] == "polar-express")
+            out["searchPeSevenWorst"] = pe["measured_worst"]
+            out["searchPeSevenSing"] = pe["measured_singular"]
+            out["searchPeSevenMean"] = pe["measured_mean_error"]
+    for t in tables.get("tradeoff", []):
+        word = "abcdefghij"[int(t["steps"])]
+        out[f"searchTradeMean{word}"] = t["measured_mean_error"]
+        out[f"searchTradeCert{word}"] = t["certified_error"]
+        out[f"searchTradePubMean{word}"] = t["published_mean_error"]
+        out[f"searchTradePubCert{word}"] = t["published_certified_error"]
     return out
 
 
 def latex(tables) -> dict:
     from experiments.common import latex_table, tex_number
 
-    rows = sorted(tables["main"], key=lambda r: (r["steps"], r["kind"] != "nsiter", r["certified_error"]))
-
     def num(x):
-        return f"${tex_number(float(x))}$"
+        return "div." if not math.isfinite(float(x)) else f"${tex_number(float(x))}$"
 
+    def meas(x):  # a measured error above 10 means the iteration blew up
+        return "div." if not math.isfinite(float(x)) or float(x) > 10 else f"${tex_number(float(x))}$"
+
+    def paired(row):
+        if row.get("kind") != "nsiter" or not math.isfinite(float(row["paired_diff"])):
+            return ""
+        return f"${tex_number(float(row['paired_diff']), 2)} \\pm {tex_number(float(row['paired_se']), 1)}$"
+
+    rows = [dict(r, paired=paired(r)) for r in tables["main"]]
     cols = [
         ("steps", "steps", None),
-        ("matmuls", "matmuls", None),
+        ("matmuls", "mm", None),
         ("schedule", "schedule", None),
         ("certified_error", "certified", num),
-        ("measured_max_error", "bf16 worst", num),
-        ("measured_mean_error", "bf16 mean", num),
+        ("measured_worst", "bf16 worst", meas),
+        ("measured_worst_run", "worst run", meas),
+        ("measured_singular", r"$\max|\sigma-1|$", meas),
+        ("measured_mean_error", "bf16 mean", meas),
+        ("paired", "paired diff.", lambda s: s),
     ]
     return {"table": latex_table(rows, cols)}

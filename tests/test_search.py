@@ -239,6 +239,52 @@ def test_registry_winners(k):
     assert rivals and ours < min(rivals)
 
 
+def test_precision_aware_budget_keeps_the_most_accurate_converged_sequence():
+    # small and fast: 12 matmuls on [0.1, 1] converge far below the float16 floor in several ways
+    kw = {"lo": 0.1, "degrees": (3, 5), "dtype": "float16", "sizes": (16,), "seeds": (0, 1)}
+    sched, diag = budget_search(12, **kw)
+    measured = diag.metrics["measured"]
+    floor = 2.0**-11  # float16 unit roundoff
+    assert diag.parameters["floor"] == floor
+    assert len(measured) >= 2 and all(m["certified_error"] <= floor for m in measured)
+    # one shortlisted sequence per length of the final run of cubic steps
+    tails = [
+        len("".join(map(str, m["sequence"]))) - len("".join(map(str, m["sequence"])).rstrip("3"))
+        for m in measured
+    ]
+    assert len(set(tails)) == len(tails)
+    chosen = min(measured, key=lambda m: (m["measured_error"], m["certified_error"]))
+    assert diag.metrics["sequence"] == chosen["sequence"] == [p.degree for p in sched.steps]
+    assert certified_error(sched, 0.1, 1.0) <= floor
+    # the certified winner is shortlisted too (it has the smallest error of its tail length)
+    _, plain = budget_search(12, lo=0.1, degrees=(3, 5))
+    assert plain.metrics["sequence"] in [m["sequence"] for m in measured]
+
+
+def test_precision_aware_budget_falls_back_to_certified_when_nothing_converges():
+    sched, diag = budget_search(9, degrees=(3, 5), dtype="bfloat16", sizes=(16,), seeds=(0,))
+    plain, _ = budget_search(9, degrees=(3, 5))
+    assert diag.metrics["measured"] == [] and "no sequence" in diag.notes[0]
+    assert [p.coefficients for p in sched.steps] == [p.coefficients for p in plain.steps]
+    with pytest.raises(ValueError, match="bf17"):
+        budget_search(9, dtype="bf17")
+
+
+def test_registry_precision_aware_winner():
+    sched = load_schedule("nsiter-21mm-bf16")
+    params = sched.provenance.parameters
+    seq = params["sequence"]
+    assert [p.degree for p in sched.steps] == seq and sched.matmuls() == 21
+    # its steps are the greedy minimax construction for that degree sequence
+    again, _ = greedy_minimax(1e-3, 1.0, len(seq), seq, cushion=params["cushion"], safety=params["safety"])
+    for p, q in zip(again.steps, sched.steps, strict=True):
+        assert rel(p.coefficients, q.coefficients) < 1e-12
+    ours = certified_error(sched)
+    assert ours <= params["floor"] == 2.0**-8
+    rivals = [load_schedule(n).truncated(7) for n in ("polar-express", "muon")]
+    assert ours < min(certified_error(s) for s in rivals)
+
+
 # ----------------------------------------------------------------------------------- interface
 def test_search_dispatch_and_round_trip(tmp_path):
     sched, diag = search("minimax", lo=1e-2, steps=3, degree=[3, 5, 7])
@@ -280,12 +326,40 @@ def test_calibrate_and_measure_in_float64():
     m = measure(plain, size=24, seeds=(0,), dtype="float64")
     assert m["max_direction_error"] <= certified_error(plain) + 1e-9
     assert m["max_direction_error"] >= 0.9 * certified_error(plain)  # lo and hi are in the spectrum
+    # in float64 the singular values of X_T are phi_T(sigma_i) on the log-spaced spectrum
+    sigma = np.logspace(0, -3, 24)
+    y = sigma.copy()
+    for p in plain.steps:
+        y = p(y)
+    assert m["max_singular_error"] == pytest.approx(np.abs(y - 1).max(), abs=1e-9)
+    assert m["mean_max_singular_error"] == pytest.approx(m["max_singular_error"])
+    assert m["mean_max_direction_error"] <= m["max_direction_error"] and len(m["runs"]) == 1
 
 
 def test_gradient_does_not_worsen_its_loss():
     sched, diag = search("gradient", steps=3, iters=5, points=64)
     assert diag.metrics["loss"] <= diag.metrics["initial_loss"]
     assert len(sched) == 3
+
+
+def test_gradient_mean_under_a_worst_case_constraint():
+    bound = 0.9 * certified_error(load_schedule("muon").truncated(3))
+    sched, diag = search(
+        "gradient", steps=3, worst_weight=0.0, max_error=bound, iters=40, lr=3e-3, points=256
+    )
+    assert certified_error(sched) <= bound
+    init, _ = greedy_minimax(1e-3, 1.0, 3, 5, safety=1.01)
+    x = np.logspace(-3, 0, 256)
+    y0 = x
+    for p in init.steps:
+        y0 = p(y0)
+    assert diag.metrics["mean_error"] <= np.abs(y0 - 1).mean() + 1e-12
+    # below the greedy minimax error no 3-step quintic schedule exists (Amsel et al. 2025, Thm. 4.1)
+    optimal = schedule_error_fast(greedy_minimax(1e-3, 1.0, 3, 5)[0], 1e-3, 1.0)
+    with pytest.raises(ValueError, match="smallest worst-case"):
+        search("gradient", steps=3, max_error=0.99 * optimal, iters=2)
+    with pytest.raises(ValueError, match="matrix=True"):
+        search("gradient", steps=3, max_error=0.95, matrix=True, iters=2)
 
 
 def test_cli(tmp_path, monkeypatch, capsys):

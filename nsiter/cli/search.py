@@ -97,6 +97,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--safety", type=positive_float, default=1.0)
     q.add_argument("--exact-budget", action="store_true")
     q.add_argument("--max-steps", type=positive_int, default=12)
+    q.add_argument(
+        "--dtype",
+        default=None,
+        help="precision-aware: among sequences certified below --floor, keep the most accurate measured in this dtype",
+    )
+    q.add_argument("--floor", type=positive_float, default=None, help="default: the dtype's unit roundoff")
+    q.add_argument("--sizes", type=_ints, default=[64, 128], help="matrix sizes of the measurement")
+    q.add_argument("--seeds", type=_ints, default=list(range(100, 132)), help="seeds of the measurement")
     _common(q)
 
     q = objs.add_parser("calibrate", help="safety factor from measured low-precision runs")
@@ -121,6 +129,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--iters", type=positive_int, default=300)
     q.add_argument("--lr", type=positive_float, default=1e-4)
     q.add_argument("--worst-weight", type=finite_float, default=0.5)
+    q.add_argument(
+        "--max-error", type=positive_float, default=None, help="constrain the worst error (scalar mode)"
+    )
     q.add_argument("--safety", type=positive_float, default=1.01)
     q.add_argument("--matrix", action="store_true", help="loss measured on matrices in --dtype")
     q.add_argument("--size", type=positive_int, default=64)
@@ -140,6 +151,9 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     if args.objective == "calibrate":
         params["seeds"] = tuple(params["seeds"])
         params["size"] = tuple(params["size"])
+    if args.objective == "budget":
+        params["seeds"] = tuple(params["seeds"])
+        params["sizes"] = tuple(params["sizes"])
     return params
 
 

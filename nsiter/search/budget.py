@@ -8,6 +8,18 @@ sequences sharing a prefix share its Remez solves, so the search costs one Remez
 
 The optional cushion and safety factor follow :func:`nsiter.search.minimax.greedy_minimax` (the safety
 factor is applied to every step but the last).
+
+Precision-aware mode (``dtype=...``).  Once the certified error falls below the arithmetic's floor
+(default: the unit roundoff of ``dtype``, ``2^-8`` for bfloat16) it no longer decides anything: what is
+left of the error is the rounding of the final steps, and it grows with the size of their coefficients
+(the flat cubic ``(3/2, -1/2)`` has coefficient sum 2, the quintic ``(15/8, -10/8, 3/8)`` 3.5).  So the
+sequences that are certified below the floor are shortlisted by how many of their final steps have the
+lowest degree (for each tail length, the one with the smallest certified error), each shortlisted
+schedule is run by the evaluator in ``dtype`` (:func:`nsiter.search.calibrate.measure`), and the one with
+the smallest measured worst error (mean over the runs of each run's ``max_i |1 - u_i^T X_T v_i|``) wins.
+If no sequence reaches the floor the certified winner is returned, as without ``dtype``.  The default
+measurement seeds (100-131) are disjoint from those of the search-results experiment (0-31), so the
+published comparison is not made on the runs that chose the winner.
 """
 
 from __future__ import annotations
@@ -45,6 +57,10 @@ def budget_search(
     safety: float = 1.0,
     exact_budget: bool = False,
     max_steps: int = 12,
+    dtype: Any = None,
+    floor: float | None = None,
+    sizes: Sequence[int] = (64, 128),
+    seeds: Sequence[int] = tuple(range(100, 132)),
     name: str | None = None,
     progress: Any = None,
 ) -> tuple[Schedule, Diagnostics]:
@@ -57,7 +73,11 @@ def budget_search(
         cushion, safety: Polar Express's stabilizations (see ``greedy_minimax``).
         exact_budget: only sequences using exactly ``budget`` products.
         max_steps: cap on the number of steps.
-        name: schedule name (default ``budget-<budget>``).
+        dtype: precision-aware mode (see the module docstring): measure the sequences certified below
+            ``floor`` in this dtype and keep the most accurate; ``None`` (default): certified error only.
+        floor: certified error below which rounding decides (default: the unit roundoff of ``dtype``).
+        sizes, seeds: the measurement of the precision-aware mode (square log-uniform matrices).
+        name: schedule name (default ``budget-<budget>``, or ``budget-<budget>-<dtype>``).
         progress: optional callable ``progress(n)`` called with the number of prefixes explored.
 
     Returns:
@@ -82,6 +102,13 @@ def budget_search(
     max_steps = check_positive_int(max_steps, "max_steps")
     if not 0 <= cushion < 1:
         raise ValueError(f"cushion must be in [0, 1), got {cushion!r}")
+
+    if dtype is not None:  # validate before the search
+        floor = _unit_roundoff(dtype) if floor is None else check_positive(floor, "floor")
+        sizes = [check_positive_int(n, "size") for n in sizes]
+        seeds = list(seeds)
+        if not seeds:
+            raise ValueError("seeds must list at least one seed for the precision-aware measurement")
 
     results: list[tuple[float, tuple[int, ...], tuple[OddPolynomial, ...]]] = []
     count = 0
@@ -110,6 +137,16 @@ def budget_search(
     dfs(lo, hi, 0, (), ())
     results.sort(key=lambda r: (r[0], sum(step_cost(d) for d in r[1]), len(r[1])))
     err, seq, polys = results[0]
+    measured: list[dict[str, Any]] = []
+    if dtype is not None:
+        shortlist = _tail_shortlist(results, floor, degs[0])
+        for e, sq, ps in shortlist:
+            cand = Schedule("candidate", ps, Provenance(kind="search", source="budget_search"))
+            m = _measure_mean(cand, lo, hi, sizes, seeds, dtype)
+            measured.append({"sequence": list(sq), "certified_error": e, **m})
+        if measured:
+            best = min(range(len(shortlist)), key=lambda i: (measured[i]["measured_error"], shortlist[i][0]))
+            err, seq, polys = shortlist[best]
     params = {
         "budget": budget,
         "lo": lo,
@@ -120,8 +157,12 @@ def budget_search(
         "exact_budget": bool(exact_budget),
         "max_steps": max_steps,
     }
+    if dtype is not None:
+        params.update(
+            dtype=str(dtype), floor=floor, sizes=[int(n) for n in sizes], seeds=[int(x) for x in seeds]
+        )
     sched = Schedule(
-        name or f"budget-{budget}",
+        name or (f"budget-{budget}" if dtype is None else f"budget-{budget}-{dtype}"),
         polys,
         Provenance(
             kind="search",
@@ -144,6 +185,12 @@ def budget_search(
         "explored": count,
         "ranking": [{"sequence": list(s), "error": e} for e, s, _ in results[:10]],
     }
+    if dtype is not None:
+        diag.metrics["measured"] = measured
+        if not measured:
+            diag.notes.append(
+                f"no sequence is certified below the floor {floor:.3g}: the certified winner is returned"
+            )
     diag.iterations = [count]
     diag.seconds = time.perf_counter() - t0
     return sched, diag
@@ -154,3 +201,39 @@ def _reachable(total: int, costs: list[int]) -> bool:
     for t in range(1, total + 1):
         ok[t] = any(c <= t and ok[t - c] for c in costs)
     return ok[total]
+
+
+def _unit_roundoff(dtype: Any) -> float:
+    import torch
+
+    from nsiter.search.calibrate import _dtype
+
+    return float(torch.finfo(_dtype(dtype)).eps) / 2
+
+
+def _tail_shortlist(results: list, floor: float, low: int) -> list:
+    """Among sequences certified below ``floor``: for each length of the final run of degree-``low``
+    steps, the one with the smallest certified error (``results`` is sorted by certified error)."""
+    best: dict[int, tuple] = {}
+    for r in results:
+        if r[0] > floor:
+            break
+        tail = next((i for i, d in enumerate(reversed(r[1])) if d != low), len(r[1]))
+        best.setdefault(tail, r)
+    return [best[k] for k in sorted(best)]
+
+
+def _measure_mean(
+    sched: Schedule, lo: float, hi: float, sizes: Sequence[int], seeds: Sequence[int], dtype: Any
+) -> dict:
+    from nsiter.search.calibrate import measure
+
+    runs = [
+        measure(sched, lo=lo, hi=hi, size=check_positive_int(n, "size"), seeds=seeds, dtype=dtype)
+        for n in sizes
+    ]
+    return {
+        "measured_error": float(sum(r["mean_max_direction_error"] for r in runs) / len(runs)),
+        "measured_singular_error": float(sum(r["mean_max_singular_error"] for r in runs) / len(runs)),
+        "measured_mean_error": float(sum(r["mean_error"] for r in runs) / len(runs)),
+    }

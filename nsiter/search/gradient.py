@@ -8,7 +8,13 @@ The coefficients of all ``T`` steps are free parameters.  On ``N`` log-spaced po
     L = (1 - w) mean_x |phi_T(x) - 1| + w softmax_tau(|phi_T(x) - 1|) + rho sum_t relu(|phi_t(x)| - bound)^2
 
 where ``softmax_tau`` is the log-sum-exp smooth maximum (``w`` trades mean against worst error) and the
-penalty keeps every intermediate step bounded.  With ``matrix=True`` the loss is instead measured on real
+penalty keeps every intermediate step bounded.  With ``max_error = W`` the worst error becomes a
+constraint instead: ``1e4 relu(max_x |phi_T(x) - 1| - W)^2`` is added, and only iterates whose error
+on the whole interval (float64 interval propagation, not just the samples) is at most ``W`` can be
+returned.  ``W``
+below the greedy minimax error is infeasible (the greedy composition minimizes the worst case among all
+compositions of the same degrees, Amsel et al. 2025, Thm. 4.1) and raises ``ValueError``; with
+``worst_weight = 0`` this traces the trade-off between mean and worst error.  With ``matrix=True`` the loss is instead measured on real
 matrices through a differentiable copy of the Gram-form iteration run in ``dtype`` (bfloat16 by default),
 so the gradient sees low-precision rounding; the evaluator itself writes into work buffers and cannot be
 differentiated.  Adam, initialized at the greedy minimax schedule (optionally with a safety factor).
@@ -30,6 +36,7 @@ from nsiter.search._core import (
     check_positive,
     check_positive_int,
     propagate_fast,
+    schedule_error_fast,
 )
 from nsiter.search.minimax import greedy_minimax
 
@@ -50,6 +57,7 @@ def gradient_search(
     penalty: float = 10.0,
     points: int = 512,
     safety: float = 1.01,
+    max_error: float | None = None,
     matrix: bool = False,
     size: int = 64,
     dtype: Any = "bfloat16",
@@ -69,6 +77,7 @@ def gradient_search(
         bound, penalty: every ``|phi_t(x)|`` above ``bound`` is penalized by ``penalty * excess^2``.
         points: number of log-spaced sample points.
         safety: safety factor of the greedy initialization.
+        max_error: constrain the sampled worst error ``max_x |phi_T(x) - 1|`` to at most this (scalar mode).
         matrix: measure the loss on ``size x size`` matrices in ``dtype`` instead of on scalars.
         seed: seed of the matrices (matrix mode).
         name: schedule name.
@@ -88,6 +97,20 @@ def gradient_search(
     if not 0 <= worst_weight <= 1:
         raise ValueError(f"worst_weight must be in [0, 1], got {worst_weight!r}")
     init, _ = greedy_minimax(lo, hi, steps, degree, safety=safety)
+    if max_error is not None:
+        max_error = check_positive(max_error, "max_error")
+        if matrix:
+            raise ValueError(
+                "max_error constrains the scalar composed error; it cannot be combined with matrix=True"
+            )
+        _, optimal = greedy_minimax(lo, hi, steps, degree)
+        if max_error < optimal.metrics["final_error"]:
+            raise ValueError(
+                f"max_error={max_error!r} is below {optimal.metrics['final_error']:.6g}, the smallest worst-case "
+                f"error any {steps}-step degree-{degree} schedule reaches on [{lo:g}, {hi:g}] (greedy minimax)"
+            )
+        if schedule_error_fast(init, lo, hi) > max_error:  # start from a feasible point
+            init, _ = greedy_minimax(lo, hi, steps, degree)
     base = torch.tensor([p.coefficients for p in init.steps], dtype=torch.float64)
     # multiplicative parameterization c = c_greedy * exp(theta): keeps every coefficient's sign
     theta = torch.zeros_like(base, requires_grad=True)
@@ -128,8 +151,12 @@ def gradient_search(
                 pen = pen + torch.relu(y.abs() - bound).pow(2).sum()
             dev = (y - 1).abs()
         smooth_max = tau * torch.logsumexp(dev / tau, dim=0) - tau * math.log(dev.numel())
+        if max_error is not None:
+            pen = pen + 1e4 * torch.relu(dev.max() - max_error).pow(2) / penalty
+            feasible[0] = bool(dev.max() <= max_error)
         return (1 - worst_weight) * dev.mean() + worst_weight * smooth_max + penalty * pen
 
+    feasible = [True]
     opt = torch.optim.Adam([theta], lr=lr)
     with torch.no_grad():
         initial = float(loss_fn())
@@ -141,7 +168,7 @@ def gradient_search(
         if not torch.isfinite(loss):
             break
         value = float(loss.detach())
-        if value < best[0]:  # theta as it was when this loss was measured
+        if value < best[0] and feasible[0] and _within(coefficients().detach(), max_error, lo, hi):
             best = (value, theta.detach().clone())
         loss.backward()
         opt.step()
@@ -153,6 +180,10 @@ def gradient_search(
         final = float(loss_fn())
         coef = coefficients().numpy()
     polys = tuple(OddPolynomial([float(v) for v in row]) for row in coef)
+    xs = x.numpy()
+    ys = xs
+    for p in polys:
+        ys = p(ys)
     params = {
         "steps": steps,
         "degree": degree,
@@ -166,6 +197,7 @@ def gradient_search(
         "penalty": penalty,
         "points": points,
         "safety": safety,
+        "max_error": max_error,
         "matrix": bool(matrix),
         "size": size,
         "dtype": str(dtype),
@@ -190,6 +222,7 @@ def gradient_search(
         "loss": final,
         "initial_loss": initial,
         "final_error": diag.steps[-1]["error"],
+        "mean_error": float(np.mean(np.abs(ys - 1))),  # on the log-spaced sample points
         "initial_error": max(abs(1 - init_images[-1][0]), abs(init_images[-1][1] - 1)),
         "slope_at_zero": sched.slope_at_zero,
         "matmuls": sched.matmuls(),
@@ -199,3 +232,12 @@ def gradient_search(
     diag.converged = len(losses) == iters
     diag.seconds = time.perf_counter() - t0
     return sched, diag
+
+
+def _within(coef, max_error: float | None, lo: float, hi: float) -> bool:
+    """Whether the schedule with coefficient rows ``coef`` keeps ``max |phi_T - 1| <= max_error`` on
+    ``[lo, hi]`` (interval propagation; always true without a constraint)."""
+    if max_error is None:
+        return True
+    polys = [OddPolynomial([float(v) for v in row]) for row in coef.tolist()]
+    return schedule_error_fast(polys, lo, hi) <= max_error

@@ -49,6 +49,10 @@ PARAMS = {
     # published certified error of the budget)
     "tradeoff_budgets": [3, 4, 5],
     "tradeoff": {"iters": 1500, "lr": 3e-3, "points": 4096},
+    # safety factor of the greedy minimax schedule chosen from measured runs (nsiter.search.calibrate),
+    # on seeds disjoint from the comparison's
+    "calibrate_budgets": [3, 4, 5, 6, 7],
+    "calibrate": {"cushion": 0.02, "size": [32, 64, 128], "seeds": list(range(200, 208))},
 }
 QUICK = {
     "budgets": [3, 5],
@@ -58,6 +62,8 @@ QUICK = {
     "regenerate": [],
     "tradeoff_budgets": [3],
     "tradeoff": {"iters": 20, "lr": 3e-3, "points": 256},
+    "calibrate_budgets": [3],
+    "calibrate": {"cushion": 0.02, "size": [16], "seeds": [200]},
 }
 
 # the measured quantities, per run
@@ -157,8 +163,36 @@ def compute(ctx) -> dict[str, list[dict]]:
     tradeoff = []
     for k in p["tradeoff_budgets"]:
         tradeoff += ctx.unit(("tradeoff", k), lambda k=k: _tradeoff(k, main, p))
-    tables = {"main": main, "runs": runs, "regenerated": regenerated, "tradeoff": tradeoff}
+    calibration = []
+    for k in p["calibrate_budgets"]:
+        calibration += ctx.unit(("calibrate", k), lambda k=k: _calibrate(k, p))
+    tables = {
+        "main": main,
+        "runs": runs,
+        "regenerated": regenerated,
+        "tradeoff": tradeoff,
+        "calibration": calibration,
+    }
     return {name: rows for name, rows in tables.items() if rows}  # --quick skips the regeneration
+
+
+def _calibrate(k: int, p: dict) -> list[dict]:
+    """Every candidate safety factor of the k-step greedy minimax schedule, with its measured errors."""
+    from nsiter.search import search
+
+    c = p["calibrate"]
+    _, diag = search(
+        "calibrate",
+        steps=k,
+        lo=p["lo"],
+        hi=p["hi"],
+        cushion=c["cushion"],
+        size=tuple(c["size"]),
+        seeds=tuple(c["seeds"]),
+        dtype=p["dtype"],
+    )
+    chosen = diag.metrics["safety"]
+    return [{"steps": k, **row, "chosen": row["safety"] == chosen} for row in diag.metrics["table"]]
 
 
 def _tradeoff(k: int, main: list[dict], p: dict) -> list[dict]:
@@ -326,6 +360,17 @@ def numbers(tables) -> dict:
             out["searchPeSevenWorst"] = pe["measured_worst"]
             out["searchPeSevenSing"] = pe["measured_singular"]
             out["searchPeSevenMean"] = pe["measured_mean_error"]
+    for c in tables.get("calibration", []):
+        word = "abcdefghij"[int(c["steps"])]
+        if c["chosen"]:
+            out[f"searchCalib{word}"] = f"{c['safety']:g}"  # as printed, not rounded to 3 digits
+            out[f"searchCalibErr{word}"] = c["mean_max_direction_error"]
+        for f, tag in ((1.01, "Conv"), (1.1, "Ten")):
+            if c["safety"] == f:
+                out[f"searchCalib{tag}{word}"] = c["mean_max_direction_error"]
+        if c["safety"] == 1.0:  # no safety factor: the worst run (overflows at 6-7 steps)
+            v = c["max_direction_error"]
+            out[f"searchCalibNoneWorst{word}"] = v if math.isfinite(v) else r"\infty"
     for t in tables.get("tradeoff", []):
         word = "abcdefghij"[int(t["steps"])]
         out[f"searchTradeMean{word}"] = t["measured_mean_error"]

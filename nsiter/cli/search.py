@@ -118,7 +118,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seeds", type=_ints, default=list(range(8)))
     q.add_argument("--dtype", default="bfloat16")
     q.add_argument("--device", default="cpu")
-    q.add_argument("--criterion", default="max_direction_error")
+    q.add_argument(
+        "--criterion",
+        default="mean_max_direction_error",
+        choices=["mean_max_direction_error", "max_direction_error", "spectral_error", "mean_error"],
+    )
     _common(q)
 
     q = objs.add_parser("gradient", help="Adam on the composed error over a spectrum (torch)")

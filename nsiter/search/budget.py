@@ -170,7 +170,12 @@ def budget_search(
             reference="arXiv:2505.16932",
             parameters={**params, "sequence": list(seq)},
         ),
-        description=f"best greedy minimax schedule within {budget} matrix products on [{lo:g}, {hi:g}]",
+        description=f"best greedy minimax schedule within {budget} matrix products on [{lo:g}, {hi:g}]"
+        + (
+            ""
+            if dtype is None
+            else f", most accurate in measured {dtype} among those certified below {floor:.3g}"
+        ),
     )
     diag = Diagnostics("budget", parameters=params)
     a, b = lo, hi

@@ -12,6 +12,7 @@ import sympy as sp
 import nsiter.cli as cli
 from nsiter import OddPolynomial, Schedule, available_schedules, load_schedule
 from nsiter.analysis import analyze, attractor, image_interval
+from nsiter.polynomial import Provenance
 from nsiter.search import (
     Diagnostics,
     band_schedule,
@@ -334,6 +335,17 @@ def test_calibrate_and_measure_in_float64():
     assert m["max_singular_error"] == pytest.approx(np.abs(y - 1).max(), abs=1e-9)
     assert m["mean_max_singular_error"] == pytest.approx(m["max_singular_error"])
     assert m["mean_max_direction_error"] <= m["max_direction_error"] and len(m["runs"]) == 1
+
+
+def test_measure_reports_a_diverging_run_as_infinite():
+    from nsiter.search.calibrate import measure
+
+    prov = Provenance("user", "test")
+    blowup = Schedule("blowup", (OddPolynomial([3.0, 10.0]),) * 40, prov)  # p(1) = 13: overflows bf16
+    with pytest.warns(RuntimeWarning):
+        m = measure(blowup, size=8, seeds=(0, 1), dtype="bfloat16")
+    assert m["max_direction_error"] == m["mean_max_singular_error"] == math.inf
+    assert m["runs"][-1] == {"seed": 0, "max_direction_error": math.inf, "max_singular_error": math.inf}
 
 
 def test_gradient_does_not_worsen_its_loss():

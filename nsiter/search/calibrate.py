@@ -78,7 +78,9 @@ def measure(
     - ``max_singular_error``: ``max_i |sigma_i(X_T) - 1|``, worst over seeds (the measured counterpart of
       the certified ``max |1 - phi_T|``: in exact arithmetic ``sigma_i(X_T) = phi_T(sigma_i)``), and
       ``mean_max_singular_error``, its mean over seeds;
-    - ``runs``: per seed, ``{"seed", "max_direction_error", "max_singular_error"}`` (for paired comparisons).
+    - ``runs``: per seed, ``{"seed", "max_direction_error", "max_singular_error"}`` (for paired
+      comparisons).  A run that does not stay finite ends the measurement: every error is ``inf`` and
+      ``runs`` stops at that seed.
     """
     import torch
 
@@ -104,7 +106,8 @@ def measure(
             inf = math.inf
             keys = ("spectral_error", "mean_error", "max_direction_error", "mean_max_direction_error")
             keys += ("median_max_direction_error", "max_singular_error", "mean_max_singular_error")
-            return {**dict.fromkeys(keys, inf), "runs": [*per_run, {"seed": int(seed), "diverged": True}]}
+            bad = {"seed": int(seed), "max_direction_error": inf, "max_singular_error": inf}
+            return {**dict.fromkeys(keys, inf), "runs": [*per_run, bad]}
         spectral = max(spectral, float(torch.linalg.matrix_norm(X - polar, ord=2)))
         diag = torch.einsum("ij,ik,kj->j", U, X, Vh.mT)  # u_j^T X v_j
         dev = (1.0 - diag).abs()

@@ -24,6 +24,8 @@ import re
 import sympy as sp
 import torch
 
+from experiments import muon_singular_values, muon_spectral_distance
+from experiments.common import notes_spectrum
 from nsiter import load_schedule, orthogonalize
 from nsiter.analysis import analyze, fixed_points, periodic_points
 from nsiter.matrices import gradient_like, log_uniform, with_spectrum
@@ -40,6 +42,8 @@ PARAMS = {
     "seeds": [0, 1, 2],
 }
 QUICK = {"pade": [[2, 0], [1, 2]], "attractor_steps": 40, "random_shapes": [[32, 32]], "seeds": [0]}
+# the notes' two matrices are built from these experiments' parameters: their source is an input
+INPUTS = ("experiments/muon_singular_values.py", "experiments/muon_spectral_distance.py")
 
 
 def _odd_coeffs(expr, order: int = 5) -> list[float]:
@@ -96,9 +100,10 @@ def _pade_rows(ctx) -> list[dict]:
 
 def _matrices(ctx):
     p = ctx.params
-    # the notes' two examples: singular values 0.8 logspace(-1, 1, 6) and 0.7 logspace(-1, 1, 5)
-    yield "notes 10x6", with_spectrum(10, 6, 0.8 * torch.logspace(-1, 1, 6, dtype=torch.float64), 4424)
-    yield "notes 12x5", with_spectrum(12, 5, 0.7 * torch.logspace(-1, 1, 5, dtype=torch.float64), 0)
+    # the notes' two examples, as the experiments that redraw them build them
+    for module in (muon_singular_values, muon_spectral_distance):
+        m, n = module.PARAMS["shape"]
+        yield f"notes {m}x{n}", with_spectrum(m, n, notes_spectrum(module.PARAMS), module.SEED)
     for m, n in p["random_shapes"]:
         for seed in p["seeds"]:
             yield f"log-uniform {m}x{n}", log_uniform(m, n, p["lo"], seed)
@@ -131,7 +136,7 @@ def _band_rows(ctx) -> list[dict]:
     p = ctx.params
     muon = load_schedule("muon")
     rows = []
-    for band in analyze(muon, p["lo"], 1.0).steps:
+    for band in analyze(muon, p["lo"], 1.0, steps=p["steps"]).steps:
         rows.append(
             {"kind": "certified", "step": band.step, "lo": band.lo, "hi": band.hi, "error": band.error}
         )
@@ -155,7 +160,8 @@ def _band_rows(ctx) -> list[dict]:
 
 
 def _projector_rows(ctx) -> list[dict]:
-    G = with_spectrum(10, 6, 0.8 * torch.logspace(-1, 1, 6, dtype=torch.float64), 4424)
+    p = muon_singular_values.PARAMS
+    G = with_spectrum(*p["shape"], notes_spectrum(p), muon_singular_values.SEED)
     X = orthogonalize(G, "muon", dtype=torch.bfloat16).to(torch.float64)
     eig_big = torch.linalg.eigvalsh(X @ X.T)
     eig_small = torch.linalg.eigvalsh(X.T @ X)

@@ -33,7 +33,6 @@ unless ``--out`` is given, so quick runs never touch the committed results):
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import importlib
@@ -42,7 +41,6 @@ import inspect
 import io
 import json
 import math
-import os
 import platform
 import re
 import shutil
@@ -54,6 +52,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from nsiter._io import atomic_write
 
 __all__ = [
     "REPO",
@@ -82,19 +82,8 @@ MAIN = "main"  # the table name used when compute returns a plain list of rows
 
 # ----------------------------------------------------------------------------------------- files
 def _atomic_write(path: Path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = data.encode() if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(raw)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary shared files
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` to ``path`` atomically, creating its folder (``nsiter._io.atomic_write``)."""
+    atomic_write(path, data, parents=True)
 
 
 def _format_cell(value: Any) -> str:
@@ -180,6 +169,15 @@ def versions() -> dict[str, str]:
 
 # ----------------------------------------------------------------------------------------- LaTeX
 _MACRO = re.compile(r"^[A-Za-z]+$")
+
+
+def notes_spectrum(params: Mapping[str, Any]):
+    """The user's notes' test spectrum: ``factor * logspace(sigma_lo, sigma_hi)`` with ``min(shape)``
+    values, float64 (``params``: an experiment's ``shape``, ``sigma_lo``, ``sigma_hi``, ``factor``)."""
+    import torch
+
+    lo, hi = math.log10(params["sigma_lo"]), math.log10(params["sigma_hi"])
+    return params["factor"] * torch.logspace(lo, hi, min(params["shape"]), dtype=torch.float64)
 
 
 def tex_number(x: float, digits: int = 3) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from experiments.common import notes_spectrum
 from nsiter.matrices import with_spectrum
 from nsiter.records import trajectory
 
@@ -35,9 +36,7 @@ SEED = 4424
 def compute(ctx) -> dict:
     p = ctx.params
     m, n = p["shape"]
-    sigma = p["factor"] * torch.logspace(
-        torch.log10(torch.tensor(p["sigma_lo"])), 1.0, min(m, n), dtype=torch.float64
-    )
+    sigma = notes_spectrum(p)
     G = with_spectrum(m, n, sigma, ctx.seed)
     traj = trajectory(G, p["schedule"], dtype=getattr(torch, p["dtype"]))
     X = traj.final.to(torch.float64)

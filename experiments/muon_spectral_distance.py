@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from experiments.common import notes_spectrum
 from nsiter.matrices import with_spectrum
 from nsiter.records import trajectory
 
@@ -32,14 +33,14 @@ SEED = 0
 def compute(ctx) -> dict:
     p = ctx.params
     m, n = p["shape"]
-    k = min(m, n)
-    sigma = p["factor"] * torch.logspace(-1.0, 1.0, k, dtype=torch.float64)
+    sigma = notes_spectrum(p)
     G = with_spectrum(m, n, sigma, ctx.seed)
     traj = trajectory(G, p["schedule"], dtype=getattr(torch, p["dtype"]), record_singular_values=False)
     keep = ("rho", "max_abs_lambda_minus_1", "orth_err_2", "polar_err_2")
     steps = [{k: r[k] for k in ("step", "quantity", "value")} for r in traj.steps if r["quantity"] in keep]
     X = traj.final.to(torch.float64)
     B = X.T @ X if m > n else X @ X.T  # the small side: 5 x 5
+    k = min(m, n)
     gram = [{"i": i, "j": j, "value": float(B[i, j])} for i in range(k) for j in range(k)]
     return {"steps": steps, "gram": gram}
 

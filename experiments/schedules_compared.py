@@ -1,7 +1,9 @@
 """Every published registry schedule: certified worst-case error per step on [lo, 1] next to measured bf16 error.
 
-Certified: ``nsiter.analysis.analyze(schedule, lo, 1)`` gives ``max_{x in [lo, 1]} |1 - phi_k(x)|`` per
-step (exact image intervals, no sampling).  Measured: ``nsiter.trajectory`` in bfloat16 on matrices from
+Certified: ``nsiter.analysis.analyze(schedule, lo / s, hi / s)`` gives ``max |1 - phi_k(x)|`` per step for
+the normalized singular values ``x = sigma / (s ||G||_2)`` of inputs with ``sigma / ||G||_2`` in
+``[lo, hi]`` (``s``: the schedule's normalization scale; exact image intervals, no sampling), as
+``nsiter.search.certified_error`` does.  Measured: ``nsiter.trajectory`` in bfloat16 on matrices from
 ``nsiter.matrices.log_uniform`` (singular values log-spaced in ``[lo, 1]``), error
 ``max_i |1 - sigma_i(X_k)|`` (float64 SVD of the iterate), the maximum over shapes and seeds.
 
@@ -15,10 +17,9 @@ about 5%, the estimate comes out low, and ``sigma_max(X_0) > 1`` sends the first
 outside its interval.)  Schedules with a non-Frobenius normalization (the AOL rescaling of Turbo-Muon)
 keep their own.  A matrix whose run diverges counts as an infinite error from the step it diverged.
 
-The same runs in float64 (``reference_error``) check the certificate: for schedules without a safety factor
-(``s = 1``, inputs in ``[lo, hi]`` up to the normalization's ``eps``) the float64 error cannot exceed the
-certified one by more than the effect of ``eps``, and it reaches it when the worst case sits at an
-endpoint, as for Muon at ``x = lo``.
+The same runs in float64 (``reference_error``) check the certificate: the float64 error cannot exceed the
+certified one by more than the effect of the normalization's ``eps``, and it reaches it when the worst case
+sits at an endpoint, as for Muon at ``x = lo``.
 """
 
 from __future__ import annotations
@@ -71,11 +72,11 @@ def _measure(ctx, name: str) -> list[dict]:
                 for row in tr.wide():
                     err = max(abs(1 - row["sigma_max"]), abs(1 - row["sigma_min"]))
                     out.setdefault(row["step"], []).append(err)
-    a = analyze(sched, p["lo"], p["hi"])
-    certified = {s.step: s.error for s in a.steps}
-    cost = [0]
-    for poly in sched.steps:
-        cost.append(cost[-1] + (len(poly.coefficients) if len(poly.coefficients) > 1 else 0))
+    # the polynomials see sigma / (s ||G||_2) in [lo / s, hi / s] (AOL has no scalar model: its own [lo, hi])
+    s = own.scale if own.norm == "frobenius" else 1.0
+    a = analyze(sched, p["lo"] / s, p["hi"] / s)
+    certified = {st.step: st.error for st in a.steps}
+    cost = [sched.truncated(k).matmuls() if k else 0 for k in range(len(sched) + 1)]
     runs = len(p["shapes"]) * len(p["seeds"])
     rows = []
     for k in range(len(sched) + 1):
@@ -170,8 +171,7 @@ def numbers(tables) -> dict:
     exact = [
         r
         for r in tables["main"]
-        if r["scale"] == 1.0
-        and r["normalization"].startswith("spectral")
+        if r["normalization"].startswith("spectral")
         and r["certified_error"] is not None
         and r["reference_error"] is not None
     ]

@@ -32,7 +32,7 @@ import numpy as np
 
 from nsiter import available_schedules, load_schedule
 from nsiter.search import certified_error
-from nsiter.search.calibrate import measure
+from nsiter.search.calibrate import measure, measure_sizes
 
 NAME = "search_results"
 PARAMS = {
@@ -192,7 +192,10 @@ def _calibrate(k: int, p: dict) -> list[dict]:
         dtype=p["dtype"],
     )
     chosen = diag.metrics["safety"]
-    return [{"steps": k, **row, "chosen": row["safety"] == chosen} for row in diag.metrics["table"]]
+    runs = len(c["size"]) * len(c["seeds"])
+    return [
+        {"steps": k, **row, "chosen": row["safety"] == chosen, "runs": runs} for row in diag.metrics["table"]
+    ]
 
 
 def _tradeoff(k: int, main: list[dict], p: dict) -> list[dict]:
@@ -207,9 +210,7 @@ def _tradeoff(k: int, main: list[dict], p: dict) -> list[dict]:
     sched, diag = search(
         "gradient", steps=k, lo=p["lo"], hi=p["hi"], worst_weight=0.0, max_error=bound, **p["tradeoff"]
     )
-    runs = [
-        measure(sched, lo=p["lo"], hi=p["hi"], size=n, seeds=p["seeds"], dtype=p["dtype"]) for n in p["sizes"]
-    ]
+    m = measure_sizes(sched, p["sizes"], lo=p["lo"], hi=p["hi"], seeds=p["seeds"], dtype=p["dtype"])
     best_mean = min(pubs, key=lambda r: r["measured_mean_error"])
     return [
         {
@@ -217,8 +218,8 @@ def _tradeoff(k: int, main: list[dict], p: dict) -> list[dict]:
             "bound": bound,
             "certified_error": certified_error(sched, p["lo"], p["hi"]),
             "scalar_mean_error": diag.metrics["mean_error"],
-            "measured_mean_error": float(np.mean([r["mean_error"] for r in runs])),
-            "measured_worst": float(np.mean([r["mean_max_direction_error"] for r in runs])),
+            "measured_mean_error": m["mean_error"],
+            "measured_worst": m["mean_max_direction_error"],
             "coefficients": [list(q.coefficients) for q in sched.steps],
             "published_best_mean": best_mean["schedule"],
             "published_mean_error": best_mean["measured_mean_error"],
@@ -354,9 +355,9 @@ def numbers(tables) -> dict:
             out["searchMixedWorst"] = r["measured_worst"]
             out["searchMixedSing"] = r["measured_singular"]
             out["searchMixedMean"] = r["measured_mean_error"]
-            out["searchMixedSingDiff"] = abs(r["paired_singular_diff"])
+            out["searchMixedSingDiff"] = r["paired_singular_diff"]  # signed: negative = ours lower
             out["searchMixedSingSe"] = r["paired_singular_se"]
-            pe = next(q for q in rows if q["steps"] == r["steps"] and q["schedule"] == "polar-express")
+            pe = next(q for q in rows if q["steps"] == r["steps"] and q["schedule"] == r["paired_vs"])
             out["searchPeSevenWorst"] = pe["measured_worst"]
             out["searchPeSevenSing"] = pe["measured_singular"]
             out["searchPeSevenMean"] = pe["measured_mean_error"]
@@ -371,7 +372,24 @@ def numbers(tables) -> dict:
         if c["safety"] == 1.0:  # no safety factor: the worst run (overflows at 6-7 steps)
             v = c["max_direction_error"]
             out[f"searchCalibNoneWorst{word}"] = v if math.isfinite(v) else r"\infty"
-    for t in tables.get("tradeoff", []):
+    calib = tables.get("calibration", [])
+    if calib:
+        out["searchCalibRuns"] = calib[0]["runs"]
+        chosen = {c["steps"]: c["mean_max_direction_error"] for c in calib if c["chosen"]}
+        conv = [c["mean_max_direction_error"] / chosen[c["steps"]] - 1 for c in calib if c["safety"] == 1.01]
+        out["searchCalibConvCost"] = f"{100 * max(conv):.1f}"  # percent, worst over the budgets
+    # emulated against native bf16 GEMMs (rows that stay finite)
+    rel = [
+        abs(r[a] - r[b]) / r[a]
+        for r in rows
+        for a, b in (("measured_worst", "native_worst"), ("measured_singular", "native_singular"))
+        if math.isfinite(r[a]) and r[a] < 10
+    ]
+    out["searchNativeRel"] = f"{100 * max(rel):.1f}"  # percent
+    trade = tables.get("tradeoff", [])
+    if trade:
+        out["searchTradePubCertMin"] = min(t["published_certified_error"] for t in trade)
+    for t in trade:
         word = "abcdefghij"[int(t["steps"])]
         out[f"searchTradeMean{word}"] = t["measured_mean_error"]
         out[f"searchTradeCert{word}"] = t["certified_error"]

@@ -21,11 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from nsiter.evaluate import _check_dtype
+
 __all__ = [
     "DTYPES",
     "DtypeFloor",
     "dtype_floor",
     "dtype_floors",
+    "parse_dtype",
     "polar_newton",
     "polar_qdwh",
     "polar_scipy",
@@ -33,6 +36,16 @@ __all__ = [
 ]
 
 DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def parse_dtype(dtype: str | torch.dtype) -> tuple[str, torch.dtype]:
+    """``(short name, torch dtype)`` from a name of ``DTYPES`` or a real floating torch dtype."""
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
+        return dtype, DTYPES[dtype]
+    _check_dtype(dtype)
+    return next((k for k, v in DTYPES.items() if v == dtype), str(dtype)), dtype
 
 
 def _as_float64_matrix(G: torch.Tensor | np.ndarray, what: str = "G") -> torch.Tensor:
@@ -202,12 +215,7 @@ def dtype_floor(
     """
     from nsiter.matrices import uniform
 
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
-        dtype = DTYPES[dtype]
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a real floating torch dtype, got {dtype!r}")
+    name, dtype = parse_dtype(dtype)
     rows = n if m is None else m
     if not 1 <= tail <= steps:
         raise ValueError(f"need 1 <= tail <= steps, got tail={tail}, steps={steps}")
@@ -224,7 +232,6 @@ def dtype_floor(
                 Xd = X.to(torch.float64)
                 orth = max(orth, float(torch.linalg.matrix_norm(Xd @ Xd.T - eye, 2)))
                 polar = max(polar, float(torch.linalg.matrix_norm(Xd - P, 2)))
-    name = next((k for k, v in DTYPES.items() if v == dtype), str(dtype))
     return DtypeFloor(name, n, orth, polar, torch.finfo(dtype).eps / 2)
 
 

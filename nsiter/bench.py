@@ -24,7 +24,6 @@ exceeds the per-case budget are not run and say so in ``note`` instead of report
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import platform
@@ -37,6 +36,8 @@ from typing import Any
 
 import torch
 
+from nsiter._io import atomic_write_csv
+from nsiter.baselines import parse_dtype
 from nsiter.evaluate import _emulation, orthogonalize, resolve_schedule
 from nsiter.polynomial import Schedule
 
@@ -54,7 +55,6 @@ __all__ = [
 
 DEFAULT_SHAPES = ("1024x1024", "1024x4096", "2048x2048", "4096x4096", "16x512x512")
 QUICK_SHAPES = ("256x256", "256x1024", "4x128x128")
-DTYPE_NAMES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32, "fp64": torch.float64}
 COLUMNS = (
     "shape",
     "dtype",
@@ -258,14 +258,7 @@ def run_benchmark(
         else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     parsed = [s if isinstance(s, BenchShape) else parse_shape(s) for s in shapes]
-    dts: list[tuple[str, torch.dtype]] = []
-    for d in dtypes:
-        if isinstance(d, torch.dtype):
-            dts.append((next((k for k, v in DTYPE_NAMES.items() if v == d), str(d)), d))
-        elif d in DTYPE_NAMES:
-            dts.append((d, DTYPE_NAMES[d]))
-        else:
-            raise ValueError(f"dtype must be one of {list(DTYPE_NAMES)}, got {d!r}")
+    dts = [parse_dtype(d) for d in dtypes]
     rates: dict[torch.dtype, float] = {}
     rows = []
     for shape in parsed:
@@ -404,13 +397,5 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Write rows (``COLUMNS``) atomically; floats with ``repr`` precision."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS))
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
-    tmp.replace(path)
-    return path
+    cells = ({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS} for r in rows)
+    return atomic_write_csv(path, COLUMNS, cells, parents=True)

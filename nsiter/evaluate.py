@@ -197,8 +197,9 @@ def _aol(X: torch.Tensor, A: torch.Tensor, normalization: Normalization) -> tupl
 def native_low_precision(device: torch.device | str) -> bool:
     """Whether ``device`` multiplies bfloat16/float16 matrices natively (CUDA, or a CPU with AVX-512 or better).
 
-    On x86 CPUs with only AVX2, PyTorch's bf16/fp16 GEMM falls back to a scalar path (measured here at
-    about 0.5 GFLOP/s against about 100 GFLOP/s in float32), so the evaluator emulates such dtypes.
+    On x86 CPUs with only AVX2, PyTorch's bf16/fp16 GEMM falls back to a scalar path (about 1.3 GFLOP/s
+    against about 100 GFLOP/s in float32: ``benchmarks/results/bench_cpu.csv``), so the evaluator
+    emulates such dtypes.
     """
     device = torch.device(device)
     if device.type != "cpu":
@@ -335,11 +336,10 @@ def orthogonalize(
     """
     validate_matrix(G, check_finite=False)  # normalize checks finiteness from max|G|
     _check_dtype(dtype)
-    *batch, m, n = G.shape
-    wide = G.mT if m > n else G
+    W, layout = wide_batch(G)
     with torch.no_grad():  # the kernel writes into reused buffers (out=): not differentiable
         *_, last = iterates(
-            wide.reshape(-1, *wide.shape[-2:]),
+            W,
             schedule,
             dtype=dtype,
             norm=norm,
@@ -347,7 +347,6 @@ def orthogonalize(
             emulate=emulate,
             check_finite=check_finite,
         )
-    out = last.reshape(*batch, *wide.shape[-2:])
     if check_finite and not bool(torch.isfinite(last).all()):  # the schedule diverged on this input
         name = schedule.name if isinstance(schedule, Schedule) else str(schedule)
         warnings.warn(
@@ -356,6 +355,21 @@ def orthogonalize(
             RuntimeWarning,
             stacklevel=2,
         )
-    if m > n:
-        out = out.mT
-    return out.to(G.dtype, memory_format=torch.contiguous_format)
+    return from_wide_batch(last, layout, G.dtype)
+
+
+def wide_batch(G: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, ...], bool]]:
+    """``G`` (..., m, n) as the (b, m', n') stack the kernel iterates on, wide side last (``m' <= n'``),
+    and the layout :func:`from_wide_batch` needs to undo it."""
+    *batch, m, n = G.shape
+    wide = G.mT if m > n else G
+    return wide.reshape(-1, *wide.shape[-2:]), (tuple(batch), m > n)
+
+
+def from_wide_batch(
+    X: torch.Tensor, layout: tuple[tuple[int, ...], bool], dtype: torch.dtype
+) -> torch.Tensor:
+    """Undo :func:`wide_batch` on an iterate ``X`` (b, m', n'): the input's shape, in ``dtype``, contiguous."""
+    batch, transposed = layout
+    out = X.reshape(*batch, *X.shape[-2:])
+    return (out.mT if transposed else out).to(dtype, memory_format=torch.contiguous_format)

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from nsiter._io import atomic_write
+
 __all__ = [
     "SCHEDULE_FORMAT",
     "Normalization",
@@ -460,11 +462,7 @@ class Schedule:
 
     def save(self, path: str | Path) -> Path:
         """Write atomically (temporary file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json())
-        tmp.replace(path)
-        return path
+        return atomic_write(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | Path) -> Schedule:

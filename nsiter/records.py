@@ -20,7 +20,6 @@ is importable.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,15 @@ from typing import Any
 
 import torch
 
-from nsiter.evaluate import _check_dtype, iterates, resolve_schedule, validate_matrix
+from nsiter._io import atomic_write_csv
+from nsiter.evaluate import (
+    _check_dtype,
+    from_wide_batch,
+    iterates,
+    resolve_schedule,
+    validate_matrix,
+    wide_batch,
+)
 from nsiter.polynomial import Normalization, Schedule
 
 __all__ = ["QUANTITIES", "Trajectory", "polar_factor", "trajectory"]
@@ -107,16 +114,10 @@ class Trajectory:
     def to_csv(self, path: str | Path, table: str = "steps") -> Path:
         """Write a table as CSV (atomic: temporary file, then rename); floats with ``repr`` precision."""
         rows = self.table(table)
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
         fields = ["schedule", "dtype", *(rows[0].keys() if rows else ["matrix", "step"])]
-        with tmp.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=fields)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({"schedule": self.schedule, "dtype": self.dtype, **row})
-        tmp.replace(path)
-        return path
+        return atomic_write_csv(
+            path, fields, ({"schedule": self.schedule, "dtype": self.dtype, **r} for r in rows)
+        )
 
     def to_pandas(self, table: str = "steps"):
         """The table as a ``pandas.DataFrame`` (raises ``ImportError`` when pandas is missing)."""
@@ -189,9 +190,7 @@ def trajectory(
     if bad:
         raise ValueError(f"unknown quantities {bad}; choose from {QUANTITIES}")
     sched = resolve_schedule(schedule, norm=norm, steps=steps)
-    *batch, m, n = G.shape
-    wide = G.mT if m > n else G
-    W = wide.reshape(-1, *wide.shape[-2:]).detach()
+    W, layout = wide_batch(G.detach())
     wants_polar = any(q.startswith("polar_err") for q in quantities)
     P = polar_factor(W.cpu()) if wants_polar else None
     traj = Trajectory(sched.name, str(dtype).removeprefix("torch."), tuple(G.shape))
@@ -220,8 +219,5 @@ def trajectory(
             traj.message = (
                 f"sigma_max = {smax:.3g} > {DIVERGENCE_THRESHOLD:g} at step {k}: the schedule diverges"
             )
-    out = last.reshape(*batch, *wide.shape[-2:])
-    if m > n:
-        out = out.mT
-    traj.final = out.to(G.dtype, memory_format=torch.contiguous_format)
+    traj.final = from_wide_batch(last, layout, G.dtype)
     return traj

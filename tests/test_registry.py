@@ -15,6 +15,7 @@ import pytest
 
 from nsiter.polynomial import OddPolynomial, Schedule
 from nsiter.registry import available_schedules, load_schedule, registry_dir
+from nsiter.symbolic import newton_schulz
 from tests.published import PE5_PRINTED, PE_PRINTED
 
 OURS = (
@@ -227,7 +228,21 @@ def test_classical_default_length_is_first_to_reach_1e_3_on_1e_3_to_1(name, step
     assert np.all(s[0].derivative(x) >= 0)
     dense = np.geomspace(1e-3, 1.0, 20001)
     assert np.max(np.abs(1 - s.apply(dense))) == pytest.approx(1 - s.apply(1e-3), abs=1e-15)
+    # minimality: `steps` reaches 1e-3 and one step fewer does not; fails if the stored length is wrong
     assert 1 - s.apply(1e-3) <= 1e-3 < 1 - s.apply(1e-3, steps - 1)
+    # independent reference: the exact rational coefficients of nsiter.symbolic in 50-digit arithmetic
+    # (not the registry's floats, not float64), and neither count is a rounding-level call
+    import mpmath
+
+    exact = newton_schulz(s[0].degree).exact
+    with mpmath.workdps(50):
+        c = [mpmath.mpf(q.numerator) / q.denominator for q in exact]
+        x, errs = mpmath.mpf(1) / 1000, []
+        for _ in range(steps):
+            x = x * mpmath.polyval(c[::-1], x * x)
+            errs.append(1 - x)
+        assert errs[-1] <= mpmath.mpf(1) / 1000 < errs[-2]
+        assert errs[-1] < 0.1e-3 and errs[-2] > 5e-3  # far from the threshold on both sides
 
 
 def test_muon_is_not_a_fixed_point_iteration_at_one():

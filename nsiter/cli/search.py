@@ -21,6 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from nsiter.cli import CliError, emit_json, finite_float, positive_float, positive_int
+from nsiter.search.calibrate import CRITERIA
 
 
 def _ints(text: str) -> list[int]:
@@ -103,8 +104,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="precision-aware: among sequences certified below --floor, keep the most accurate measured in this dtype",
     )
     q.add_argument("--floor", type=positive_float, default=None, help="default: the dtype's unit roundoff")
-    q.add_argument("--sizes", type=_ints, default=[64, 128], help="matrix sizes of the measurement")
-    q.add_argument("--seeds", type=_ints, default=list(range(100, 132)), help="seeds of the measurement")
+    q.add_argument(
+        "--sizes", type=_ints, default=None, help="matrix sizes of the measurement (default 64,128)"
+    )
+    q.add_argument("--seeds", type=_ints, default=None, help="seeds of the measurement (default 100-131)")
     _common(q)
 
     q = objs.add_parser("calibrate", help="safety factor from measured low-precision runs")
@@ -121,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument(
         "--criterion",
         default="mean_max_direction_error",
-        choices=["mean_max_direction_error", "max_direction_error", "spectral_error", "mean_error"],
+        choices=CRITERIA,
     )
     _common(q)
 
@@ -155,9 +158,10 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     if args.objective == "calibrate":
         params["seeds"] = tuple(params["seeds"])
         params["size"] = tuple(params["size"])
-    if args.objective == "budget":
-        params["seeds"] = tuple(params["seeds"])
-        params["sizes"] = tuple(params["sizes"])
+    if args.objective == "budget":  # unset: budget_search's defaults
+        for key in ("seeds", "sizes"):
+            if key in params:
+                params[key] = tuple(params[key])
     return params
 
 

@@ -39,6 +39,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nsiter.evaluate import orthogonalize
 from nsiter.polynomial import Schedule
 from nsiter.registry import load_schedule
 
@@ -91,6 +92,11 @@ def _dtype_name(dtype: torch.dtype | str) -> str:
         if dtype in (name, value):
             return name
     raise ValueError(f"orthogonalization dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
+
+
+def newton_schulz_input(group: dict[str, Any], grad: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    """The matrix Muon orthogonalizes: ``(1 - mu) G_t + mu B_t`` (Nesterov) or ``B_t``, as a matrix."""
+    return _as_matrix(grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf)
 
 
 def _as_matrix(p: torch.Tensor) -> torch.Tensor:
@@ -158,7 +164,7 @@ class Muon(torch.optim.Optimizer):
             "eps": adam_eps,
         }
         self._names = dict(names or {})
-        self._schedules: dict[str, Schedule] = {}
+        self._schedules: dict[int, tuple[dict[str, Any], Schedule]] = {}
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -178,18 +184,21 @@ class Muon(torch.optim.Optimizer):
                 _check_matrix(p, self._names.get(p, ""))
 
     def schedule_of(self, group: dict[str, Any]) -> Schedule:
-        """The :class:`Schedule` a param group orthogonalizes with (parsed once, cached by name)."""
+        """The :class:`Schedule` a param group orthogonalizes with, parsed once per schedule dict.
+
+        The cache holds the dict itself, so an id is never reused while cached; a group whose schedule
+        is replaced (``load_state_dict``, assignment) holds a new dict and is parsed again.
+        """
         data = group["schedule"]
-        key = repr(sorted(data.items()))
-        if key not in self._schedules:
-            self._schedules[key] = Schedule.from_dict(data)
-        return self._schedules[key]
+        hit = self._schedules.get(id(data))
+        if hit is None or hit[0] is not data:
+            hit = (data, Schedule.from_dict(data))
+            self._schedules[id(data)] = hit
+        return hit[1]
 
     # ------------------------------------------------------------------------------------------ updates
     def orthogonalized_update(self, group: dict[str, Any], p: torch.Tensor) -> torch.Tensor:
         """Advance ``p``'s momentum and return ``O_t`` (shaped like ``p``): the Muon direction before scaling."""
-        from nsiter.evaluate import orthogonalize  # torch-side evaluator; imported on first step
-
         grad = p.grad
         state = self.state[p]
         if "momentum_buffer" not in state:
@@ -197,8 +206,9 @@ class Muon(torch.optim.Optimizer):
         buf = state["momentum_buffer"]
         mu = group["momentum"]
         buf.lerp_(grad, 1.0 - mu)  # B_t = mu B_{t-1} + (1 - mu) G_t
-        update = grad.lerp(buf, mu) if group["nesterov"] else buf  # (1 - mu) G_t + mu B_t
-        ortho = orthogonalize(_as_matrix(update), self.schedule_of(group), dtype=_DTYPES[group["dtype"]])
+        ortho = orthogonalize(
+            newton_schulz_input(group, grad, buf), self.schedule_of(group), dtype=_DTYPES[group["dtype"]]
+        )
         return ortho.reshape(p.shape)
 
     def _muon_step(self, group: dict[str, Any], p: torch.Tensor) -> None:
@@ -233,6 +243,8 @@ class Muon(torch.optim.Optimizer):
 
     def update_parameter(self, group: dict[str, Any], p: torch.Tensor) -> None:
         """Apply one step to one parameter in place (Muon or AdamW according to its group)."""
+        if p.grad.is_sparse:
+            raise ValueError(f"Muon does not support sparse gradients (parameter of shape {tuple(p.shape)})")
         if group["use_muon"]:
             self._muon_step(group, p)
         else:
@@ -247,13 +259,8 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if p.grad.is_sparse:
-                    raise ValueError(
-                        f"Muon does not support sparse gradients (parameter of shape {tuple(p.shape)})"
-                    )
-                self.update_parameter(group, p)
+                if p.grad is not None:
+                    self.update_parameter(group, p)
         return loss
 
 
@@ -353,9 +360,7 @@ class MuonWithAuxAdam(Muon):
                 names[p] = n
             if not g["use_muon"]:
                 g.setdefault("lr", adam_lr)
-                g.setdefault("weight_decay", adam_weight_decay)
-                g.setdefault("betas", tuple(adam_betas))
-                g.setdefault("eps", adam_eps)
+                g.setdefault("weight_decay", adam_weight_decay)  # betas, eps: Muon's defaults
         super().__init__(
             groups,
             lr,

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from nsiter.optim.muon import newton_schulz_input
+
 __all__ = [
     "DEFAULT_SPECTRA",
     "MeasuredSpectrum",
@@ -60,9 +62,7 @@ def momentum_spectra(
             state = optimizer.state.get(p, {})
             if p.grad is None or "momentum_buffer" not in state:
                 continue
-            buf = state["momentum_buffer"]
-            U = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
-            M = U.reshape(U.shape[0], -1).double()
+            M = newton_schulz_input(group, p.grad, state["momentum_buffer"]).double()
             sigma = torch.linalg.svdvals(M)
             fro = float(torch.linalg.matrix_norm(M))
             label = names.get(p, f"p{i - 1}")

@@ -142,8 +142,12 @@ def propagate_fast(steps: Sequence[OddPolynomial], lo: float, hi: float) -> list
     return out
 
 
+def interval_error(lo: float, hi: float) -> float:
+    """Worst ``|1 - y|`` over ``y in [lo, hi]``: the error of a step whose image is ``[lo, hi]``."""
+    return max(abs(1.0 - lo), abs(hi - 1.0))
+
+
 def schedule_error_fast(schedule: Schedule | Sequence[OddPolynomial], lo: float, hi: float) -> float:
     """Worst ``|1 - phi_T(x)|`` over ``x in [lo, hi]`` (float64 fast path)."""
     steps = schedule.steps if isinstance(schedule, Schedule) else schedule
-    a, b = propagate_fast(steps, lo, hi)[-1]
-    return max(abs(1.0 - a), abs(b - 1.0))
+    return interval_error(*propagate_fast(steps, lo, hi)[-1])

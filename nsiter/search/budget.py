@@ -36,6 +36,8 @@ from nsiter.search._core import (
     check_positive,
     check_positive_int,
     image_interval_fast,
+    interval_error,
+    propagate_fast,
 )
 from nsiter.search.minimax import _cushioned_step
 
@@ -117,20 +119,23 @@ def budget_search(
         nonlocal count
         for d in degs:
             c = step_cost(d)
-            if spent + c > budget or len(seq) >= max_steps:
+            if spent + c > budget:  # (the recursion below keeps len(seq) < max_steps)
                 continue
             p, _, _ = _cushioned_step(a, b, d, cushion, True)
             count += 1
             if progress is not None:
                 progress(count)
+            image = None
             # as the last step (no safety factor)
             if not exact_budget or spent + c == budget:
-                fa, fb = image_interval_fast(p, a, b)
-                results.append((max(abs(1 - fa), abs(fb - 1)), (*seq, d), (*polys, p)))
+                image = image_interval_fast(p, a, b)
+                results.append((interval_error(*image), (*seq, d), (*polys, p)))
             # as an inner step (safety factor), if another step still fits
             if spent + c + cheapest <= budget and len(seq) + 1 < max_steps:
                 q = p.scaled_input(safety) if safety != 1.0 else p
-                na, nb = image_interval_fast(q, a, b)
+                if q is not p or image is None:
+                    image = image_interval_fast(q, a, b)
+                na, nb = image
                 if na > 0 and math.isfinite(nb):
                     dfs(na, nb, spent + c, (*seq, d), (*polys, q))
 
@@ -178,10 +183,8 @@ def budget_search(
         ),
     )
     diag = Diagnostics("budget", parameters=params)
-    a, b = lo, hi
-    for p in sched.steps:
-        a, b = image_interval_fast(p, a, b)
-        diag.steps.append({"degree": p.degree, "lo": a, "hi": b, "error": max(abs(1 - a), abs(b - 1))})
+    for p, (a, b) in zip(sched.steps, propagate_fast(sched.steps, lo, hi), strict=True):
+        diag.steps.append({"degree": p.degree, "lo": a, "hi": b, "error": interval_error(a, b)})
     diag.metrics = {
         "final_error": err,
         "sequence": list(seq),
@@ -231,14 +234,11 @@ def _tail_shortlist(results: list, floor: float, low: int) -> list:
 def _measure_mean(
     sched: Schedule, lo: float, hi: float, sizes: Sequence[int], seeds: Sequence[int], dtype: Any
 ) -> dict:
-    from nsiter.search.calibrate import measure
+    from nsiter.search.calibrate import measure_sizes
 
-    runs = [
-        measure(sched, lo=lo, hi=hi, size=check_positive_int(n, "size"), seeds=seeds, dtype=dtype)
-        for n in sizes
-    ]
+    m = measure_sizes(sched, sizes, lo=lo, hi=hi, seeds=seeds, dtype=dtype)
     return {
-        "measured_error": float(sum(r["mean_max_direction_error"] for r in runs) / len(runs)),
-        "measured_singular_error": float(sum(r["mean_max_singular_error"] for r in runs) / len(runs)),
-        "measured_mean_error": float(sum(r["mean_error"] for r in runs) / len(runs)),
+        "measured_error": m["mean_max_direction_error"],
+        "measured_singular_error": m["mean_max_singular_error"],
+        "measured_mean_error": m["mean_error"],
     }

@@ -17,6 +17,7 @@ torch is imported when these functions run, never at import of :mod:`nsiter.sear
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -29,9 +30,11 @@ from nsiter.polynomial import Normalization, Schedule
 from nsiter.search._core import Diagnostics, check_interval, check_positive_int, schedule_error_fast
 from nsiter.search.minimax import greedy_minimax
 
-__all__ = ["CONVENTIONAL_FACTORS", "calibrate", "measure"]
+__all__ = ["CONVENTIONAL_FACTORS", "CRITERIA", "calibrate", "measure", "measure_sizes"]
 
 CONVENTIONAL_FACTORS = (1.01, 1.02, 1.05, 1.1)
+# what ``calibrate`` can minimize: keys of ``measure_sizes``' result
+CRITERIA = ("mean_max_direction_error", "max_direction_error", "spectral_error", "mean_error")
 DEFAULT_FACTORS = (1.0, 1.001, 1.002, 1.005, 1.01, 1.02, 1.05, 1.1)
 
 
@@ -85,7 +88,6 @@ def measure(
     import torch
 
     from nsiter.evaluate import orthogonalize
-    from nsiter.matrices import log_uniform
 
     lo, hi = check_interval(lo, hi)
     size = check_positive_int(size, "size")
@@ -93,12 +95,9 @@ def measure(
     spectral, mean = 0.0, 0.0
     per_run = []
     for seed in seeds:
-        G = log_uniform(size, size, lo, int(seed), hi=hi)  # float64, singular values hi ... lo
-        U, S, Vh = torch.linalg.svd(G)
-        polar = U @ Vh
+        G, U, Vh, polar, smax, fro = _reference(size, lo, hi, int(seed))
         # exact spectral normalization with the schedule's own scale: X_0 = G / (scale * sigma_max)
-        fro = float(torch.linalg.matrix_norm(G))
-        norm = Normalization("frobenius", scale=schedule.normalization.scale * float(S[0]) / fro, eps=0.0)
+        norm = Normalization("frobenius", scale=schedule.normalization.scale * smax / fro, eps=0.0)
         X = orthogonalize(G.to(device), replace(schedule, normalization=norm), dtype=dt, emulate=emulate).to(
             "cpu", torch.float64
         )
@@ -126,6 +125,35 @@ def measure(
         "mean_max_singular_error": float(np.mean(sing)),
         "runs": per_run,
     }
+
+
+@functools.lru_cache(maxsize=128)
+def _reference(size: int, lo: float, hi: float, seed: int):
+    """The seeded test matrix and its float64 references, computed once per case: ``G`` (log-uniform
+    singular values ``hi ... lo``), ``U``, ``V^T``, the polar factor, ``sigma_max`` and ``||G||_F``.
+    Callers only read them (``orthogonalize`` normalizes a copy)."""
+    import torch
+
+    from nsiter.matrices import log_uniform
+
+    G = log_uniform(size, size, lo, seed, hi=hi)
+    U, S, Vh = torch.linalg.svd(G)
+    return G, U, Vh, U @ Vh, float(S[0]), float(torch.linalg.matrix_norm(G))
+
+
+def measure_sizes(schedule: Schedule, sizes: int | Sequence[int], **kw: Any) -> dict[str, float]:
+    """:func:`measure` at each size (``kw``: its other arguments), aggregated: the worst (``max_*``,
+    ``spectral_error``) over sizes, and the mean over sizes of the averages (``mean_*``; every size has
+    the same seeds, so this is the mean over all runs)."""
+    runs = [measure(schedule, size=n, **kw) for n in ([sizes] if isinstance(sizes, int) else sizes)]
+    out = {}
+    for key in runs[0]:
+        if key in ("runs", "median_max_direction_error"):
+            continue
+        values = [r[key] for r in runs]
+        worst = key.startswith("max_") or key == "spectral_error"
+        out[key] = float(max(values) if worst else sum(values) / len(values))
+    return out
 
 
 def calibrate(
@@ -165,9 +193,8 @@ def calibrate(
         with its measured and certified errors.
     """
     t0 = time.perf_counter()
-    criteria = ("mean_max_direction_error", "max_direction_error", "spectral_error", "mean_error")
-    if criterion not in criteria:
-        raise ValueError(f"criterion must be one of {', '.join(criteria)}, got {criterion!r}")
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     sizes = [size] if isinstance(size, int) else list(size)
     sizes = [check_positive_int(n, "size") for n in sizes]
     cands = sorted({float(f) for f in (*factors, *CONVENTIONAL_FACTORS)})
@@ -177,12 +204,10 @@ def calibrate(
     best = None
     for k, f in enumerate(cands, start=1):
         sched, _ = greedy_minimax(lo, hi, steps, degree, cushion=cushion, safety=f)
-        runs = [measure(sched, lo=lo, hi=hi, size=n, seeds=seeds, dtype=dtype, device=device) for n in sizes]
+        agg = measure_sizes(sched, sizes, lo=lo, hi=hi, seeds=seeds, dtype=dtype, device=device)
         m = {
-            "spectral_error": max(r["spectral_error"] for r in runs),
-            "mean_error": sum(r["mean_error"] for r in runs) / len(runs),
-            "max_direction_error": max(r["max_direction_error"] for r in runs),
-            "mean_max_direction_error": sum(r["mean_max_direction_error"] for r in runs) / len(runs),
+            k: agg[k]
+            for k in ("spectral_error", "mean_error", "max_direction_error", "mean_max_direction_error")
         }
         cert = schedule_error_fast(sched, lo, hi)
         row = {"safety": f, "certified_error": cert, **m}
@@ -221,7 +246,7 @@ def calibrate(
     diag.metrics = {
         "safety": factor,
         "final_error": chosen["certified_error"],
-        "measured": {k: chosen[k] for k in criteria},
+        "measured": {k: chosen[k] for k in CRITERIA},
         "table": table,
         "conventional": [r for r in table if r["safety"] in CONVENTIONAL_FACTORS],
         "matmuls": sched.matmuls(),

@@ -35,6 +35,7 @@ from nsiter.search._core import (
     check_interval,
     check_positive,
     check_positive_int,
+    interval_error,
     propagate_fast,
     schedule_error_fast,
 )
@@ -96,21 +97,22 @@ def gradient_search(
     lr = check_positive(lr, "lr")
     if not 0 <= worst_weight <= 1:
         raise ValueError(f"worst_weight must be in [0, 1], got {worst_weight!r}")
-    init, _ = greedy_minimax(lo, hi, steps, degree, safety=safety)
+    init, init_diag = greedy_minimax(lo, hi, steps, degree, safety=safety)
     if max_error is not None:
         max_error = check_positive(max_error, "max_error")
         if matrix:
             raise ValueError(
                 "max_error constrains the scalar composed error; it cannot be combined with matrix=True"
             )
-        _, optimal = greedy_minimax(lo, hi, steps, degree)
-        if max_error < optimal.metrics["final_error"]:
+        optimal, optimal_diag = greedy_minimax(lo, hi, steps, degree)
+        best_error = optimal_diag.metrics["final_error"]
+        if max_error < best_error:
             raise ValueError(
-                f"max_error={max_error!r} is below {optimal.metrics['final_error']:.6g}, the smallest worst-case "
+                f"max_error={max_error!r} is below {best_error:.6g}, the smallest worst-case "
                 f"error any {steps}-step degree-{degree} schedule reaches on [{lo:g}, {hi:g}] (greedy minimax)"
             )
-        if schedule_error_fast(init, lo, hi) > max_error:  # start from a feasible point
-            init, _ = greedy_minimax(lo, hi, steps, degree)
+        if init_diag.metrics["final_error"] > max_error:  # start from a feasible point
+            init, init_diag = optimal, optimal_diag
     base = torch.tensor([p.coefficients for p in init.steps], dtype=torch.float64)
     # multiplicative parameterization c = c_greedy * exp(theta): keeps every coefficient's sign
     theta = torch.zeros_like(base, requires_grad=True)
@@ -168,7 +170,11 @@ def gradient_search(
         if not torch.isfinite(loss):
             break
         value = float(loss.detach())
-        if value < best[0] and feasible[0] and _within(coefficients().detach(), max_error, lo, hi):
+        if (
+            value < best[0]
+            and feasible[0]
+            and (max_error is None or _within(coefficients().detach(), max_error, lo, hi))
+        ):
             best = (value, theta.detach().clone())
         loss.backward()
         opt.step()
@@ -180,10 +186,6 @@ def gradient_search(
         final = float(loss_fn())
         coef = coefficients().numpy()
     polys = tuple(OddPolynomial([float(v) for v in row]) for row in coef)
-    xs = x.numpy()
-    ys = xs
-    for p in polys:
-        ys = p(ys)
     params = {
         "steps": steps,
         "degree": degree,
@@ -215,15 +217,14 @@ def gradient_search(
         description=f"gradient-optimized {steps}-step degree-{degree} schedule on [{lo:g}, {hi:g}]",
     )
     images = propagate_fast(sched.steps, lo, hi)
-    init_images = propagate_fast(init.steps, lo, hi)
     diag = Diagnostics("gradient", parameters=params)
-    diag.steps = [{"lo": a, "hi": b, "error": max(abs(1 - a), abs(b - 1))} for a, b in images]
+    diag.steps = [{"lo": a, "hi": b, "error": interval_error(a, b)} for a, b in images]
     diag.metrics = {
         "loss": final,
         "initial_loss": initial,
         "final_error": diag.steps[-1]["error"],
-        "mean_error": float(np.mean(np.abs(ys - 1))),  # on the log-spaced sample points
-        "initial_error": max(abs(1 - init_images[-1][0]), abs(init_images[-1][1] - 1)),
+        "mean_error": float(np.mean(np.abs(sched.apply(x.numpy()) - 1))),  # on the log-spaced samples
+        "initial_error": init_diag.metrics["final_error"],
         "slope_at_zero": sched.slope_at_zero,
         "matmuls": sched.matmuls(),
         "loss_curve": [float(v) for v in np.asarray(losses)[:: max(1, len(losses) // 50)]],
@@ -234,12 +235,9 @@ def gradient_search(
     return sched, diag
 
 
-def _within(coef, max_error: float | None, lo: float, hi: float) -> bool:
+def _within(coef, max_error: float, lo: float, hi: float) -> bool:
     """Whether the schedule with coefficient rows ``coef`` keeps ``max |phi_T - 1| <= max_error`` on
     ``[lo, hi]`` (float64 interval propagation, with a relative margin of 1e-9 so that the certified
-    bound of :func:`nsiter.search.certified_error`, rounded outward, also meets it; always true without
-    a constraint)."""
-    if max_error is None:
-        return True
+    bound of :func:`nsiter.search.certified_error`, rounded outward, also meets it)."""
     polys = [OddPolynomial([float(v) for v in row]) for row in coef.tolist()]
     return schedule_error_fast(polys, lo, hi) <= max_error * (1 - 1e-9)

@@ -45,6 +45,7 @@ from nsiter.search._core import (
     check_positive_int,
     critical_points,
     image_interval_fast,
+    interval_error,
     propagate_fast,
 )
 
@@ -391,7 +392,7 @@ def greedy_minimax(
     )
     images = propagate_fast(sched.steps, lo, hi)
     for row, (ia, ib) in zip(diag.steps, images, strict=True):
-        row["error"] = max(abs(1 - ia), abs(ib - 1))
+        row["error"] = interval_error(ia, ib)
     diag.metrics = {
         "final_error": diag.steps[-1]["error"],
         "final_lo": images[-1][0],

@@ -37,6 +37,7 @@ from nsiter.search._core import (
     check_degree,
     check_positive,
     check_positive_int,
+    interval_error,
     propagate_fast,
 )
 from nsiter.search.minimax import greedy_minimax
@@ -183,11 +184,11 @@ def max_slope(
         "band_hi": M,
         "attractor": list(att.band),
         "attractor_kind": att.kind,
-        "final_error": max(abs(1 - images[-1][0]), abs(images[-1][1] - 1)),
+        "final_error": interval_error(*images[-1]),
         "matmuls": sched.matmuls(),
         "jordan_slope": JORDAN[0],
     }
-    diag.steps = [{"lo": a, "hi": b, "error": max(abs(1 - a), abs(b - 1))} for a, b in images]
+    diag.steps = [{"lo": a, "hi": b, "error": interval_error(a, b)} for a, b in images]
     diag.converged = att.band[0] >= 1 - delta - 1e-12 and att.band[1] <= 1 + delta + 1e-12
     diag.seconds = time.perf_counter() - t0
     return sched, diag
@@ -284,7 +285,7 @@ def band_schedule(
     )
     images = propagate_fast(sched.steps, lo_star, hi)
     diag = Diagnostics("band", parameters=params)
-    diag.steps = [{"lo": x, "hi": y, "error": max(abs(1 - x), abs(y - 1))} for x, y in images]
+    diag.steps = [{"lo": x, "hi": y, "error": interval_error(x, y)} for x, y in images]
     diag.metrics = {
         "lo_star": lo_star,
         "band_error": dh.steps[-1]["remez_error"],

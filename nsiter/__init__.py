@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from nsiter.polynomial import Normalization, OddPolynomial, Provenance, Schedule
+from nsiter.polynomial import OddPolynomial
 from nsiter.registry import available_schedules, load_schedule
+from nsiter.schedule import Normalization, Provenance, Schedule
 
 __version__ = "0.1.0"
 

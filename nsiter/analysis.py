@@ -25,7 +25,8 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from nsiter.polynomial import OddPolynomial, Schedule
+from nsiter.polynomial import OddPolynomial
+from nsiter.schedule import Schedule
 
 __all__ = [
     "Attractor",

@@ -39,7 +39,7 @@ import torch
 from nsiter._io import atomic_write_csv
 from nsiter.baselines import parse_dtype
 from nsiter.evaluate import _emulation, orthogonalize, resolve_schedule
-from nsiter.polynomial import Schedule
+from nsiter.schedule import Schedule
 
 __all__ = [
     "DEFAULT_SHAPES",

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from nsiter.polynomial import Normalization, Schedule
 from nsiter.registry import load_schedule
+from nsiter.schedule import Normalization, Schedule
 
 __all__ = [
     "iterates",

@@ -1,39 +1,23 @@
-"""Odd polynomials and schedules of them.
+"""Odd polynomials: the steps of a Newton–Schulz iteration.
 
 An odd polynomial ``p(x) = c_0 x + c_1 x^3 + ... + c_{l} x^{2l+1}`` acts on a matrix through its
-singular values: ``p(U S V^T) = U p(S) V^T``.  A *schedule* is the ordered list of polynomials that an
-iteration applies, one per step, together with the normalization that precedes the first step and the
-provenance of the coefficients (paper, repository, derivation or search record).
-
-Schedules are data.  They round-trip losslessly through JSON (floats are written with ``repr``, exact
-rationals as ``"p/q"`` strings) and are loaded at run time, never recomputed at import.
+singular values: ``p(U S V^T) = U p(S) V^T`` (Higham, *Functions of Matrices*, SIAM 2008, ch. 8).
+Coefficients are floats, optionally with exact rationals (``"p/q"`` strings in JSON).  Schedules of
+such polynomials live in :mod:`nsiter.schedule`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from nsiter._io import atomic_write
+__all__ = ["MAX_DEGREE", "OddPolynomial", "as_float"]
 
-__all__ = [
-    "SCHEDULE_FORMAT",
-    "Normalization",
-    "OddPolynomial",
-    "Provenance",
-    "Schedule",
-]
-
-SCHEDULE_FORMAT = "nsiter.schedule/1"
-PROVENANCE_KINDS = ("paper", "repository", "record", "derived", "search", "user")
-NORMS = ("frobenius", "spectral", "aol")
+MAX_DEGREE = 1001  # largest odd degree accepted anywhere (a degree-1001 step already costs 501 products)
 
 
 def _as_fraction(value: Any) -> Fraction:
@@ -52,7 +36,7 @@ def _as_fraction(value: Any) -> Fraction:
     raise ValueError(f"exact coefficient must be int, Fraction or 'p/q' string, got {value!r}")
 
 
-def _as_float(value: Any, what: str) -> float:
+def as_float(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         if isinstance(value, Fraction):
             return float(value)
@@ -94,9 +78,11 @@ class OddPolynomial:
         else:
             if isinstance(coefficients, (str, bytes)) or not isinstance(coefficients, Iterable):
                 raise ValueError(f"coefficients must be a sequence of numbers, got {coefficients!r}")
-            coeffs = tuple(_as_float(v, "coefficient") for v in coefficients)
+            coeffs = tuple(as_float(v, "coefficient") for v in coefficients)
         if not coeffs:
             raise ValueError("an odd polynomial needs at least one coefficient, got []")
+        if 2 * len(coeffs) - 1 > MAX_DEGREE:
+            raise ValueError(f"degree {2 * len(coeffs) - 1} exceeds the limit MAX_DEGREE = {MAX_DEGREE}")
         if exact_t is not None:
             if len(exact_t) != len(coeffs):
                 raise ValueError(f"exact has {len(exact_t)} entries but coefficients has {len(coeffs)}")
@@ -171,7 +157,7 @@ class OddPolynomial:
 
     def scaled_input(self, s: float) -> OddPolynomial:
         """``x -> p(x / s)``: the safety-factor transform of Polar Express (Amsel et al. 2025)."""
-        s = _as_float(s, "scale")
+        s = as_float(s, "scale")
         if s <= 0:
             raise ValueError(f"scale must be positive, got {s!r}")
         return OddPolynomial([c / s ** (2 * k + 1) for k, c in enumerate(self.coefficients)])
@@ -223,252 +209,3 @@ def _poly_mul(a: list, b: list, zero: Any) -> list:
         for j, y in enumerate(b):
             out[i + j] = out[i + j] + x * y
     return out
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a schedule comes from.
-
-    Attributes:
-        kind: one of ``paper``, ``repository``, ``record``, ``derived``, ``search``, ``user``.
-        source: human-readable source (paper and section, or ``owner/repo path``).  Required.
-        reference: DOI, arXiv id or URL.
-        parameters: the parameters that generated the coefficients (e.g. interval, safety factor).
-        notes: conventions and caveats.
-    """
-
-    kind: str
-    source: str
-    reference: str = ""
-    parameters: Mapping[str, Any] = field(default_factory=dict)
-    notes: str = ""
-
-    def __post_init__(self) -> None:
-        if self.kind not in PROVENANCE_KINDS:
-            raise ValueError(f"provenance kind must be one of {PROVENANCE_KINDS}, got {self.kind!r}")
-        if not isinstance(self.source, str) or not self.source.strip():
-            raise ValueError(f"provenance needs a non-empty source, got {self.source!r}")
-        object.__setattr__(self, "parameters", dict(self.parameters))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "source": self.source,
-            "reference": self.reference,
-            "parameters": dict(self.parameters),
-            "notes": self.notes,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"provenance must be an object, got {data!r}")
-        unknown = set(data) - {"kind", "source", "reference", "parameters", "notes"}
-        if unknown:
-            raise ValueError(f"unknown keys in provenance: {sorted(unknown)}")
-        if "kind" not in data or "source" not in data:
-            raise ValueError(f"provenance needs 'kind' and 'source', got keys {sorted(data)}")
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """How the input is scaled before the first step: ``X_0 = G / (scale * ||G|| + eps)``.
-
-    ``norm`` is ``frobenius`` (an upper bound on the spectral norm, so ``sigma_max(X_0) <= 1/scale``),
-    ``spectral`` (a power-iteration estimate) or ``aol`` (Turbo-Muon's almost-orthogonal-layer column
-    rescaling ``X D`` with ``D_jj = (sum_i |X^T X|_ij)^(-1/2)``, which also bounds the spectral norm by 1).  ``scale`` is the safety factor that some schedules apply to
-    the norm (modded-nanogpt's Polar Express uses 1.02); Muon uses 1 with ``eps = 1e-7``.
-    """
-
-    norm: str = "frobenius"
-    scale: float = 1.0
-    eps: float = 1e-7
-
-    def __post_init__(self) -> None:
-        if self.norm not in NORMS:
-            raise ValueError(f"normalization norm must be one of {NORMS}, got {self.norm!r}")
-        scale = _as_float(self.scale, "normalization scale")
-        eps = _as_float(self.eps, "normalization eps")
-        if scale <= 0:
-            raise ValueError(f"normalization scale must be positive, got {self.scale!r}")
-        if eps < 0:
-            raise ValueError(f"normalization eps must be >= 0, got {self.eps!r}")
-        object.__setattr__(self, "scale", scale)
-        object.__setattr__(self, "eps", eps)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"norm": self.norm, "scale": self.scale, "eps": self.eps}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Normalization:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"normalization must be an object, got {data!r}")
-        unknown = set(data) - {"norm", "scale", "eps"}
-        if unknown:
-            raise ValueError(f"unknown keys in normalization: {sorted(unknown)}")
-        return cls(**data)
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """An ordered list of odd polynomials, applied one per step, with its provenance.
-
-    A fixed iteration is the same polynomial repeated.  ``len(schedule)`` is the number of steps.
-    """
-
-    name: str
-    steps: tuple[OddPolynomial, ...]
-    provenance: Provenance
-    normalization: Normalization = field(default_factory=Normalization)
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(f"schedule name must be a non-empty string, got {self.name!r}")
-        steps = tuple(self.steps)
-        if not steps:
-            raise ValueError(f"schedule {self.name!r} has no steps")
-        for s in steps:
-            if not isinstance(s, OddPolynomial):
-                raise ValueError(f"schedule steps must be OddPolynomial, got {s!r}")
-        object.__setattr__(self, "steps", steps)
-        if not isinstance(self.provenance, Provenance):
-            raise ValueError(f"provenance must be a Provenance, got {self.provenance!r}")
-
-    @classmethod
-    def repeated(
-        cls, name: str, polynomial: OddPolynomial, steps: int, provenance: Provenance, **kw: Any
-    ) -> Schedule:
-        """A fixed iteration: ``polynomial`` applied ``steps`` times."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        return cls(name, (polynomial,) * steps, provenance, **kw)
-
-    def __len__(self) -> int:
-        return len(self.steps)
-
-    def __iter__(self):
-        return iter(self.steps)
-
-    def __getitem__(self, k: int) -> OddPolynomial:
-        return self.steps[k]
-
-    def truncated(self, steps: int) -> Schedule:
-        """The first ``steps`` steps; repeats the last polynomial when asked for more."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
-        new = self.steps[:steps] + (self.steps[-1],) * max(0, steps - len(self.steps))
-        return replace(self, steps=new)
-
-    @property
-    def is_exact(self) -> bool:
-        return all(p.exact is not None for p in self.steps)
-
-    @property
-    def slope_at_zero(self) -> float:
-        """``phi_T'(0) = prod_k p_k'(0)``: how much the composed map amplifies the smallest singular values."""
-        return float(np.prod([p.slope_at_zero for p in self.steps]))
-
-    def matmuls(self) -> int:
-        """Matrix products of the Gram-form step: ``A = X X^T``, ``l - 1`` Horner products, ``B X`` per step.
-
-        A step of degree ``2l + 1`` costs ``l + 1`` products (cubic 2, quintic 3); degree 1 costs 0.
-        """
-        return sum(len(p.coefficients) if len(p.coefficients) > 1 else 0 for p in self.steps)
-
-    def composed(self, k: int | None = None) -> OddPolynomial:
-        """The composed map ``phi_k = p_k o ... o p_1`` as one polynomial (exact when every step is)."""
-        k = len(self) if k is None else k
-        if not 1 <= k <= len(self):
-            raise ValueError(f"k must be in 1..{len(self)}, got {k!r}")
-        out = self.steps[0]
-        for p in self.steps[1:k]:
-            out = p.compose(out)
-        return out
-
-    def apply(self, x: Any, k: int | None = None) -> Any:
-        """``phi_k(x)`` by applying the first ``k`` steps in turn (floats / numpy arrays)."""
-        k = len(self) if k is None else k
-        for p in self.steps[:k]:
-            x = p(x)
-        return x
-
-    # ----------------------------------------------------------------------------- JSON
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict; runs of equal consecutive steps are stored once with ``repeat``."""
-        runs: list[dict[str, Any]] = []
-        for p in self.steps:
-            if runs and runs[-1]["_p"] == p:
-                runs[-1]["repeat"] += 1
-            else:
-                runs.append({"_p": p, "repeat": 1})
-        steps = []
-        for run in runs:
-            d = run["_p"].to_dict()
-            if run["repeat"] > 1:
-                d["repeat"] = run["repeat"]
-            steps.append(d)
-        return {
-            "format": SCHEDULE_FORMAT,
-            "name": self.name,
-            "description": self.description,
-            "normalization": self.normalization.to_dict(),
-            "provenance": self.provenance.to_dict(),
-            "steps": steps,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Schedule:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a schedule must be a JSON object, got {type(data).__name__}")
-        fmt = data.get("format")
-        if fmt != SCHEDULE_FORMAT:
-            raise ValueError(f"schedule format must be {SCHEDULE_FORMAT!r}, got {fmt!r}")
-        unknown = set(data) - {"format", "name", "description", "normalization", "provenance", "steps"}
-        if unknown:
-            raise ValueError(f"unknown keys in schedule: {sorted(unknown)}")
-        for key in ("name", "provenance", "steps"):
-            if key not in data:
-                raise ValueError(f"schedule is missing {key!r}")
-        raw_steps = data["steps"]
-        if not isinstance(raw_steps, list) or not raw_steps:
-            raise ValueError(f"schedule 'steps' must be a non-empty list, got {raw_steps!r}")
-        steps: list[OddPolynomial] = []
-        for raw in raw_steps:
-            p = OddPolynomial.from_dict(raw)
-            rep = raw.get("repeat", 1)
-            if isinstance(rep, bool) or not isinstance(rep, int) or rep < 1:
-                raise ValueError(f"step 'repeat' must be a positive integer, got {rep!r}")
-            steps.extend([p] * rep)
-        return cls(
-            name=data["name"],
-            steps=tuple(steps),
-            provenance=Provenance.from_dict(data["provenance"]),
-            normalization=Normalization.from_dict(data.get("normalization", {})),
-            description=data.get("description", ""),
-        )
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> Schedule:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"malformed schedule JSON: {err}") from err
-        return cls.from_dict(data)
-
-    def save(self, path: str | Path) -> Path:
-        """Write atomically (temporary file, then rename)."""
-        return atomic_write(path, self.to_json())
-
-    @classmethod
-    def load(cls, path: str | Path) -> Schedule:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as err:
-            raise ValueError(f"cannot read schedule file {str(path)!r}: {err.strerror}") from err
-        return cls.from_json(text)

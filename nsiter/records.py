@@ -36,7 +36,7 @@ from nsiter.evaluate import (
     validate_matrix,
     wide_batch,
 )
-from nsiter.polynomial import Normalization, Schedule
+from nsiter.schedule import Normalization, Schedule
 
 __all__ = ["QUANTITIES", "Trajectory", "polar_factor", "trajectory"]
 

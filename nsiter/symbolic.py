@@ -23,7 +23,8 @@ from typing import Any
 
 import sympy as sp
 
-from nsiter.polynomial import OddPolynomial, Provenance, Schedule
+from nsiter.polynomial import OddPolynomial
+from nsiter.schedule import Provenance, Schedule
 
 __all__ = [
     "FamilyMember",

@@ -105,7 +105,7 @@ def test_polar_express_reaches_machine_precision_and_slope():
 
 def test_divergence_is_reported():
     bad = OddPolynomial([3.0, 2.0])  # grows without bound
-    from nsiter.polynomial import Provenance, Schedule
+    from nsiter.schedule import Provenance, Schedule
 
     res = analyze(Schedule.repeated("bad", bad, 40, Provenance("user", "t")), 0.5)
     assert res.diverged and "diverges" in res.message

@@ -9,8 +9,9 @@ import sys
 import pytest
 
 from nsiter.cli import main
-from nsiter.polynomial import OddPolynomial, Provenance, Schedule
+from nsiter.polynomial import OddPolynomial
 from nsiter.registry import available_schedules
+from nsiter.schedule import Provenance, Schedule
 
 
 def run(capsys, *argv):

@@ -9,9 +9,10 @@ import torch
 from nsiter import matrices
 from nsiter.baselines import dtype_floor, polar_svd
 from nsiter.evaluate import orthogonalize
-from nsiter.polynomial import Normalization, OddPolynomial, Provenance, Schedule
+from nsiter.polynomial import OddPolynomial
 from nsiter.records import trajectory
 from nsiter.registry import load_schedule
+from nsiter.schedule import Normalization, Provenance, Schedule
 
 USER = Provenance("user", "tests/test_evaluate.py")
 

@@ -11,8 +11,9 @@ from torch import nn
 from torch.optim import _muon as torch_muon
 
 from nsiter.optim import Muon, MuonWithAuxAdam, muon_param_groups, update_scale
-from nsiter.polynomial import Normalization, OddPolynomial, Provenance, Schedule
+from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
+from nsiter.schedule import Normalization, Provenance, Schedule
 
 BF16_EPS = 2.0**-8  # unit roundoff of bfloat16 (8 significand bits)
 

@@ -12,8 +12,9 @@ import torch
 from nsiter import matrices
 from nsiter.baselines import polar_svd
 from nsiter.evaluate import orthogonalize
-from nsiter.polynomial import Normalization, OddPolynomial, Provenance, Schedule
+from nsiter.polynomial import OddPolynomial
 from nsiter.records import QUANTITIES, polar_factor, trajectory
+from nsiter.schedule import Normalization, Provenance, Schedule
 
 USER = Provenance("user", "tests/test_records.py")
 

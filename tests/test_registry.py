@@ -13,8 +13,9 @@ from math import comb, inf, sqrt
 import numpy as np
 import pytest
 
-from nsiter.polynomial import OddPolynomial, Schedule
+from nsiter.polynomial import OddPolynomial
 from nsiter.registry import available_schedules, load_schedule, registry_dir
+from nsiter.schedule import Schedule
 from nsiter.symbolic import newton_schulz
 from tests.published import PE5_PRINTED, PE_PRINTED
 

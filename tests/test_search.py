@@ -12,7 +12,7 @@ import sympy as sp
 import nsiter.cli as cli
 from nsiter import OddPolynomial, Schedule, available_schedules, load_schedule
 from nsiter.analysis import analyze, attractor, image_interval
-from nsiter.polynomial import Provenance
+from nsiter.schedule import Provenance
 from nsiter.search import (
     Diagnostics,
     band_schedule,

@@ -11,7 +11,8 @@ import pytest
 import sympy as sp
 
 from nsiter.analysis import convergence_bound
-from nsiter.polynomial import OddPolynomial, Provenance, Schedule
+from nsiter.polynomial import OddPolynomial
+from nsiter.schedule import Provenance, Schedule
 from nsiter.symbolic import compose_exact, newton_schulz, newton_schulz_family, pade_iteration, x
 
 

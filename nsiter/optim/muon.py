@@ -40,8 +40,8 @@ import torch
 from torch import nn
 
 from nsiter.evaluate import orthogonalize
-from nsiter.polynomial import Schedule
 from nsiter.registry import load_schedule
+from nsiter.schedule import Schedule
 
 __all__ = ["ADJUST_LR", "Muon", "MuonWithAuxAdam", "muon_param_groups", "update_scale"]
 

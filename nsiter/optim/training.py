@@ -30,8 +30,8 @@ from torch import nn
 
 from nsiter.optim.muon import MuonWithAuxAdam
 from nsiter.optim.spectra import momentum_spectra
-from nsiter.polynomial import Schedule
 from nsiter.registry import load_schedule
+from nsiter.schedule import Schedule
 
 __all__ = [
     "MLP",

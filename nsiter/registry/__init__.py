@@ -1,15 +1,18 @@
 """Registry of published schedules, stored as JSON data files and loaded at run time.
 
-Each file in ``nsiter/registry/data/`` is one schedule in the ``nsiter.schedule/1`` format with its
-provenance.  ``load_schedule`` accepts a registry name or a path to a schedule file.
+Each file in ``nsiter/registry/data/`` is one schedule in the ``nsiter.schedule`` format with its
+provenance.  ``load_schedule`` accepts a registry name, a path to a schedule file, or a list of
+coefficient tuples.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
-from nsiter.polynomial import Schedule
+from nsiter.polynomial import OddPolynomial
+from nsiter.schedule import Schedule
 
 __all__ = ["available_schedules", "load_schedule", "registry_dir"]
 
@@ -24,13 +27,18 @@ def available_schedules() -> list[str]:
     return sorted(p.stem for p in registry_dir().glob("*.json"))
 
 
-def load_schedule(name_or_path: str | Path | Schedule) -> Schedule:
-    """Load a schedule by registry name (``"muon"``) or by the path of a schedule JSON file.
+def load_schedule(name_or_path: str | Path | Schedule | Sequence) -> Schedule:
+    """Load a schedule by registry name (``"muon"``), by the path of a schedule JSON file, or from a list.
 
-    A ``Schedule`` passes through unchanged.  Unknown names raise ``ValueError`` listing the known ones.
+    A ``Schedule`` passes through unchanged; a list of coefficient tuples (or ``OddPolynomial``) becomes
+    ``Schedule.from_coefficients``.  Unknown names raise ``ValueError`` listing the known ones.
     """
     if isinstance(name_or_path, Schedule):
         return name_or_path
+    if isinstance(name_or_path, OddPolynomial):
+        return Schedule.from_coefficients([name_or_path])
+    if isinstance(name_or_path, Sequence) and not isinstance(name_or_path, (str, bytes)):
+        return Schedule.from_coefficients(name_or_path)
     if not isinstance(name_or_path, (str, Path)):
         raise ValueError(f"expected a schedule name or path, got {name_or_path!r}")
     text = str(name_or_path)

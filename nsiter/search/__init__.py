@@ -2,7 +2,7 @@
 
     schedule, diagnostics = nsiter.search.search("minimax", lo=1e-3, steps=5)
 
-Every objective returns a :class:`~nsiter.polynomial.Schedule` (provenance kind ``search`` with the
+Every objective returns a :class:`~nsiter.schedule.Schedule` (provenance kind ``search`` with the
 parameters that produced it) and a :class:`Diagnostics` (metrics, per-step intervals, timings).
 
 ========== ====================================================== ==================================
@@ -25,7 +25,7 @@ import importlib
 import inspect
 from typing import Any
 
-from nsiter.polynomial import Schedule
+from nsiter.schedule import Schedule
 from nsiter.search._core import Diagnostics, image_interval_fast, propagate_fast, schedule_error_fast
 from nsiter.search.budget import budget_search
 from nsiter.search.minimax import greedy_minimax, optimal_cubic, remez_odd, with_safety_factor

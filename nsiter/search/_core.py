@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from nsiter.analysis import check_interval
-from nsiter.polynomial import OddPolynomial, Schedule
+from nsiter.polynomial import OddPolynomial
+from nsiter.schedule import Schedule
 
 __all__ = [
     "Diagnostics",

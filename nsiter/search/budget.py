@@ -29,7 +29,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from nsiter.polynomial import OddPolynomial, Provenance, Schedule
+from nsiter.polynomial import OddPolynomial
+from nsiter.schedule import Provenance, Schedule
 from nsiter.search._core import (
     Diagnostics,
     check_interval,

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from nsiter.polynomial import Normalization, Schedule
+from nsiter.schedule import Normalization, Schedule
 from nsiter.search._core import Diagnostics, check_interval, check_positive_int, schedule_error_fast
 from nsiter.search.minimax import greedy_minimax
 

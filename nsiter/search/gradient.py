@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from nsiter.polynomial import OddPolynomial, Provenance, Schedule
+from nsiter.polynomial import OddPolynomial
+from nsiter.schedule import Provenance, Schedule
 from nsiter.search._core import (
     Diagnostics,
     check_interval,

@@ -37,7 +37,7 @@ def compute(ctx) -> dict:
     G = with_spectrum(m, n, sigma, ctx.seed)
     traj = trajectory(G, p["schedule"], dtype=getattr(torch, p["dtype"]), record_singular_values=False)
     keep = ("rho", "max_abs_lambda_minus_1", "orth_err_2", "polar_err_2")
-    steps = [{k: r[k] for k in ("step", "quantity", "value")} for r in traj.steps if r["quantity"] in keep]
+    steps = [{k: r[k] for k in ("step", "quantity", "value")} for r in traj.rows if r["quantity"] in keep]
     X = traj.final.to(torch.float64)
     B = X.T @ X if m > n else X @ X.T  # the small side: 5 x 5
     k = min(m, n)

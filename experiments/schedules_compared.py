@@ -3,7 +3,7 @@
 Certified: ``nsiter.analysis.analyze(schedule, lo / s, hi / s)`` gives ``max |1 - phi_k(x)|`` per step for
 the normalized singular values ``x = sigma / (s ||G||_2)`` of inputs with ``sigma / ||G||_2`` in
 ``[lo, hi]`` (``s``: the schedule's normalization scale; exact image intervals, no sampling), as
-``nsiter.search.certified_error`` does.  Measured: ``nsiter.trajectory`` in bfloat16 on matrices from
+``nsiter.analysis.certified_error`` does.  Measured: ``nsiter.trajectory`` in bfloat16 on matrices from
 ``nsiter.matrices.log_uniform`` (singular values log-spaced in ``[lo, 1]``), error
 ``max_i |1 - sigma_i(X_k)|`` (float64 SVD of the iterate), the maximum over shapes and seeds.
 

@@ -7,9 +7,9 @@ with the same matmul count: Polar Express (Algorithm 1, truncated to ``k``), Muo
 the fixed-length ones (modded-nanogpt Polar Express, Cesista, CANS at 5; Jiacheng's at 6).
 
 - ``certified_error``: worst ``|1 - phi_T|`` for ``sigma/||G||`` in ``[lo, hi]`` (``nsiter.analysis``,
-  through the schedule's own normalization scale; ``nsiter.search.certified_error``);
+  through the schedule's own normalization scale; ``nsiter.analysis.certified_error``);
 - measured: bfloat16 runs of the evaluator on seeded square log-uniform spectra in ``[lo, hi]``
-  (``nsiter.search.calibrate.measure``; sizes x seeds runs per schedule, the same matrices for every
+  (``nsiter.measure.measured_errors``; sizes x seeds runs per schedule, the same matrices for every
   schedule).  Per run: the worst direction error ``max_i |1 - u_i^T X_T v_i|`` (distance to the polar
   factor along each singular pair) and the worst singular-value error ``max_i |sigma_i(X_T) - 1|`` (the
   measured counterpart of the certified error).  The table gives their mean over runs (with the standard
@@ -31,8 +31,8 @@ import math
 import numpy as np
 
 from nsiter import available_schedules, load_schedule
-from nsiter.search import certified_error
-from nsiter.search.calibrate import measure, measure_sizes
+from nsiter.analysis import certified_error
+from nsiter.measure import measured_errors
 
 NAME = "search_results"
 PARAMS = {
@@ -128,14 +128,9 @@ def compute(ctx) -> dict[str, list[dict]]:
                 cert = certified_error(sched, p["lo"], p["hi"])
                 out = []
                 for n in p["sizes"]:
-                    kw = {"lo": p["lo"], "hi": p["hi"], "size": n, "seeds": p["seeds"], "dtype": p["dtype"]}
-                    m = measure(sched, **kw)
-                    native = measure(sched, **kw, emulate=False)  # the backend's own bf16 GEMM
-                    for res in (m, native):
-                        if not math.isfinite(res["max_direction_error"]):  # diverged: inf for every seed
-                            res["runs"] = [
-                                {"seed": s, **dict.fromkeys(_RUN_KEYS, math.inf)} for s in p["seeds"]
-                            ]
+                    kw = {"lo": p["lo"], "hi": p["hi"], "sizes": n, "seeds": p["seeds"], "dtype": p["dtype"]}
+                    m = measured_errors(sched, **kw)
+                    native = measured_errors(sched, **kw, emulate=False)  # the backend's own bf16 GEMM
                     for r, q in zip(m["runs"], native["runs"], strict=True):
                         out.append(
                             {
@@ -210,7 +205,7 @@ def _tradeoff(k: int, main: list[dict], p: dict) -> list[dict]:
     sched, diag = search(
         "gradient", steps=k, lo=p["lo"], hi=p["hi"], worst_weight=0.0, max_error=bound, **p["tradeoff"]
     )
-    m = measure_sizes(sched, p["sizes"], lo=p["lo"], hi=p["hi"], seeds=p["seeds"], dtype=p["dtype"])
+    m = measured_errors(sched, sizes=p["sizes"], lo=p["lo"], hi=p["hi"], seeds=p["seeds"], dtype=p["dtype"])
     best_mean = min(pubs, key=lambda r: r["measured_mean_error"])
     return [
         {

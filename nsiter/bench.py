@@ -37,7 +37,7 @@ from typing import Any
 import torch
 
 from nsiter._io import atomic_write_csv
-from nsiter.baselines import parse_dtype
+from nsiter.dtypes import short_name, torch_dtype
 from nsiter.evaluate import _emulation, orthogonalize, resolve_schedule
 from nsiter.schedule import Schedule
 
@@ -258,7 +258,7 @@ def run_benchmark(
         else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     parsed = [s if isinstance(s, BenchShape) else parse_shape(s) for s in shapes]
-    dts = [parse_dtype(d) for d in dtypes]
+    dts = [(short_name(d), torch_dtype(d)) for d in dtypes]
     rates: dict[torch.dtype, float] = {}
     rows = []
     for shape in parsed:

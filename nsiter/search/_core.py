@@ -38,7 +38,8 @@ class Diagnostics:
         parameters: every parameter the search ran with (JSON-ready); also stored in the provenance.
         metrics: result metrics, e.g. ``final_error`` (worst ``|1 - phi_T|`` on the search interval),
             ``slope_at_zero``, ``matmuls``; per objective more (``band``, ``loss``...).
-        steps: per step ``{"lo", "hi", "error", ...}``: the interval each step maps to.
+        intervals: per step ``{"lo", "hi", "error", ...}``: the interval each step maps to (float64
+            estimates; :func:`nsiter.analysis.analyze` certifies them).
         iterations: inner iterations (Remez exchanges, optimizer steps) per step or in total.
         converged: whether every inner solve met its tolerance.
         seconds: wall time of the search.
@@ -48,7 +49,7 @@ class Diagnostics:
     objective: str
     parameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    intervals: list[dict[str, Any]] = field(default_factory=list)
     iterations: list[int] = field(default_factory=list)
     converged: bool = True
     seconds: float = 0.0
@@ -59,7 +60,7 @@ class Diagnostics:
             "objective": self.objective,
             "parameters": dict(self.parameters),
             "metrics": dict(self.metrics),
-            "steps": [dict(s) for s in self.steps],
+            "intervals": [dict(s) for s in self.intervals],
             "iterations": list(self.iterations),
             "converged": self.converged,
             "seconds": self.seconds,

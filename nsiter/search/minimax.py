@@ -367,7 +367,7 @@ def greedy_minimax(
             na = min(na, nb)
         else:
             na, nb = image_interval_fast(p, a, b)
-        diag.steps.append(
+        diag.intervals.append(
             {
                 "degree": d,
                 "lo": a,
@@ -392,10 +392,10 @@ def greedy_minimax(
         description=f"greedy minimax schedule, {steps} steps of degree {params['degree']} on [{lo:g}, {hi:g}]",
     )
     images = propagate_fast(sched.steps, lo, hi)
-    for row, (ia, ib) in zip(diag.steps, images, strict=True):
+    for row, (ia, ib) in zip(diag.intervals, images, strict=True):
         row["error"] = interval_error(ia, ib)
     diag.metrics = {
-        "final_error": diag.steps[-1]["error"],
+        "final_error": diag.intervals[-1]["error"],
         "final_lo": images[-1][0],
         "final_hi": images[-1][1],
         "slope_at_zero": sched.slope_at_zero,

@@ -72,7 +72,7 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
-HELPER_MODULES = {"__init__", "__main__", "common"}
+HELPER_MODULES = {"__init__", "__main__", "common", "training"}
 VERSIONED_PACKAGES = ("nsiter", "numpy", "scipy", "sympy", "mpmath", "torch", "matplotlib", "seaborn")
 
 Rows = list[dict[str, Any]]

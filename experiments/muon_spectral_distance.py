@@ -11,6 +11,12 @@ the heatmap shows ``B_5 - I`` on a symmetric scale, so the identity is white.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import torch
 
 from experiments.common import notes_spectrum
@@ -76,3 +82,9 @@ def numbers(tables) -> dict:
         "sdLamErrFinal": at[("max_abs_lambda_minus_1", T)],
         "sdPolarErrFinal": at[("polar_err_2", T)],
     }
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

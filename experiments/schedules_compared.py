@@ -24,6 +24,12 @@ sits at an endpoint, as for Muon at ``x = lo``.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import torch
 
 from nsiter import Normalization, available_schedules, load_schedule
@@ -177,3 +183,9 @@ def numbers(tables) -> dict:
     ]
     out["cmpReferenceExcess"] = max(r["reference_error"] - r["certified_error"] for r in exact)
     return out
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

@@ -26,6 +26,12 @@ no conclusion rests on the emulation.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import math
 
 import numpy as np
@@ -420,3 +426,9 @@ def latex(tables) -> dict:
         ("paired", "paired diff.", lambda s: s),
     ]
     return {"table": latex_table(rows, cols)}
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

@@ -3,7 +3,7 @@
 Certified: ``nsiter.analysis.analyze(schedule, lo / s, hi / s)`` gives ``max |1 - phi_k(x)|`` per step for
 the normalized singular values ``x = sigma / (s ||G||_2)`` of inputs with ``sigma / ||G||_2`` in
 ``[lo, hi]`` (``s``: the schedule's normalization scale; exact image intervals, no sampling), as
-``nsiter.analysis.certified_error`` does.  Measured: ``nsiter.trajectory`` in bfloat16 on matrices from
+``nsiter.analysis.certified_error`` does.  Measured: ``nsiter.measure.measure`` in bfloat16 on matrices from
 ``nsiter.matrices.log_uniform`` (singular values log-spaced in ``[lo, 1]``), error
 ``max_i |1 - sigma_i(X_k)|`` (float64 SVD of the iterate), the maximum over shapes and seeds.
 
@@ -30,12 +30,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch
+import math
 
-from nsiter import Normalization, available_schedules, load_schedule
+from nsiter import available_schedules, load_schedule
 from nsiter.analysis import analyze
-from nsiter.matrices import log_uniform
-from nsiter.records import trajectory
+from nsiter.measure import log_uniform_cases, measure
 
 NAME = "schedules_compared"
 PARAMS = {
@@ -55,29 +54,18 @@ def _measure(ctx, name: str) -> list[dict]:
     p = ctx.params
     sched = load_schedule(name)
     own = sched.normalization
+    cases = log_uniform_cases(p["shapes"], p["seeds"], p["lo"], p["hi"])
     errors: dict[int, list[float]] = {}
     reference: dict[int, list[float]] = {}
     diverged = False
-    for m, n in p["shapes"]:
-        for seed in p["seeds"]:
-            G = log_uniform(m, n, p["lo"], seed, hi=p["hi"])
-            norm = None
-            if own.norm == "frobenius":  # exact spectral normalization with the schedule's safety factor
-                ratio = float(torch.linalg.matrix_norm(G, 2) / torch.linalg.matrix_norm(G))
-                norm = Normalization("frobenius", own.scale * ratio, own.eps)
-            for dtype, out in ((p["dtype"], errors), (p["reference_dtype"], reference)):
-                tr = trajectory(
-                    G,
-                    sched,
-                    dtype=getattr(torch, dtype),
-                    norm=norm,
-                    record_singular_values=False,
-                    quantities=("sigma_max", "sigma_min"),
-                )
-                diverged |= tr.diverged and out is errors
-                for row in tr.wide():
-                    err = max(abs(1 - row["sigma_max"]), abs(1 - row["sigma_min"]))
-                    out.setdefault(row["step"], []).append(err)
+    for dtype, out in ((p["dtype"], errors), (p["reference_dtype"], reference)):
+        # exact spectral normalization with the schedule's own safety factor (AOL keeps its own)
+        m = measure(sched, cases, dtype=dtype, every_step=True, quantities=("sigma_max", "sigma_min"))
+        diverged |= m.diverged and out is errors
+        for row in m.rows:
+            if row["diverged"] and not math.isfinite(row["sigma_max"]):
+                continue  # a non-finite iterate: counted as an infinite error below
+            out.setdefault(row["step"], []).append(max(abs(1 - row["sigma_max"]), abs(1 - row["sigma_min"])))
     # the polynomials see sigma / (s ||G||_2) in [lo / s, hi / s] (AOL has no scalar model: its own [lo, hi])
     s = own.scale if own.norm == "frobenius" else 1.0
     a = analyze(sched, p["lo"] / s, p["hi"] / s)

@@ -111,10 +111,24 @@ def plot(tables, ctx):
 
     use_style()
     rows = tables["main"]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
-    schedule_comparison(rows, ax[0], x="step", legend=False)
-    schedule_comparison(rows, ax[1], x="matmuls")
-    ax[0].set_ylim(1e-4, 10)
+    # how each schedule was built (legend groups; the marker shows the family, the colour the member)
+    families = {
+        "Newton-Schulz (Pade)": ("cubic", "quintic"),
+        "Muon quintic": ("muon", "deepseek-v4"),
+        "Polar Express": ("polar-express", "polar-express-5", "polar-express-gram"),
+        "CANS": ("cans-5", "cans-5-nemo"),
+        "tuned per step": ("cesista-5", "jiacheng-6", "relaxed-cubic-5"),
+        "AOL (Turbo-Muon)": ("turbo-muon", "turbo-muon-v0-rowscale"),
+    }
+    family = {n: f for f, names in families.items() for n in names}
+    family.update({r["schedule"]: "other" for r in rows if r["schedule"] not in family})
+    fig, ax = plt.subplots(1, 2, figsize=(12.5, 4.6), layout="constrained", sharey=True)
+    for a, x in zip(ax, ("step", "matmuls"), strict=True):
+        schedule_comparison(rows, a, x=x, family=family, top=10.0, legend=a is ax[1])
+        a.set_ylim(1e-4, 10.0)
+    handles = ax[1].get_legend().legend_handles
+    ax[1].get_legend().remove()
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, ncols=1)
     ax[0].set_title(rf"certified on $[{ctx.params['lo']:g}, 1]$ (solid) vs measured bf16 (dashed)")
     ax[1].set_title("the same against cost")
     return fig

@@ -289,48 +289,78 @@ def _best(rows: list[dict], k: int, kind: str, key: str) -> dict:
 
 def plot(tables, ctx):
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    from nsiter.plot import use_style
+    from nsiter.plot import series_styles, use_style
 
     use_style()
     rows = tables["main"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6), layout="constrained")
 
     def label_of(r: dict) -> str:
         if r["schedule"] == "nsiter-21mm-bf16" or r["kind"] == "published":
             return r["schedule"]
         return "nsiter search"
 
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colors = {}  # one colour per series in both panels
-    for r in rows:
-        colors.setdefault(label_of(r), cycle[len(colors) % len(cycle)])
+    labels = list(dict.fromkeys(label_of(r) for r in rows))
+    family = {lab: "nsiter" if lab.startswith("nsiter") else "published" for lab in labels}
+    styles = series_styles(labels, family)  # one (colour, marker) per series, the same in both panels
+    top = 10.0  # values above it (or not finite) leave the axes: a cross at the top edge says so
+    matmuls = sorted({r["matmuls"] for r in rows})
     for ax, key, title in zip(
         axes,
         ("certified_error", "measured_worst"),
         ("certified, $[10^{-3}, 1]$", "measured bf16 (worst direction, mean over runs)"),
         strict=True,
     ):
-        series: dict[str, list] = {}
-        for r in rows:
-            label = label_of(r)
-            if not math.isfinite(r[key]) or r[key] > 10:  # diverged: named in the legend, not plotted
-                series.setdefault(f"{label} (diverges)", [])
-                continue
-            series.setdefault(label, []).append((r["matmuls"], max(r[key], 1e-12)))
-        for label, pts in series.items():
-            pts.sort()
-            style = "D" if label == "nsiter-21mm-bf16" else "o-" if label.startswith("nsiter") else "s--"
-            if pts:
-                xs, ys = [a for a, _ in pts], [b for _, b in pts]
-                ax.plot(xs, ys, style, color=colors[label], label=label, ms=5 if style == "D" else 4)
-            else:
-                ax.plot([], [], "x", color="0.4", label=label)
+        # several schedules share a matmul count: spread them sideways so no marker hides another
+        at = {
+            m: [lab for lab in styles if any(label_of(r) == lab and r["matmuls"] == m for r in rows)]
+            for m in matmuls
+        }
+        off = {
+            (m, lab): 0.35 * (i - (len(labs) - 1) / 2) for m, labs in at.items() for i, lab in enumerate(labs)
+        }
+        for lab, st in styles.items():
+            pts = sorted((r["matmuls"], r[key]) for r in rows if label_of(r) == lab)
+            shown = [(m + off[m, lab], v) for m, v in pts if math.isfinite(v) and v <= top]
+            line = "-" if lab.startswith("nsiter search") else "--" if len(pts) > 1 else "none"
+            if shown:
+                ax.plot(*zip(*shown, strict=True), ls=line, marker=st["marker"], color=st["color"], ms=5)
+            for m, v in pts:
+                if not (math.isfinite(v) and v <= top):
+                    ax.plot(
+                        [m + off[m, lab]],
+                        [top],
+                        marker="X",
+                        ms=8,
+                        color=st["color"],
+                        mec="k",
+                        mew=0.6,
+                        ls="none",
+                        clip_on=False,
+                    )
+                    text = "diverged" if not math.isfinite(v) else f"{v:.2g}"
+                    ax.annotate(
+                        f"{lab}: {text}",
+                        (m + off[m, lab], top),
+                        xytext=(5, -3),
+                        textcoords="offset points",
+                        fontsize=6,
+                        color=st["color"],
+                        va="top",
+                    )
         ax.set_yscale("log")
+        ax.set_ylim(top=top)
+        ax.set_xticks(matmuls)
         ax.set_xlabel("matrix products")
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel(r"$\max |1 - \varphi_T|$")
-    axes[1].legend(fontsize=7)
+    handles = [
+        Line2D([], [], color=st["color"], marker=st["marker"], label=lab) for lab, st in styles.items()
+    ]
+    handles.append(Line2D([], [], color="0.3", marker="X", mec="k", ls="none", label="above the axes"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7)
     return fig
 
 

@@ -17,7 +17,7 @@ import pytest
 from nsiter.analysis import analyze
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import available_schedules, load_schedule
-from nsiter.search import certified_error
+from nsiter.analysis import certified_error
 from tests.published import (
     CANS_5,
     GNS_SAFETY_FACTOR,

@@ -49,7 +49,8 @@ PARAMS = {
     "seeds": list(range(32)),
     "dtype": "bfloat16",
     "repeatable": ["polar-express", "muon"],  # published for any step count
-    "fixed": ["polar-express-5", "cesista-5", "cans-5", "jiacheng-6"],  # published at their own length
+    "fixed": ["polar-express-5", "cesista-5", "cans-5", "cans-5-nemo", "polar-express-gram", "jiacheng-6"],
+    # (published at their own length)
     "regenerate": ["nsiter-21mm-bf16"],
     # mean error under a worst-case constraint (gradient objective, worst_weight 0, max_error = the best
     # published certified error of the budget)

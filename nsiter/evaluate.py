@@ -33,10 +33,12 @@ from pathlib import Path
 
 import torch
 
+from nsiter.dtypes import torch_dtype
 from nsiter.registry import load_schedule
 from nsiter.schedule import Normalization, Schedule
 
 __all__ = [
+    "evaluation_path",
     "iterates",
     "native_low_precision",
     "normalize",
@@ -205,6 +207,13 @@ def native_low_precision(device: torch.device | str) -> bool:
     if device.type != "cpu":
         return True
     return torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "NO AVX", "AVX2")
+
+
+def evaluation_path(device: torch.device | str, dtype: torch.dtype | str) -> str:
+    """``"native"`` or ``"emulated"``: how ``orthogonalize`` multiplies ``dtype`` matrices on ``device`` by
+    default (float32 and float64 are always native).  Experiments and benchmarks record it."""
+    work = torch_dtype(dtype)
+    return "emulated" if _emulation(work, torch.device(device), None) else "native"
 
 
 def _emulation(dtype: torch.dtype, device: torch.device, emulate: bool | None) -> bool:

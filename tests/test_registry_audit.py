@@ -14,10 +14,9 @@ from math import sqrt
 import numpy as np
 import pytest
 
-from nsiter.analysis import analyze
+from nsiter.analysis import analyze, certified_error
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import available_schedules, load_schedule
-from nsiter.analysis import certified_error
 from tests.published import (
     CANS_5,
     GNS_SAFETY_FACTOR,

@@ -52,11 +52,14 @@ def test_floors_are_ordered_by_precision(floors):
 
 
 def test_floors_are_a_modest_multiple_of_unit_roundoff(floors):
-    # Rounding X to the dtype alone perturbs X X^T by about u; a backward-stable step keeps the error
-    # within a small multiple of u sqrt(n) (Higham, ASNA, sec. 3.5 for matrix products).
+    # Rounding X to the dtype alone moves the eigenvalues of X X^T by up to about 2u, and n of them make one
+    # reach u; a backward-stable step keeps the error within a small multiple of u sqrt(n) (Higham, ASNA,
+    # sec. 3.5 for matrix products).  Measured at n = 16..128 (AMD EPYC): orth_err_2 = 2-9 u and
+    # polar_err_2 = 0.5-8 u sqrt(n); the windows below are about one order of magnitude wide.
     for fl in floors.values():
-        assert 0.1 * fl.unit_roundoff <= fl.orth_err_2 <= 10 * fl.unit_roundoff * np.sqrt(fl.n)
-        assert 0.1 * fl.unit_roundoff <= fl.polar_err_2 <= 10 * fl.unit_roundoff * np.sqrt(fl.n)
+        u, root_n = fl.unit_roundoff, np.sqrt(fl.n)
+        assert u <= fl.orth_err_2 <= 3 * u * root_n
+        assert 0.25 * u * root_n <= fl.polar_err_2 <= 12 * u * root_n
 
 
 def test_floor_is_reproducible_and_named():

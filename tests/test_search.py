@@ -25,7 +25,7 @@ from nsiter.search import (
     search,
     with_safety_factor,
 )
-from nsiter.search.minimax import _cushioned_step, min_ratio, newton_schulz_coefficients
+from nsiter.search.minimax import cushioned_step, min_ratio, newton_schulz_coefficients
 from nsiter.search.slope import max_slope_for_band
 from tests.published import CANS_5, PE5_PRINTED, PE_PRINTED
 
@@ -82,7 +82,7 @@ def test_cans_five_step_set_reproduced():
 
 def test_cushion_keeps_ratio_floor():
     # Amsel et al. 2025, Sec. 4.4 / Fig. 3: the stabilized first step has p(x)/x >= 0.236
-    p, _, cushioned = _cushioned_step(1e-3, 1.0, 5, PE_CUSHION, True)
+    p, _, cushioned = cushioned_step(1e-3, 1.0, 5, PE_CUSHION, True)
     assert cushioned
     floor = min_ratio(p)
     xs = np.geomspace(1e-8, 1.0, 20001)

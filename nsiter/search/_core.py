@@ -94,7 +94,7 @@ def _coefficients(p: OddPolynomial | Sequence[float]) -> np.ndarray:
     return np.asarray(p.coefficients if isinstance(p, OddPolynomial) else p, dtype=float)
 
 
-def critical_points(p: OddPolynomial | Sequence[float], lo: float, hi: float) -> np.ndarray:
+def critical_points_fast(p: OddPolynomial | Sequence[float], lo: float, hi: float) -> np.ndarray:
     """Critical points of the odd polynomial ``p`` strictly inside ``(lo, hi)``, ``0 <= lo``, sorted.
 
     ``p'(x) = sum_k (2k+1) c_k x^(2k)`` is a polynomial of degree ``l`` in ``y = x^2``; its real roots
@@ -128,7 +128,7 @@ def image_interval_fast(p: OddPolynomial | Sequence[float], lo: float, hi: float
     Search-internal fast path of :func:`nsiter.analysis.image_interval` (which certifies with mpmath).
     """
     c = _coefficients(p)
-    xs = np.concatenate([[lo, hi], critical_points(c, lo, hi)])
+    xs = np.concatenate([[lo, hi], critical_points_fast(c, lo, hi)])
     x2 = xs * xs
     vals = xs * np.polynomial.polynomial.polyval(x2, c)
     return float(vals.min()), float(vals.max())

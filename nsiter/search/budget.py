@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nsiter.dtypes import unit_roundoff
-from nsiter.polynomial import OddPolynomial
+from nsiter.polynomial import OddPolynomial, step_matmuls
 from nsiter.schedule import Provenance, Schedule
 from nsiter.search._core import (
     Diagnostics,
@@ -44,14 +44,9 @@ from nsiter.search._core import (
     interval_error,
     propagate_fast,
 )
-from nsiter.search.minimax import _cushioned_step
+from nsiter.search.minimax import cushioned_step
 
-__all__ = ["budget_search", "step_cost"]
-
-
-def step_cost(degree: int) -> int:
-    """Matrix products of one Gram-form step of odd ``degree = 2l + 1``: ``l + 1``."""
-    return (degree - 1) // 2 + 1
+__all__ = ["budget_search"]
 
 
 def budget_search(
@@ -98,12 +93,12 @@ def budget_search(
     degs = sorted({int(d) for d in degrees})
     if not degs or any(d < 3 or d % 2 == 0 for d in degs):
         raise ValueError(f"degrees must be odd integers >= 3, got {list(degrees)!r}")
-    cheapest = min(step_cost(d) for d in degs)
+    cheapest = min(step_matmuls(d) for d in degs)
     if budget < cheapest:
         raise ValueError(
             f"budget {budget} is too small: the cheapest step (degree {min(degs)}) costs {cheapest} matrix products"
         )
-    if exact_budget and not _reachable(budget, [step_cost(d) for d in degs]):
+    if exact_budget and not _reachable(budget, [step_matmuls(d) for d in degs]):
         raise ValueError(f"no sequence of degrees {degs} costs exactly {budget} matrix products")
     safety = check_positive(safety, "safety")
     max_steps = check_positive_int(max_steps, "max_steps")
@@ -123,10 +118,10 @@ def budget_search(
     def dfs(a: float, b: float, spent: int, seq: tuple[int, ...], polys: tuple[OddPolynomial, ...]) -> None:
         nonlocal count
         for d in degs:
-            c = step_cost(d)
+            c = step_matmuls(d)
             if spent + c > budget:  # (the recursion below keeps len(seq) < max_steps)
                 continue
-            p, _, _ = _cushioned_step(a, b, d, cushion, True)
+            p, _, _ = cushioned_step(a, b, d, cushion, True)
             count += 1
             if progress is not None:
                 progress(count)
@@ -145,7 +140,7 @@ def budget_search(
                     dfs(na, nb, spent + c, (*seq, d), (*polys, q))
 
     dfs(lo, hi, 0, (), ())
-    results.sort(key=lambda r: (r[0], sum(step_cost(d) for d in r[1]), len(r[1])))
+    results.sort(key=lambda r: (r[0], sum(step_matmuls(d) for d in r[1]), len(r[1])))
     err, seq, polys = results[0]
     measured: list[dict[str, Any]] = []
     if dtype is not None:

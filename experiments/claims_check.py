@@ -35,7 +35,8 @@ from experiments.common import notes_spectrum
 from nsiter import load_schedule, orthogonalize
 from nsiter.analysis import analyze, fixed_points, periodic_points
 from nsiter.matrices import gradient_like, log_uniform, with_spectrum
-from nsiter.symbolic import pade_iteration, x
+from nsiter.measure import Case, measure
+from nsiter.symbolic import pade_iteration, pade_xi_truncation, taylor_odd_coefficients, x
 
 NAME = "claims_check"
 PARAMS = {
@@ -52,29 +53,13 @@ QUICK = {"pade": [[2, 0], [1, 2]], "attractor_steps": 40, "random_shapes": [[32,
 INPUTS = ("experiments/muon_singular_values.py", "experiments/muon_spectral_distance.py")
 
 
-def _odd_coeffs(expr, order: int = 5) -> list[float]:
-    """Coefficients of x, x^3, x^5 of the Taylor expansion of ``expr`` at x = 0."""
-    ser = sp.series(expr, x, 0, order + 1).removeO()
-    return [float(ser.coeff(x, k)) for k in range(1, order + 1, 2)]
-
-
-def _xi_truncation(l: int, m: int) -> list[float]:  # noqa: E741 (the literature's name)
-    """The ``[l/m]`` iteration's series in ``xi = 1 - x^2`` truncated to degree 2, as coefficients in x."""
-    xi = sp.symbols("xi")
-    r = pade_iteration(l, m) / x
-    f = sp.simplify(r.subs(x, sp.sqrt(1 - xi)))
-    trunc = sp.series(f, xi, 0, 3).removeO()
-    poly = sp.expand(x * trunc.subs(xi, 1 - x**2))
-    return [float(poly.coeff(x, k)) for k in (1, 3, 5)]
-
-
 def _pade_rows(ctx) -> list[dict]:
     muon = list(load_schedule("muon")[0].coefficients)
     rows = []
     for l, m in ctx.params["pade"]:  # noqa: E741
         r = pade_iteration(l, m)
-        taylor = _odd_coeffs(r)
-        trunc = _xi_truncation(l, m)
+        taylor = [float(c) for c in taylor_odd_coefficients(r, 5)]
+        trunc = [float(c) for c in pade_xi_truncation(l, m, 2)]
         rows.append(
             {
                 "iteration": f"[{l}/{m}]",
@@ -118,21 +103,23 @@ def _matrices(ctx):
 
 def _measured_rows(ctx) -> list[dict]:
     rows = []
+    T = ctx.params["steps"]
     muon = load_schedule("muon")
     for label, G in _matrices(ctx):
-        X0 = G / (torch.linalg.matrix_norm(G) + muon.normalization.eps)
-        s0 = torch.linalg.svdvals(X0)
-        X = orthogonalize(G, muon, dtype=torch.bfloat16, steps=ctx.params["steps"]).to(torch.float64)
-        s = torch.linalg.svdvals(X)
+        # Muon's own Frobenius normalization, bf16, as in training; X_0 itself in exact (float64) arithmetic
+        xT = measure("muon", [Case.of(G, label)], dtype="bfloat16", normalization="schedule", steps=T).rows[
+            -1
+        ]
+        s0 = torch.linalg.svdvals(G / (torch.linalg.matrix_norm(G) + muon.normalization.eps))
         rows.append(
             {
                 "matrix": label,
                 "shape": "x".join(map(str, G.shape)),
                 "x0_sigma_max": float(s0.max()),
                 "x0_sigma_min": float(s0.min()),
-                "sigma_min": float(s.min()),
-                "sigma_max": float(s.max()),
-                "error": float((s - 1).abs().max()),
+                "sigma_min": xT["sigma_min"],
+                "sigma_max": xT["sigma_max"],
+                "error": xT["max_singular_error"],
             }
         )
     return rows

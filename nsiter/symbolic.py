@@ -32,6 +32,8 @@ __all__ = [
     "newton_schulz",
     "newton_schulz_family",
     "pade_iteration",
+    "pade_xi_truncation",
+    "taylor_odd_coefficients",
     "to_sympy",
 ]
 
@@ -198,3 +200,31 @@ def newton_schulz_schedule(degree: int, steps: int) -> Schedule:
         parameters={"degree": degree, "steps": steps},
     )
     return Schedule.repeated(f"newton-schulz-{degree}", p, steps, prov)
+
+
+def taylor_odd_coefficients(expr: sp.Expr, order: int = 5) -> list[Fraction]:
+    """Exact coefficients of ``x, x^3, ..., x^order`` in the Taylor expansion of ``expr`` at ``x = 0``.
+
+    For an odd iteration ``r(x)`` these are the first coefficients of the odd polynomial that agrees with
+    ``r`` to order ``order`` at 0 (where small singular values live).
+    """
+    order = _check_order(order, "order")
+    ser = sp.series(expr, x, 0, order + 1).removeO()
+    return [Fraction(str(sp.nsimplify(ser.coeff(x, k)))) for k in range(1, order + 1, 2)]
+
+
+def pade_xi_truncation(l: int, m: int, degree: int = 2) -> list[Fraction]:  # noqa: E741
+    """The ``[l/m]`` iteration ``x R(xi)`` with its series in ``xi = 1 - x^2`` truncated to ``xi^degree``,
+    as exact coefficients of ``x, x^3, ..., x^(2 degree + 1)``.
+
+    For ``degree <= l`` and ``m = 0`` this is the Newton–Schulz polynomial of degree ``2 degree + 1``
+    (truncation of the binomial series), and every ``[l/m]`` with ``l + m >= degree`` gives the same
+    polynomial, since their series agree with ``(1 - xi)^(-1/2)`` to order ``l + m``: e.g. degree 2 gives
+    ``(15/8, -10/8, 3/8)`` (Kenney & Laub 1991; Higham, *Functions of Matrices*, SIAM 2008, sec. 8.3).
+    """
+    degree = _check_order(degree, "degree")
+    r = pade_iteration(l, m) / x
+    f = sp.simplify(r.subs(x, sp.sqrt(1 - xi)))
+    trunc = sp.series(f, xi, 0, degree + 1).removeO()
+    poly = sp.Poly(sp.expand(x * trunc.subs(xi, 1 - x**2)), x)
+    return [Fraction(str(poly.coeff_monomial(x**k))) for k in range(1, 2 * degree + 2, 2)]

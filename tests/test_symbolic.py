@@ -109,3 +109,25 @@ def test_compose_exact_matches_substitution():
 def test_bad_degrees(bad):
     with pytest.raises(ValueError, match="degree"):
         newton_schulz(bad)
+
+
+@pytest.mark.parametrize(("l", "m"), [(2, 0), (1, 1), (0, 2), (2, 1), (1, 2), (3, 0)])
+def test_every_pade_iteration_truncates_to_the_quintic(l, m):  # noqa: E741
+    """Their series in xi agree with (1 - xi)^(-1/2) to order l + m >= 2, so the degree-2 truncation is
+    the quintic Newton-Schulz polynomial (15/8, -10/8, 3/8) exactly."""
+    from nsiter.symbolic import pade_xi_truncation
+
+    assert pade_xi_truncation(l, m, 2) == [Fraction(15, 8), Fraction(-10, 8), Fraction(3, 8)]
+    assert pade_xi_truncation(l, m, 1) == [Fraction(3, 2), Fraction(-1, 2)]
+
+
+def test_taylor_coefficients_of_a_rational_iteration():
+    """[0/1] is x / (1 - xi/2) = 2x / (1 + x^2) = 2x - 2x^3 + 2x^5 - ...: exact Taylor coefficients."""
+    from nsiter.symbolic import pade_iteration, taylor_odd_coefficients
+
+    assert taylor_odd_coefficients(pade_iteration(0, 1), 7) == [2, -2, 2, -2]
+    assert taylor_odd_coefficients(pade_iteration(2, 0), 5) == [
+        Fraction(15, 8),
+        Fraction(-10, 8),
+        Fraction(3, 8),
+    ]

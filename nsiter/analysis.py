@@ -219,7 +219,18 @@ class _StepMap:
             roots = [mpmath.sqrt(t) for t in _positive_real_roots(dcoeffs)]
         if self.critical_at_one:  # the exact root 1 is handled exactly; polyroots' copies of it are dropped
             roots = [r for r in roots if abs(r - 1) > mpmath.mpf(10) ** (-DPS // 2)]
-        self.critical = roots
+        self.critical = [(c, self._radius(c)) for c in roots]
+
+    def _radius(self, c: mpmath.mpf) -> mpmath.mpf:
+        """The smallest of ``10^-40, 10^-30, 10^-20, 10^-12`` (relative) across which ``p'`` provably changes
+        sign (interval evaluation at both ends), so a root of ``p'`` lies within it; ``10^-12`` if none does
+        (a root of even multiplicity is no extremum; a cluster of close roots stays inside it)."""
+        for e in (40, 30, 20, 12):
+            r = mpmath.mpf(10) ** -e * max(1, c)
+            left, right = (endpoints(odd_horner_derivative(self.coeffs, iv.mpf(c) + s)) for s in (-r, r))
+            if (left[1] < 0 < right[0]) or (right[1] < 0 < left[0]):
+                return r
+        return mpmath.mpf(10) ** -12 * max(1, c)
 
     def image(self, x: _End) -> tuple[Any, Any]:
         """``(p(x), 1 - p(x))`` enclosed: through ``q`` when ``x`` is held by its deviation, else directly."""
@@ -232,10 +243,9 @@ class _StepMap:
         y = odd_horner(self.coeffs, iv.mpf(x.v))
         return y, 1 - y
 
-    def critical_image(self, c: mpmath.mpf) -> tuple[Any, Any]:
-        """``(p(x), 1 - p(x))`` enclosed for all ``x`` within ``10^-40 c`` of ``c`` (a root of ``p'`` located
-        to ``DPS`` digits): the mean-value form ``p(c) + p'(C) (C - c)``."""
-        r = mpmath.mpf(10) ** -40 * max(1, c)
+    def critical_image(self, c: mpmath.mpf, r: mpmath.mpf) -> tuple[Any, Any]:
+        """``(p(x), 1 - p(x))`` enclosed for all ``x`` within ``r`` of ``c`` (a root of ``p'`` located to
+        ``DPS`` digits): the mean-value form ``p(c) + p'(C) (C - c)``."""
         dx = iv.mpf([-r, r])
         y = odd_horner(self.coeffs, iv.mpf(c)) + odd_horner_derivative(self.coeffs, iv.mpf(c) + dx) * dx
         return y, 1 - y
@@ -277,8 +287,9 @@ class _End:
 def _image_ends(m: _StepMap, lo: _End, hi: _End) -> tuple[_End, _End, list[float]]:
     """Outward enclosure of ``p([lo, hi])``: min and max over the endpoints and the critical points inside."""
     a, b = endpoints(lo.value())[0], endpoints(hi.value())[1]
-    crit = [c for c in m.critical if a < c < b]
-    images = [m.image(lo), m.image(hi), *(m.critical_image(c) for c in crit)]
+    inside = [(c, r) for c, r in m.critical if a < c + r and c - r < b]
+    crit = [c for c, _ in inside]
+    images = [m.image(lo), m.image(hi), *(m.critical_image(c, r) for c, r in inside)]
     if m.critical_at_one and a < 1 < b:
         images.append(m.image(_End(True, mpmath.mpf(0))))
         crit.append(mpmath.mpf(1))
@@ -348,9 +359,10 @@ class StepBand:
 
     @classmethod
     def _from_ends(cls, step: int, lo: _End, hi: _End, slope: float, crit: Sequence[float] = ()) -> StepBand:
-        deficit = endpoints(lo.deviation())[1]  # upper bound of 1 - lo
-        excess = -endpoints(hi.deviation())[0]  # upper bound of hi - 1
-        err = max(abs(deficit), abs(excess))
+        with mpmath.workprec(PREC):  # the endpoints have <= PREC bits: negation and abs stay exact
+            deficit = endpoints(lo.deviation())[1]  # upper bound of 1 - lo
+            excess = -endpoints(hi.deviation())[0]  # upper bound of hi - 1
+            err = max(abs(deficit), abs(excess))
         return cls(
             step,
             _down(endpoints(lo.value())[0]),

@@ -251,7 +251,8 @@ def prove_cycle(p: OddPolynomial, x: float, period: int) -> Cycle:
                     proof = "krawczyk"
                     # distance from each double to the far end of its point's enclosure
                     far = [iv.mpf(float(v)) - e for e, v in zip(encs, orbit, strict=True)]
-                    radius = _up(max(max(-endpoints(d)[0], endpoints(d)[1]) for d in far))
+                    with mpmath.workprec(_PREC):  # exact negation of _PREC-bit endpoints
+                        radius = _up(max(max(-endpoints(d)[0], endpoints(d)[1]) for d in far))
                     m_lo, m_hi = endpoints(mult_iv)
                     encl = (_down(m_lo), _up(m_hi))
     stability = _interval_stability(*encl) if proof else _float_stability(float(mult))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import math
 
 import mpmath
@@ -227,3 +228,19 @@ def test_analyze_inputs_names_lists_and_limits():
         analyze("muon", steps=0)
     with pytest.raises(ValueError, match="unknown schedule 'no-such'"):
         analyze("no-such")
+
+
+def test_analysis_reports_the_repeated_maps_cycle():
+    res = analyze("muon", repeated=True)
+    assert res.attractor is not None and res.attractor.kind == "cycle"
+    d = res.to_dict()
+    four = next(c for c in d["attractor"]["cycles"] if c["period"] == 4)
+    assert four["stability"] == "attracting" and four["proof"] == "krawczyk"
+    assert -1 < four["multiplier_enclosure"][0] <= four["multiplier_enclosure"][1] < 0
+    json.dumps(d)  # JSON-ready: the high-precision fields are decimal strings
+    assert (
+        d["final_error_mp"] == decimal_up(res.final_error_mp) and "attractor" not in analyze("muon").to_dict()
+    )
+    # a tuned schedule: its last step repeated for ever converges to the superattracting fixed point 1
+    pe = analyze("polar-express", repeated=True).attractor
+    assert pe.kind == "converges" and pe.attracting_cycles[0].points == (1.0,)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
 
+import mpmath
 import numpy as np
 import pytest
 
 from nsiter.analysis import (
+    MAX_ANALYZE_STEPS,
     analyze,
     attractor,
     convergence_bound,
     critical_points,
+    decimal_up,
     fixed_points,
     image_interval,
     periodic_points,
@@ -42,7 +47,11 @@ def test_bands_enclose_and_match_dense_sampling(name, interval):
         assert band.lo <= mn + 1e-12 * scale and mx <= band.hi + 1e-12 * scale, (name, band.step)
         # tightness: the certified extremes are attained up to the grid's resolution
         assert mn - band.lo < 1e-6 * scale and band.hi - mx < 1e-6 * scale, (name, band.step)
-        assert band.error == pytest.approx(max(abs(1 - band.lo), abs(1 - band.hi)))
+        # the error is carried in high precision; the double endpoints and 1 - lo in doubles each round
+        # by at most an ulp of numbers below 2
+        float_error = max(abs(1 - band.lo), abs(1 - band.hi))
+        assert abs(band.error - float_error) <= 2**-50, (name, band.step)
+        assert band.error >= band.error_mp  # the double is the high-precision error rounded up
 
 
 def test_monotone_and_critical_points_of_muon():
@@ -75,7 +84,11 @@ def test_muon_fixed_points_and_band():
     assert all(f.stability == "repelling" for f in fps)
     assert MUON(1.0) == pytest.approx(0.701)  # so 1 is not a fixed point
     att = attractor(MUON, 1e-3, 1.0)
-    assert att.kind == "band" and att.converged
+    assert att.kind == "cycle" and att.converged  # the attracting 4-cycle (tests/test_dynamics.py)
+    assert [(c.period, c.stability, c.proof) for c in att.cycles] == [
+        (2, "repelling", "krawczyk"),
+        (4, "attracting", "krawczyk"),
+    ]
     # dense iteration: long-run orbits of 1e5 starting points fill the band and stay inside it
     y = np.geomspace(1e-3, 1.0, 100_000)
     for _ in range(60):
@@ -87,6 +100,16 @@ def test_muon_fixed_points_and_band():
     (orbit, mult, stab) = periodic_points(MUON, 2)[0]
     assert MUON(MUON(orbit[0])) == pytest.approx(orbit[0], rel=1e-12) and stab == "repelling"
     assert mult == pytest.approx(MUON.derivative(orbit[0]) * MUON.derivative(orbit[1]))
+    # the same 2-cycle, proved: the root-finding orbit lies within its rounding of the proved one
+    proved = att.cycles[0]
+    assert sorted(proved.points) == pytest.approx(orbit, rel=1e-11)
+    lo_m, hi_m = proved.multiplier_enclosure
+    assert lo_m <= proved.multiplier <= hi_m < -1 and proved.multiplier == pytest.approx(mult, rel=1e-10)
+    # no ValueError blow-up: period 4 needs a degree-625 polynomial, refused before any work
+    with pytest.raises(ValueError, match="MAX_CYCLE_DEGREE"):
+        attractor(MUON, 1e-3, 1.0, max_period=4)
+    with pytest.raises(ValueError, match="MAX_CYCLE_DEGREE"):
+        periodic_points(MUON, 4)
 
 
 def test_convergent_iteration_attractor():
@@ -136,3 +159,88 @@ def test_bad_intervals(lo, hi, match):
 def test_convergence_bound_rejects_non_convergent():
     with pytest.raises(ValueError, match=r"p\(1\) = 0\.70(1|09)"):
         convergence_bound(MUON)
+
+
+# ------------------------------------------------------------------- errors below the unit roundoff
+def _worst_error_by_iteration(coeffs, lo, steps, dps=1200):
+    """Independent reference: iterate the scalar map at the worst point ``lo`` with ``dps`` digits.
+
+    For the classical maps p(x) >= x on [0, 1] with p(1) = 1 and p increasing there, phi_k is increasing
+    on [lo, 1] with phi_k(1) = 1, so the worst error over [lo, 1] is 1 - phi_k(lo).  Plain iteration of x
+    keeps 1 - x only while it is above 10^-dps: enough digits for the errors tested (down to 1e-500)."""
+    with mpmath.workdps(dps):
+        x = mpmath.mpf(lo)
+        out = []
+        for _ in range(steps):
+            x = sum(mpmath.mpf(c) * x ** (2 * k + 1) for k, c in enumerate(coeffs))
+            out.append(1 - x)
+        return out
+
+
+@pytest.mark.parametrize(
+    ("name", "coeffs", "lo", "steps"),
+    [("cubic", (1.5, -0.5), 1e-6, 44), ("quintic", (1.875, -1.25, 0.375), 1e-6, 28)],
+)
+def test_certified_errors_far_below_unit_roundoff(name, coeffs, lo, steps):
+    res = analyze(name, lo, steps=steps)
+    ref = _worst_error_by_iteration(coeffs, lo, steps)
+    for band, r in zip(res.steps[1:], ref, strict=True):
+        # certified: never below the true error; tight: within the 300-bit interval arithmetic's slack
+        with mpmath.workdps(1200):
+            assert r <= band.error_mp <= r * (1 + mpmath.mpf(10) ** -60), (band.step, r, band.error_mp)
+        assert band.deficit == band.error_mp and band.excess == 0  # the band is [1 - deficit, 1] exactly
+    assert ref[-1] < mpmath.mpf(10) ** -300  # far below any double's reach ...
+    assert res.final_error == 5e-324  # ... so the double field holds the smallest subnormal, still a bound
+    assert res.final_error_mp == res.errors_mp[-1] and res.errors[-2] >= float(res.errors_mp[-2])
+
+
+def test_issue_example_cubic_from_1e6_over_40_steps():
+    # `nsiter analyze cubic --lo 1e-6 --steps 40` used to end at 2.2e-16 and 1.1e-16 (float band endpoints)
+    res = analyze("cubic", 1e-6, steps=40)
+    ref = _worst_error_by_iteration((1.5, -0.5), 1e-6, 40, dps=200)
+    assert res.errors[-1] < 1e-30 and res.errors[-1] == pytest.approx(float(ref[-1]), rel=1e-15)
+    assert res.errors[-2] == pytest.approx(float(ref[-2]), rel=1e-15) and res.errors[-2] < 2**-52
+
+
+def test_error_strings_round_up():
+    for v in (
+        mpmath.mpf("2.96698145456229905e-32"),
+        mpmath.mpf(1) / 3,
+        -mpmath.mpf(1) / 3,
+        mpmath.mpf(10) ** -5000,
+    ):
+        s = decimal_up(v)
+        assert mpmath.mpf(s) >= v and mpmath.mpf(s) - v <= abs(v) * mpmath.mpf(10) ** -15, (s, v)
+    assert decimal_up(mpmath.mpf(0)) == "0"
+    tiny = mpmath.mpf(2) ** -(10**9)  # beyond decimal digits: a power of two bounds it
+    assert decimal_up(tiny) == f"2^{-(10**9) + 1}" and decimal_up(-tiny) == f"-2^{-(10**9)}"
+
+
+def test_analyze_inputs_names_lists_and_limits():
+    by_name = analyze("muon")  # a registry name, lo defaults to attractor's 1e-3
+    assert by_name.lo == inspect.signature(attractor).parameters["lo"].default == 1e-3
+    assert by_name.errors == analyze(load_schedule("muon"), 1e-3).errors
+    assert analyze([[3.4445, -4.7750, 2.0315]] * 5).errors == by_name.errors
+    with pytest.raises(ValueError, match="MAX_ANALYZE_STEPS"):
+        analyze("muon", steps=10**6)  # refused before any work
+    assert MAX_ANALYZE_STEPS >= 1000
+    with pytest.raises(ValueError, match="steps must be a positive integer, got 0"):
+        analyze("muon", steps=0)
+    with pytest.raises(ValueError, match="unknown schedule 'no-such'"):
+        analyze("no-such")
+
+
+def test_analysis_reports_the_repeated_maps_cycle():
+    res = analyze("muon", repeated=True)
+    assert res.attractor is not None and res.attractor.kind == "cycle"
+    d = res.to_dict()
+    four = next(c for c in d["attractor"]["cycles"] if c["period"] == 4)
+    assert four["stability"] == "attracting" and four["proof"] == "krawczyk"
+    assert -1 < four["multiplier_enclosure"][0] <= four["multiplier_enclosure"][1] < 0
+    json.dumps(d)  # JSON-ready: the high-precision fields are decimal strings
+    assert (
+        d["final_error_mp"] == decimal_up(res.final_error_mp) and "attractor" not in analyze("muon").to_dict()
+    )
+    # a tuned schedule: its last step repeated for ever converges to the superattracting fixed point 1
+    pe = analyze("polar-express", repeated=True).attractor
+    assert pe.kind == "converges" and pe.attracting_cycles[0].points == (1.0,)

@@ -26,6 +26,8 @@ _LAZY = {
     "fixed_points": "nsiter.analysis",
     "attractor": "nsiter.analysis",
     "certified_error": "nsiter.analysis",
+    "steps_to": "nsiter.analysis",
+    "repeated_attractor": "nsiter.analysis",
     "orthogonalize": "nsiter.evaluate",
     "trajectory": "nsiter.records",
     "Muon": "nsiter.optim",

@@ -37,6 +37,7 @@ import numpy as np
 from mpmath import iv
 
 from nsiter.dynamics import (
+    DIVERGENCE_THRESHOLD,
     Cycle,
     endpoints,
     find_cycles,
@@ -410,7 +411,9 @@ class ScheduleAnalysis:
     diverged: bool = False
     message: str = ""
     attractor: Attractor | None = None  # of the last step repeated for ever (analyze(..., repeated=True))
-    attractor_error: str = ""  # why it could not be computed (the repeated band leaves (0, 1e100))
+    attractor_error: str = (
+        ""  # why it could not be computed (the repeated band leaves (0, DIVERGENCE_THRESHOLD))
+    )
 
     @property
     def final(self) -> StepBand:
@@ -486,8 +489,12 @@ def _bands(schedule: Schedule, lo: float, hi: float, steps: int) -> Iterator[tup
             slope *= p.slope_at_zero
             band = StepBand._from_ends(k, lo_end, hi_end, slope, crit)
             top, bottom = endpoints(hi_end.value())[1], endpoints(lo_end.value())[0]
-            if not mpmath.isfinite(top) or abs(top) > 1e100 or abs(bottom) > 1e100:
-                yield band, f"band exceeds 1e100 after step {k}: diverges"
+            if (
+                not mpmath.isfinite(top)
+                or abs(top) > DIVERGENCE_THRESHOLD
+                or abs(bottom) > DIVERGENCE_THRESHOLD
+            ):
+                yield band, f"band exceeds {DIVERGENCE_THRESHOLD:g} after step {k}: diverges"
                 return
             if bottom <= 0:
                 yield (
@@ -526,7 +533,7 @@ def analyze(
 
     Returns:
         A ``ScheduleAnalysis``; ``diverged`` is set (and the analysis stops) if a band leaves every bound
-        (``|value| > 1e100``) or reaches zero/negative values, i.e. some singular value is sent to 0 or
+        (``|value| > DIVERGENCE_THRESHOLD``, ``nsiter.dynamics``) or reaches zero/negative values, i.e. some singular value is sent to 0 or
         flips sign.
     """
     lo, hi = check_interval(lo, hi)
@@ -773,8 +780,10 @@ def attractor(
     it, converged = 0, False
     for it in range(1, max_iter + 1):
         new = image_interval(p, *cur)
-        if new[0] <= 0 or new[1] > 1e100:
-            raise ValueError(f"iterating p from [{lo}, {hi}] leaves (0, 1e100): band {new} after {it} steps")
+        if new[0] <= 0 or new[1] > DIVERGENCE_THRESHOLD:
+            raise ValueError(
+                f"iterating p from [{lo}, {hi}] leaves (0, {DIVERGENCE_THRESHOLD:g}): band {new} after {it} steps"
+            )
         done = all(abs(a - b) <= 1e-14 * max(1.0, abs(b)) for a, b in zip(new, cur, strict=True))
         cur = new
         if done:

@@ -39,6 +39,7 @@ from mpmath import iv
 from nsiter.polynomial import OddPolynomial
 
 __all__ = [
+    "DIVERGENCE_THRESHOLD",
     "MAX_CYCLE_PERIOD",
     "Cycle",
     "endpoints",
@@ -49,6 +50,10 @@ __all__ = [
     "prove_cycle",
 ]
 
+# The one divergence rule of nsiter: a value (a singular value, a band endpoint) whose modulus passes this has
+# left every band a Newton-Schulz map works on, and the orbit escapes.  Used by the certified analysis, the
+# orbit search and every measured run (nsiter.measure.diverged).
+DIVERGENCE_THRESHOLD = 1e3
 MAX_CYCLE_PERIOD = 1000  # longest period the orbit search reads off (and prove_cycle accepts)
 _PREC = 300  # bits of the interval arithmetic (about 90 digits)
 _DPS = 80  # digits of the Newton refinement
@@ -294,7 +299,7 @@ def find_cycles(
 
     Returns:
         The distinct cycles found, sorted by period then smallest point; ``share`` says which fraction of
-        the starts reached each.  Orbits that leave every bound (``|x| > 1e100``) or have not settled into a
+        the starts reached each.  Orbits that leave every bound (``|x| > DIVERGENCE_THRESHOLD``) or have not settled into a
         period ``<= max_period`` are not reported: a chaotic band gives ``()``.  The search is an
         estimate (a cycle with a tiny basin or a multiplier near ``+-1`` can be missed); what it reports is
         proved.
@@ -312,12 +317,12 @@ def find_cycles(
     with np.errstate(over="ignore", invalid="ignore"):
         for _ in range(transient):
             x = p(x)
-            x = x[np.isfinite(x) & (np.abs(x) <= 1e100)]
+            x = x[np.isfinite(x) & (np.abs(x) <= DIVERGENCE_THRESHOLD)]
         orbit = [x]
         for _ in range(max_period):
             orbit.append(p(orbit[-1]))
         traj = np.array(orbit)  # (max_period + 1, n): the orbits after the transient
-        traj = traj[:, np.all(np.isfinite(traj) & (np.abs(traj) <= 1e100), axis=0)]
+        traj = traj[:, np.all(np.isfinite(traj) & (np.abs(traj) <= DIVERGENCE_THRESHOLD), axis=0)]
     period = np.zeros(traj.shape[1], dtype=int)
     for k in range(1, max_period + 1):
         hit = (period == 0) & (np.abs(traj[k] - traj[0]) <= tol * np.maximum(1.0, np.abs(traj[0])))

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from nsiter.dtypes import dtype_name, torch_dtype
+from nsiter.dynamics import DIVERGENCE_THRESHOLD
 from nsiter.evaluate import iterates, resolve_schedule, validate_matrix
 from nsiter.schedule import Normalization, Schedule
 
@@ -60,7 +61,6 @@ __all__ = [
     "reference",
 ]
 
-DIVERGENCE_THRESHOLD = 1e3  # sigma_max above this (or a non-finite entry) means the run diverged
 
 QUANTITIES = (
     "sigma_max",

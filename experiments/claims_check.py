@@ -12,7 +12,8 @@ Claims, as the notes state them:
 Tests: the exact Padé family ``[l/m]`` (``nsiter.symbolic.pade_iteration``; Kenney & Laub 1991) — every
 member fixes ``x = 1``; Muon's ``p(1)`` and its coefficients against the ``[2/0]`` member (the truncation in
 ``xi = 1 - x^2``) and against the Taylor truncation of the ``[1/2]`` member at ``x = 0``; Muon's certified
-5-step band on ``[lo, 1]`` and its attracting band (``nsiter.analysis``); Muon's fixed points and 2-cycle;
+5-step band on ``[lo, 1]`` and its attracting band (``nsiter.analysis``); Muon's fixed points and its cycles
+of every period (orbit search, proved by Krawczyk's test: ``nsiter.dynamics``);
 measured bf16 bands (``nsiter.orthogonalize`` + float64 SVD) on the notes' two matrices and on random
 log-uniform and gradient-like matrices with Muon's own Frobenius normalization.
 """
@@ -33,7 +34,7 @@ import torch
 from experiments import muon_singular_values, muon_spectral_distance
 from experiments.common import notes_spectrum
 from nsiter import load_schedule, orthogonalize
-from nsiter.analysis import analyze, fixed_points, periodic_points
+from nsiter.analysis import analyze, attractor, fixed_points
 from nsiter.matrices import gradient_like, log_uniform, with_spectrum
 from nsiter.measure import Case, measure
 from nsiter.symbolic import pade_iteration, pade_xi_truncation, taylor_odd_coefficients, x
@@ -47,6 +48,11 @@ PARAMS = {
     "attractor_steps": 200,
     "random_shapes": [[256, 256], [128, 512]],
     "seeds": [0, 1, 2],
+    # the rules that turn numbers into verdicts (see _verdicts)
+    "coefficient_tolerance": 5e-5,  # half a unit in the 4th decimal: how Muon's coefficients are published
+    "refute_factor": 10.0,  # a claimed error bound is refuted when both errors exceed it by this factor
+    "fixed_point_tolerance": 1e-12,  # |p(1) - 1| above this: 1 is not a fixed point
+    "projector_eigenvalue": 0.1,  # eigenvalues of X X^T below this are zeros (Muon's band keeps sigma^2 >= 0.46)
 }
 QUICK = {"pade": [[2, 0], [1, 2]], "attractor_steps": 40, "random_shapes": [[32, 32]], "seeds": [0]}
 # the notes' two matrices are built from these experiments' parameters: their source is an input
@@ -145,9 +151,15 @@ def _band_rows(ctx) -> list[dict]:
                 "error": fp.multiplier,
             }
         )
-    for orbit, mult, stab in periodic_points(muon[0], 2):
+    for cyc in attractor(muon[0]).cycles:  # every cycle of Muon's map, proved (Krawczyk) with its multiplier
         rows.append(
-            {"kind": f"2-cycle ({stab})", "step": None, "lo": orbit[0], "hi": orbit[-1], "error": mult}
+            {
+                "kind": f"{cyc.period}-cycle ({cyc.stability}, {cyc.proof or 'unproved'})",
+                "step": None,
+                "lo": min(cyc.points),
+                "hi": max(cyc.points),
+                "error": cyc.multiplier,
+            }
         )
     return rows
 
@@ -177,7 +189,13 @@ def compute(ctx) -> dict:
     }
 
 
+def _verdict(refuted: bool, confirmed: bool) -> str:
+    """The three outcomes of a rule: refuted, confirmed, or (neither condition met) undecided."""
+    return "refuted" if refuted else "confirmed" if confirmed else "undecided"
+
+
 def _verdicts(p, pade, bands, measured, projector) -> list[dict]:
+    """Each claim's verdict from a stated rule over the computed numbers (thresholds in PARAMS)."""
     muon = next(r for r in pade if r["iteration"] == "muon")
     family = [r for r in pade if r["iteration"] != "muon"]
     closest = min(family, key=lambda r: r["xi_trunc_dist_to_muon"])
@@ -185,59 +203,85 @@ def _verdicts(p, pade, bands, measured, projector) -> list[dict]:
     cert = next(r for r in bands if r["kind"] == "certified" and r["step"] == p["steps"])
     att = next(r for r in bands if r["kind"] == "attracting")
     attracting_fp = [r for r in bands if r["kind"].startswith("fixed point (attract")]
+    cycles = [r for r in bands if "-cycle" in r["kind"]]
+    attracting_cycles = [r for r in cycles if "(attracting" in r["kind"] or "(superattracting" in r["kind"]]
     x0max = max(r["x0_sigma_max"] for r in measured)
     big = sorted((r["eigenvalue"] for r in projector if r["gram"].startswith("X X")), reverse=True)
     small = [r["eigenvalue"] for r in projector if r["gram"].startswith("X^T")]
-    zero_eigs = big[len(small) :]
-    by_kind = {}
+    far = [v for v in big if v < p["projector_eigenvalue"]]
+    by_kind: dict[str, float] = {}
     for r in measured:
         kind = r["matrix"].split(" ")[0]
         by_kind[kind] = max(by_kind.get(kind, 0.0), r["error"])
+    worst_measured = max(by_kind.values())
     fps = [r for r in bands if r["kind"].startswith("fixed point") and r["lo"] > 0]
-    cyc = [r for r in bands if r["kind"].startswith("2-cycle")]
     fp_text = "; ".join(f"{r['lo']:.3f} (multiplier {r['error']:.2f}, {r['kind'][13:-1]})" for r in fps)
     cyc_text = "; ".join(
-        f"2-cycle {r['lo']:.3f} <-> {r['hi']:.3f} (multiplier {r['error']:.2f})" for r in cyc
+        f"{r['kind'].split(' ')[0]} in [{r['lo']:.3f}, {r['hi']:.3f}] (multiplier {r['error']:.3g}, "
+        f"{r['kind'].split('(')[1].split(',')[0]})"
+        for r in cycles
     )
     q = next((r for r in family if r["iteration"] == "[2/0]"), closest)
+    tol, factor, delta = p["coefficient_tolerance"], p["refute_factor"], p["delta"]
+    p1_off = abs(muon["value_at_1"] - 1)
     return [
         {
             "claim": "Muon's coefficients are the Padé (1,2) truncation of Hale, Higham & Trefethen (2008)",
             "test": "p(1) vs every [l/m] Padé iteration; distance to their truncations",
+            "rule": f"refuted if no truncation is within {tol:g} of Muon's coefficients (their published "
+            "precision) and p(1) differs from the family's r(1) = 1 by more than that",
             "evidence": f"every Padé iteration has r(1) = 1 (largest deviation {fixes_one:.1g}), Muon has "
             f"p(1) = {muon['value_at_1']:.4f}; the degree-2 truncation in xi = 1 - x^2 of every [l/m] with l + m >= 2 "
             f"is ({q['xi_trunc_c1']:.4g}, {q['xi_trunc_c3']:.4g}, {q['xi_trunc_c5']:.4g}), "
             f"{closest['xi_trunc_dist_to_muon']:.3f} away from Muon's coefficients",
-            "verdict": "refuted",
+            "verdict": _verdict(
+                closest["xi_trunc_dist_to_muon"] > tol and p1_off > tol,
+                closest["xi_trunc_dist_to_muon"] <= tol,
+            ),
         },
         {
-            "claim": f"after {p['steps']} steps every singular value is within ~{p['delta']:g} of 1",
+            "claim": f"after {p['steps']} steps every singular value is within ~{delta:g} of 1",
             "test": f"certified band on [{p['lo']:g}, 1]; attracting band; measured bf16",
+            "rule": f"refuted if the certified error after {p['steps']} steps and the worst measured bf16 error "
+            f"both exceed {factor:g} delta; confirmed if both are <= delta",
             "evidence": f"certified band [{cert['lo']:.3f}, {cert['hi']:.3f}] (error {cert['error']:.3f}); "
             f"no number of steps gets below the attracting band [{att['lo']:.3f}, {att['hi']:.3f}] "
             f"(error {att['error']:.3f}); measured bf16 error: "
             + ", ".join(f"{k} {v:.3f}" for k, v in by_kind.items()),
-            "verdict": "refuted",
+            "verdict": _verdict(
+                cert["error"] > factor * delta and worst_measured > factor * delta,
+                cert["error"] <= delta and worst_measured <= delta,
+            ),
         },
         {
             "claim": "the iteration converges, with order three",
-            "test": "fixed points of p and their multipliers; 2-cycles",
+            "test": "fixed points of p and their multipliers; cycles of every period (proved)",
+            "rule": f"refuted if 1 is not a fixed point (|p(1) - 1| > {p['fixed_point_tolerance']:g}) or the map "
+            "has an attracting cycle of period >= 2; confirmed if 1 is a fixed point with multiplier 0",
             "evidence": f"1 is not a fixed point (p(1) = {muon['value_at_1']:.3f}); positive fixed points {fp_text}; "
             f"{cyc_text}; {len(attracting_fp)} attracting fixed points",
-            "verdict": "refuted",
+            "verdict": _verdict(
+                p1_off > p["fixed_point_tolerance"] or bool(attracting_cycles),
+                p1_off <= p["fixed_point_tolerance"] and not attracting_cycles,
+            ),
         },
         {
             "claim": "Frobenius normalization gives sigma(X_0) <= 1, so ||X_0 - U||_2 <= 1",
             "test": "largest singular value of X_0 over all test matrices",
+            "rule": "confirmed if sigma_max(X_0) <= 1 on every test matrix (it must: ||G||_2 <= ||G||_F), "
+            "refuted otherwise",
             "evidence": f"largest sigma_max(X_0) = {x0max:.4f} (and ||G||_2 <= ||G||_F always)",
-            "verdict": "confirmed" if x0max <= 1 else "refuted",
+            "verdict": _verdict(x0max > 1, x0max <= 1),
         },
         {
             "claim": "|X_5 X_5^T| of the 10 x 6 example approaches the identity",
             "test": "eigenvalues of the 10 x 10 and of the 6 x 6 Gram matrix",
-            "evidence": f"{len(zero_eigs)} eigenvalues of X X^T are below {max(abs(v) for v in zero_eigs):.0e}: "
-            f"it is a rank-{len(small)} projector; X^T X has eigenvalues in [{min(small):.3f}, {max(small):.3f}]",
-            "verdict": "refuted (X^T X is near I, within Muon's band)",
+            "rule": f"refuted if some eigenvalue of X X^T is below {p['projector_eigenvalue']:g}; confirmed if all "
+            "are within the attracting band's error of 1",
+            "evidence": f"{len(far)} eigenvalues of X X^T are below {max((abs(v) for v in far), default=0):.0e}: "
+            f"X X^T has rank {len(small)} and cannot approach the identity; X^T X has eigenvalues in "
+            f"[{min(small):.3f}, {max(small):.3f}], within Muon's band",
+            "verdict": _verdict(bool(far), all(abs(v - 1) <= att["error"] for v in big)),
         },
     ]
 
@@ -322,7 +366,9 @@ def numbers(tables) -> dict:
     family = [r for r in tables["pade"] if r["iteration"] != "muon"]
     quintic = next((r for r in family if r["iteration"] == "[2/0]"), family[0])
     fps = [r for r in tables["bands"] if r["kind"].startswith("fixed point") and r["lo"] > 0]
-    cyc = [r for r in tables["bands"] if r["kind"].startswith("2-cycle")]
+    cycles = [r for r in tables["bands"] if "-cycle" in r["kind"]]
+    rep = [r for r in cycles if "(repelling" in r["kind"]]
+    attr = [r for r in cycles if "(attracting" in r["kind"]]
     out = {
         "claimMuonPOne": muon["value_at_1"],
         "claimMuonSlope": muon["slope_at_0"],
@@ -346,8 +392,13 @@ def numbers(tables) -> dict:
         out |= {"claimFixedLo": fps[0]["lo"], "claimFixedLoMult": fps[0]["error"]}
     if len(fps) > 1:
         out |= {"claimFixedHi": fps[1]["lo"], "claimFixedHiMult": fps[1]["error"]}
-    if cyc:
-        out |= {"claimCycleLo": cyc[0]["lo"], "claimCycleHi": cyc[0]["hi"], "claimCycleMult": cyc[0]["error"]}
+    if rep:
+        out |= {"claimCycleLo": rep[0]["lo"], "claimCycleHi": rep[0]["hi"], "claimCycleMult": rep[0]["error"]}
+        out["claimCyclePeriod"] = int(rep[0]["kind"].split("-")[0])
+    if attr:
+        a = attr[0]
+        out |= {"claimAttCycleLo": a["lo"], "claimAttCycleHi": a["hi"], "claimAttCycleMult": a["error"]}
+        out["claimAttCyclePeriod"] = int(a["kind"].split("-")[0])
     return out
 
 

@@ -16,20 +16,12 @@ if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the r
 
 import numpy as np
 
-from nsiter import Provenance, Schedule
-from nsiter.analysis import analyze
+from nsiter.analysis import steps_to
 from nsiter.symbolic import newton_schulz_family
 
 NAME = "family"
 PARAMS = {"degrees": [3, 5, 7, 9, 11], "lo": 1e-3, "tol": 1e-3, "max_steps": 40, "points": 300}
 QUICK = {"degrees": [3, 5], "points": 30}
-
-
-def _steps_to_tol(p, lo: float, tol: float, max_steps: int) -> int | None:
-    """Steps until the certified error on ``[lo, 1]`` is <= tol (``nsiter.analysis.analyze``)."""
-    sched = Schedule.repeated("fixed", p, max_steps, Provenance("derived", "nsiter.symbolic"))
-    errors = analyze(sched, lo, 1.0).errors
-    return next((k for k, e in enumerate(errors) if e <= tol), None)
 
 
 def compute(ctx) -> dict:
@@ -38,7 +30,7 @@ def compute(ctx) -> dict:
     for d in prm["degrees"]:
         m = newton_schulz_family(d)
         info = m.to_dict()
-        k = _steps_to_tol(m.polynomial, prm["lo"], prm["tol"], prm["max_steps"])
+        k = steps_to([m.polynomial], prm["lo"], prm["tol"], max_steps=prm["max_steps"])
         exact_bound = "CRootOf" not in info["convergence_bound"]
         members.append(
             {

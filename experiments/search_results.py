@@ -39,6 +39,7 @@ import numpy as np
 from nsiter import available_schedules, load_schedule
 from nsiter.analysis import certified_error
 from nsiter.measure import measured_errors
+from nsiter.stats import mean_and_se, paired_difference
 
 NAME = "search_results"
 PARAMS = {
@@ -240,7 +241,7 @@ def _summarize(runs: list[dict]) -> list[dict]:
         sing = np.array([r["max_singular_error"] for r in rs], dtype=float)
         nat_worst = np.array([r["native_max_direction_error"] for r in rs], dtype=float)
         nat_sing = np.array([r["native_max_singular_error"] for r in rs], dtype=float)
-        finite = bool(np.isfinite(worst).all())
+        mean_worst, se_worst = mean_and_se(worst)
         rows.append(
             {
                 "steps": k,
@@ -249,12 +250,10 @@ def _summarize(runs: list[dict]) -> list[dict]:
                 "kind": rs[0]["kind"],
                 "certified_error": rs[0]["certified_error"],
                 "runs": len(rs),
-                "measured_worst": float(worst.mean()) if finite else math.inf,
-                "measured_worst_se": float(worst.std(ddof=1) / math.sqrt(len(rs)))
-                if finite and len(rs) > 1
-                else 0.0,
+                "measured_worst": mean_worst,
+                "measured_worst_se": se_worst if math.isfinite(se_worst) else 0.0,
                 "measured_worst_run": float(worst.max()),
-                "measured_singular": float(sing.mean()) if finite else math.inf,
+                "measured_singular": mean_and_se(sing)[0],
                 # mean_error is per (size, all seeds): average over the sizes
                 "measured_mean_error": float(
                     np.mean([m for _, m in {(r["size"], r["mean_error"]) for r in rs}])
@@ -277,9 +276,8 @@ def _summarize(runs: list[dict]) -> list[dict]:
         for key, col in (("max_direction_error", "paired"), ("max_singular_error", "paired_singular")):
             mine = {(r["size"], r["seed"]): r[key] for r in groups[(row["steps"], row["schedule"])]}
             theirs = {(r["size"], r["seed"]): r[key] for r in groups[(best["steps"], best["schedule"])]}
-            d = np.array([mine[k] - theirs[k] for k in mine])
-            row[f"{col}_diff"] = float(d.mean())
-            row[f"{col}_se"] = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+            d = paired_difference(mine, theirs)
+            row[f"{col}_diff"], row[f"{col}_se"] = d.mean, d.se
     rows.sort(key=lambda r: (r["steps"], r["kind"] != "nsiter", r["certified_error"]))
     return rows
 

@@ -31,6 +31,7 @@ import torch
 
 from experiments.training import train
 from nsiter import available_schedules, load_schedule
+from nsiter.stats import paired_difference
 
 
 def _search_arms() -> list[str]:
@@ -171,18 +172,13 @@ def _summary(rows: list[dict]) -> list[dict]:
 def _paired(rows: list[dict], task: str, opt: str, base: str = "muon:muon") -> dict:
     """Steps-to-target minus the same seed's with Jordan's coefficients (same init, data and batches)."""
     steps = {
-        (r["optimizer"], r["seed"]): r["steps_to_target"]
-        for r in rows
-        if r["task"] == task and r["optimizer"] in (opt, base)
+        o: {r["seed"]: r["steps_to_target"] for r in rows if r["task"] == task and r["optimizer"] == o}
+        for o in (opt, base)
     }
-    diffs = [
-        steps[(opt, s)] - steps[(base, s)]
-        for (o, s) in steps
-        if o == opt and steps.get((base, s)) is not None and steps[(opt, s)] is not None
-    ]
-    if opt == base or not diffs:
+    d = paired_difference(steps[opt], steps[base])
+    if opt == base or d is None:
         return {"paired_median": None, "paired_min": None, "paired_max": None}
-    return {"paired_median": statistics.median(diffs), "paired_min": min(diffs), "paired_max": max(diffs)}
+    return {"paired_median": d.median, "paired_min": int(d.min), "paired_max": int(d.max)}
 
 
 def plot(tables, ctx):

@@ -34,6 +34,7 @@ LAYERS = {
     "nsiter.dynamics": 2,
     "nsiter.restarts": 2,
     "nsiter.spectra": 2,
+    "nsiter.stats": 0,
     "nsiter": 2,  # the package __init__: schedule and registry eagerly, the rest lazily by name
     "nsiter.__main__": 6,
     "nsiter.evaluate": 3,

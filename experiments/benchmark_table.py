@@ -13,7 +13,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from experiments.common import read_csv
+from experiments.tables import read_csv
 
 NAME = "benchmark_table"
 PARAMS = {
@@ -48,7 +48,7 @@ def compute(ctx) -> list[dict]:
 
 
 def latex(tables) -> dict:
-    from experiments.common import latex_table
+    from experiments.tables import latex_table
 
     rows = [r for r in tables["main"] if r["file"] is not None]
 

@@ -32,7 +32,7 @@ import sympy as sp
 import torch
 
 from experiments import muon_singular_values, muon_spectral_distance
-from experiments.common import notes_spectrum
+from experiments.notes import notes_spectrum
 from nsiter import load_schedule, orthogonalize
 from nsiter.analysis import analyze, attractor, fixed_points
 from nsiter.matrices import gradient_like, log_uniform, with_spectrum
@@ -322,7 +322,7 @@ def plot(tables, ctx):
 
 
 def latex(tables) -> dict:
-    from experiments.common import latex_table
+    from experiments.tables import latex_table
 
     def wrap(width):
         return lambda v: rf"\parbox[t]{{{width}}}{{\raggedright {_tex_text(v)}}}"

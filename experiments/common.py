@@ -33,14 +33,12 @@ unless ``--out`` is given, so quick runs never touch the committed results):
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import importlib
 import importlib.metadata
 import inspect
 import io
 import json
-import math
 import platform
 import re
 import shutil
@@ -53,6 +51,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from experiments.tables import Rows, macros_tex, read_csv, write_csv
 from nsiter._io import atomic_write
 
 __all__ = [
@@ -61,21 +60,16 @@ __all__ = [
     "Rows",
     "Tables",
     "discover",
-    "latex_table",
     "quick_root",
-    "read_csv",
     "run_all",
     "run_experiment",
-    "tex_number",
-    "write_csv",
 ]
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
-HELPER_MODULES = {"__init__", "__main__", "common", "training"}
+HELPER_MODULES = {"__init__", "__main__", "common", "notes", "tables", "training"}
 VERSIONED_PACKAGES = ("nsiter", "numpy", "scipy", "sympy", "mpmath", "torch", "matplotlib", "seaborn")
 
-Rows = list[dict[str, Any]]
 Tables = dict[str, Rows]
 MAIN = "main"  # the table name used when compute returns a plain list of rows
 
@@ -84,55 +78,6 @@ MAIN = "main"  # the table name used when compute returns a plain list of rows
 def _atomic_write(path: Path, data: bytes | str) -> None:
     """Write ``data`` to ``path`` atomically, creating its folder (``nsiter._io.atomic_write``)."""
     atomic_write(path, data, parents=True)
-
-
-def _format_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)  # shortest round-trip form: lossless and deterministic
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        return _format_cell(value.item())
-    return str(value)
-
-
-_INT = re.compile(r"^[+-]?\d+$")
-
-
-def _parse_cell(text: str) -> Any:
-    if text == "":
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    if _INT.match(text):
-        return int(text)
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Write tidy rows as CSV (columns in first-seen order; floats in shortest round-trip form)."""
-    columns: list[str] = []
-    for row in rows:
-        for key in row:
-            if key not in columns:
-                columns.append(key)
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_format_cell(row.get(c)) for c in columns])
-    _atomic_write(path, buf.getvalue())
-
-
-def read_csv(path: Path) -> Rows:
-    """Read a CSV written by ``write_csv`` back into rows (ints, floats, bools and None restored)."""
-    with open(path, newline="") as fh:
-        return [{k: _parse_cell(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def _sha256(data: bytes) -> str:
@@ -188,81 +133,6 @@ def machine() -> dict[str, str]:
         "fp16_path": evaluation_path("cpu", "float16"),
         "threads": str(torch.get_num_threads()),
     }
-
-
-# ----------------------------------------------------------------------------------------- LaTeX
-_MACRO = re.compile(r"^[A-Za-z]+$")
-
-
-def notes_spectrum(params: Mapping[str, Any]):
-    """The user's notes' test spectrum: ``factor * logspace(sigma_lo, sigma_hi)`` with ``min(shape)``
-    values, float64 (``params``: an experiment's ``shape``, ``sigma_lo``, ``sigma_hi``, ``factor``)."""
-    import torch
-
-    lo, hi = math.log10(params["sigma_lo"]), math.log10(params["sigma_hi"])
-    return params["factor"] * torch.logspace(lo, hi, min(params["shape"]), dtype=torch.float64)
-
-
-def tex_number(x: float, digits: int = 3) -> str:
-    """Format a number for LaTeX text: ``0.0123`` -> ``0.0123``, ``1.2e-05`` -> ``1.20\\times10^{-5}``.
-
-    Integers print as they are; floats with ``digits`` significant digits, in scientific form when
-    ``|x| < 1e-3`` or ``|x| >= 1e4``.  The result is meant for math mode (``$\\macro$``).
-    """
-    if isinstance(x, bool):
-        return str(x).lower()
-    if isinstance(x, int):
-        return str(x)
-    x = float(x)
-    if math.isnan(x):
-        return r"\mathrm{NaN}"
-    if math.isinf(x):
-        return r"\infty" if x > 0 else r"-\infty"
-    if x == 0:
-        return "0"
-    exp = math.floor(math.log10(abs(x)))
-    if -3 <= exp < 4:
-        return f"{x:.{max(digits - 1 - exp, 0)}f}"
-    mant, e = f"{x:.{digits - 1}e}".split("e")
-    return rf"{mant}\times10^{{{int(e)}}}"
-
-
-def latex_table(
-    rows: Sequence[Mapping[str, Any]],
-    columns: Sequence[tuple[str, str, Callable[[Any], str] | None]],
-    *,
-    align: str | None = None,
-) -> str:
-    """A booktabs ``tabular`` from tidy rows.
-
-    Args:
-        rows: the rows to print, in order.
-        columns: ``(key, header, formatter)``; ``formatter`` maps a cell to LaTeX (``None``: ``str``,
-            with ``_`` and ``%`` escaped).
-        align: the column spec (default ``l`` then ``r`` for every further column).
-    """
-    align = align or "l" + "r" * (len(columns) - 1)
-
-    def plain(v: Any) -> str:
-        return "" if v is None else str(v).replace("_", r"\_").replace("%", r"\%").replace("&", r"\&")
-
-    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(h for _, h, _ in columns) + r" \\"]
-    lines.append(r"\midrule")
-    for row in rows:
-        cells = [(f or plain)(row.get(k)) for k, _, f in columns]
-        lines.append(" & ".join(cells) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", ""]
-    return "\n".join(lines)
-
-
-def _macros_tex(name: str, values: Mapping[str, Any]) -> str:
-    lines = [f"% generated by experiments/{name}.py -- do not edit"]
-    for macro, value in values.items():
-        if not _MACRO.match(macro):
-            raise ValueError(f"macro name must be letters only, got {macro!r} (experiment {name})")
-        text = value if isinstance(value, str) else tex_number(value)
-        lines.append(rf"\newcommand{{\{macro}}}{{{text}}}")
-    return "\n".join(lines) + "\n"
 
 
 # ----------------------------------------------------------------------------------------- context
@@ -504,7 +374,7 @@ def run_experiment(
         files += written
     if hasattr(module, "numbers"):
         path = ctx.generated_dir / f"{ctx.name}.tex"
-        _write_if_changed(path, _macros_tex(ctx.name, module.numbers(tables)))
+        _write_if_changed(path, macros_tex(ctx.name, module.numbers(tables)))
         files.append(path)
     if hasattr(module, "latex"):
         for stem, text in module.latex(tables).items():

@@ -52,7 +52,7 @@ def plot(tables, ctx):
 
 
 def latex(tables) -> dict:
-    from experiments.common import latex_table, tex_number
+    from experiments.tables import latex_table, tex_number
 
     rows = tables["main"]
     n_max = max(r["n"] for r in rows)

@@ -74,7 +74,7 @@ def _frac(s: str) -> str:
 
 
 def latex(tables) -> dict:
-    from experiments.common import latex_table, tex_number
+    from experiments.tables import latex_table, tex_number
 
     def coeffs(s):
         return "$" + ",\\ ".join(_frac(c) for c in s.split()) + "$"

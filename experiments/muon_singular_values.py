@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the r
 
 import torch
 
-from experiments.common import notes_spectrum
+from experiments.notes import notes_spectrum
 from nsiter.matrices import with_spectrum
 from nsiter.records import trajectory
 

@@ -144,7 +144,7 @@ def _final(tables) -> list[dict]:
 
 
 def latex(tables) -> dict:
-    from experiments.common import latex_table, tex_number
+    from experiments.tables import latex_table, tex_number
 
     def num(v):
         return "--" if v is None else f"${tex_number(v, 2)}$"

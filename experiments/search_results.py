@@ -429,7 +429,7 @@ def numbers(tables) -> dict:
 
 
 def latex(tables) -> dict:
-    from experiments.common import latex_table, tex_number
+    from experiments.tables import latex_table, tex_number
 
     def num(x):
         return "div." if not math.isfinite(float(x)) else f"${tex_number(float(x))}$"

@@ -277,7 +277,7 @@ def numbers(tables) -> dict:
 
 
 def latex(tables) -> dict:
-    from experiments.common import latex_table, tex_number
+    from experiments.tables import latex_table, tex_number
 
     rows = _summary(tables["summary"])
     for r in rows:

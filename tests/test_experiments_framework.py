@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from experiments import common
+from experiments import common, tables
 
 
 def _toy(calls: list[str], fail_at: int | None = None) -> types.ModuleType:
@@ -55,10 +55,10 @@ def _patch_source(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
 def test_csv_round_trip_is_lossless(tmp_path):
     rows = [{"a": 0.1 + 0.2, "b": 3, "c": "x,y", "d": None, "e": True, "f": 1e-300, "g": math.inf}]
     path = tmp_path / "t.csv"
-    common.write_csv(path, rows)
-    assert common.read_csv(path) == rows
+    tables.write_csv(path, rows)
+    assert tables.read_csv(path) == rows
     first = path.read_bytes()
-    common.write_csv(path, rows)
+    tables.write_csv(path, rows)
     assert path.read_bytes() == first  # same data, same bytes
 
 
@@ -73,7 +73,7 @@ def test_cache_hit_and_invalidation(tmp_path, monkeypatch):
     assert meta["parameters"] == {"n": 3, "scale": 0.5} and "numpy" in meta["versions"]
     assert (tmp_path / "figures" / "toy.pdf").stat().st_size > 0
     assert (tmp_path / "figures" / "toy.png").stat().st_size > 0
-    assert common.read_csv(results / "toy.extra.csv") == [{"i": 0, "y": None}]
+    assert tables.read_csv(results / "toy.extra.csv") == [{"i": 0, "y": None}]
     tex = (tmp_path / "paper" / "generated" / "toy.tex").read_text()
     assert r"\newcommand{\toyCount}{3}" in tex
     assert not (results / ".partial" / f"toy-{meta['input_hash'][:16]}").exists()
@@ -107,14 +107,14 @@ def test_interrupted_run_resumes_completed_units(tmp_path, monkeypatch):
     calls.clear()
     common.run_experiment(_toy(calls), root=tmp_path, verbose=False)
     assert calls == ["unit2"]  # units 0 and 1 came from the saved partial results
-    rows = common.read_csv(tmp_path / "experiments" / "results" / "toy.csv")
+    rows = tables.read_csv(tmp_path / "experiments" / "results" / "toy.csv")
     assert [r["i"] for r in rows] == [0, 1, 2] and rows[1]["x"] == 0.5 * 1 / 3
 
 
 def test_tex_number_and_bad_macro():
-    assert common.tex_number(0.0123) == "0.0123"
-    assert common.tex_number(1.234e-5) == r"1.23\times10^{-5}"
-    assert common.tex_number(7) == "7"
+    assert tables.tex_number(0.0123) == "0.0123"
+    assert tables.tex_number(1.234e-5) == r"1.23\times10^{-5}"
+    assert tables.tex_number(7) == "7"
     with pytest.raises(ValueError, match="toy_1"):
         common._macros_tex("toy", {"toy_1": 1.0})
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from experiments import common
+from experiments import common, tables
 from nsiter import load_schedule
 from nsiter.analysis import certified_error
 
@@ -25,7 +25,7 @@ def _tables(root, name):
     meta = json.loads((root / "experiments" / "results" / f"{name}.json").read_text())
     out = {}
     for t, info in meta["tables"].items():
-        out[t] = common.read_csv(root / "experiments" / "results" / info["file"])
+        out[t] = tables.read_csv(root / "experiments" / "results" / info["file"])
     return meta, out
 
 

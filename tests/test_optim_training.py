@@ -143,12 +143,12 @@ def test_train_muon_experiment_quick(tmp_path, monkeypatch):
     # the experiment end to end in --quick mode: tables, figures, macros; its summary agrees with its curves and
     # its spectra load back as test spectra
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))  # experiments/ is not installed
-    from experiments import common, train_muon
+    from experiments import common, tables, train_muon
 
     common.run_experiment(train_muon, quick=True, root=tmp_path, verbose=False)
     results = tmp_path / "experiments" / "results"
-    curves = common.read_csv(results / "train_muon.csv")
-    summary = common.read_csv(results / "train_muon.summary.csv")
+    curves = tables.read_csv(results / "train_muon.csv")
+    summary = tables.read_csv(results / "train_muon.summary.csv")
     assert {(r["task"], r["optimizer"]) for r in summary} == {
         (t, o) for t in train_muon.QUICK["tasks"] for o in train_muon.QUICK["optimizers"]
     }

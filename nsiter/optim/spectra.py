@@ -111,6 +111,9 @@ class MeasuredSpectrum:
         return np.interp(pos, np.arange(len(self.x)), self.x)
 
 
+# the columns load_spectra reads
+_COLUMNS = ("task", "optimizer", "seed", "step", "param", "rows", "cols", "index", "x")
+
 Source = str | Path | Sequence[Mapping[str, Any]] | None
 
 
@@ -124,7 +127,13 @@ def _rows(source: Source) -> tuple[str, list[Mapping[str, Any]]]:
             f"no recorded spectra at {str(path)!r}: run `python -m experiments train_muon` (or pass a path)"
         )
     with open(path, newline="") as fh:
-        return repr(str(path)), list(csv.DictReader(fh))
+        reader = csv.DictReader(fh)
+        missing = [c for c in _COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise ValueError(
+                f"spectra file {str(path)!r} lacks the columns {missing} (has {reader.fieldnames})"
+            )
+        return repr(str(path)), list(reader)
 
 
 def load_spectra(source: Source = None, **filters: Any) -> list[MeasuredSpectrum]:

@@ -29,7 +29,10 @@ MAX_EXACT_CHARS = 4096  # longest exact coefficient string accepted ("p/q" of at
 
 def _echo(value: Any, limit: int = 40) -> str:
     """``repr(value)``, cut to ``limit`` characters with the full length said (a 5000-digit echo helps no one)."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer (or a Fraction of integers) past Python's 4300-digit conversion limit
+        return f"a {type(value).__name__} too long to print"
     return text if len(text) <= limit else f"{text[: limit - 10]}... ({len(text)} characters)"
 
 
@@ -61,8 +64,7 @@ def _as_fraction(value: Any) -> Fraction:
         float(out)
     except OverflowError as err:
         raise ValueError(
-            f"exact coefficient {_echo(value if isinstance(value, str) else out)} is outside the float range "
-            "(|c| < 1.8e308)"
+            f"exact coefficient {_echo(value)} is outside the float range (|c| < 1.8e308)"
         ) from err
     return out
 

@@ -29,5 +29,8 @@ def check_seed(seed: Any) -> int:
 
 
 def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4300-digit conversion limit
+        return f"an integer of {value.bit_length()} bits"
     return text if len(text) <= limit else f"{text[: limit - 15]}...({len(text)} characters)"

@@ -204,11 +204,11 @@ def check_writable(path: str) -> None:
     """Refuse (``CliError``) an output path that cannot be written, before the work that fills it starts."""
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
-        raise CliError(f"cannot write {echo(path)}: it is a directory")
+        raise CliError(f"cannot write {echo(path, 200)}: it is a directory")
     if not os.path.isdir(folder):
-        raise CliError(f"cannot write {echo(path)}: no directory {echo(folder)}")
+        raise CliError(f"cannot write {echo(path, 200)}: no directory {echo(folder, 200)}")
     if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise CliError(f"cannot write {echo(path)}: permission denied")
+        raise CliError(f"cannot write {echo(path, 200)}: permission denied")
 
 
 def check_device(text: str) -> str:

@@ -36,6 +36,7 @@ import mpmath
 import numpy as np
 from mpmath import iv
 
+from nsiter.checks import check_interval
 from nsiter.dynamics import (
     DIVERGENCE_THRESHOLD,
     Cycle,
@@ -76,21 +77,6 @@ DPS = 50  # working precision (decimal digits) for roots and extreme values
 PREC = 300  # bits of the interval arithmetic that carries the bands of ``analyze`` (about 90 digits)
 MAX_ANALYZE_STEPS = 5000  # most steps ``analyze`` and ``steps_to`` follow (checked before any work)
 _IMAG_TOL = 1e-20  # roots with |imag| below this (relative) count as real; extra candidates are harmless
-
-
-def check_interval(lo: Any, hi: Any) -> tuple[float, float]:
-    """Validate an interval of normalized singular values: finite reals with ``0 < lo < hi``."""
-    for name, v in (("lo", lo), ("hi", hi)):
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-            raise ValueError(f"{name} must be a real number, got {v!r}")
-        if not math.isfinite(float(v)):
-            raise ValueError(f"{name} must be finite, got {v!r}")
-    lo, hi = float(lo), float(hi)
-    if lo <= 0:
-        raise ValueError(f"lo must be > 0 (the smallest normalized singular value), got {lo!r}")
-    if lo >= hi:
-        raise ValueError(f"need lo < hi, got lo={lo!r}, hi={hi!r}")
-    return lo, hi
 
 
 def _mp_eval(coeffs: Sequence[float], xv: mpmath.mpf) -> mpmath.mpf:

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from nsiter.seeds import check_seed
+from nsiter.checks import check_interval, check_seed
 from nsiter.spectra import SpectraSource, measured_spectrum
 
 __all__ = [
@@ -47,12 +47,7 @@ def _check_shape(m: int, n: int) -> None:
 
 
 def _check_seed(seed: int) -> int:
-    return check_seed(seed)  # one rule everywhere: 0 <= seed < 2**63 (nsiter.seeds)
-
-
-def _check_interval(lo: float, hi: float) -> None:
-    if not (math.isfinite(lo) and math.isfinite(hi)) or not 0 < lo <= hi:
-        raise ValueError(f"need 0 < lo <= hi (finite), got lo={lo!r}, hi={hi!r}")
+    return check_seed(seed)  # one rule everywhere: 0 <= seed < 2**63 (nsiter.checks)
 
 
 def haar_orthonormal(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -103,7 +98,7 @@ def with_spectrum(
 def log_uniform(m: int, n: int, lo: float = 1e-3, seed: int = 0, *, hi: float = 1.0, **kw) -> torch.Tensor:
     """Singular values log-spaced from ``hi`` down to ``lo`` (quantiles of the log-uniform law on [lo, hi])."""
     _check_shape(m, n)
-    _check_interval(lo, hi)
+    check_interval(lo, hi)
     k = min(m, n)
     sigma = torch.logspace(math.log10(hi), math.log10(lo), k, dtype=torch.float64)
     return with_spectrum(m, n, sigma, seed, **kw)
@@ -112,7 +107,7 @@ def log_uniform(m: int, n: int, lo: float = 1e-3, seed: int = 0, *, hi: float = 
 def uniform(m: int, n: int, lo: float = 1e-3, seed: int = 0, *, hi: float = 1.0, **kw) -> torch.Tensor:
     """Singular values evenly spaced from ``hi`` down to ``lo``."""
     _check_shape(m, n)
-    _check_interval(lo, hi)
+    check_interval(lo, hi)
     sigma = torch.linspace(hi, lo, min(m, n), dtype=torch.float64)
     return with_spectrum(m, n, sigma, seed, **kw)
 
@@ -147,7 +142,7 @@ def rank_deficient(m: int, n: int, rank: int, seed: int = 0, *, lo: float = 1e-2
     k = min(m, n)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank <= k:
         raise ValueError(f"rank must be an integer in [0, {k}], got {rank!r}")
-    _check_interval(lo, 1.0)
+    check_interval(lo, 1.0)
     sigma = torch.zeros(k, dtype=torch.float64)
     if rank:
         sigma[:rank] = torch.logspace(0.0, math.log10(lo), rank, dtype=torch.float64)
@@ -261,12 +256,12 @@ def spectrum_spec(text: str) -> SpectrumSpec:
     if kind == "logunif":
         arity(1, 1)
         lo = _float(parts[0], text)
-        _check_interval(lo, 1.0)
+        check_interval(lo, 1.0)
         return SpectrumSpec(text, kind, lambda m, n, s, b: log_uniform(m, n, lo, s, batch=b))
     if kind == "unif":
         arity(1, 1)
         lo = _float(parts[0], text)
-        _check_interval(lo, 1.0)
+        check_interval(lo, 1.0)
         return SpectrumSpec(text, kind, lambda m, n, s, b: uniform(m, n, lo, s, batch=b))
     if kind == "cluster":
         arity(1, 2)

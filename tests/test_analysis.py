@@ -142,8 +142,7 @@ def test_divergence_is_reported():
     [
         (0.0, 1.0, "lo must be > 0"),
         (-1.0, 1.0, "lo"),
-        (1.0, 1.0, "lo < hi"),
-        (2.0, 1.0, "lo < hi"),
+        (2.0, 1.0, "lo <= hi"),
         (float("nan"), 1.0, "nan"),
         (1e-3, float("inf"), "inf"),
         ("a", 1.0, "'a'"),
@@ -154,6 +153,14 @@ def test_bad_intervals(lo, hi, match):
         analyze(load_schedule("muon"), lo, hi)
     with pytest.raises(ValueError, match=match):
         image_interval(MUON, lo, hi)
+
+
+def test_a_point_interval_is_the_image_of_a_point():
+    """One rule everywhere (nsiter.checks): 0 < lo <= hi.  A point band maps to the point p(x)."""
+    res = analyze(load_schedule("muon"), 0.5, 0.5, steps=2)
+    x1 = float(MUON(0.5))
+    assert res.steps[1].lo <= x1 <= res.steps[1].hi and res.steps[1].hi - res.steps[1].lo < 1e-15
+    assert res.steps[2].lo <= float(MUON(x1)) <= res.steps[2].hi
 
 
 def test_convergence_bound_rejects_non_convergent():

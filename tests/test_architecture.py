@@ -35,6 +35,7 @@ LAYERS = {
     "nsiter.restarts": 2,
     "nsiter.spectra": 2,
     "nsiter.stats": 0,
+    "nsiter.checks": 0,
     "nsiter": 2,  # the package __init__: schedule and registry eagerly, the rest lazily by name
     "nsiter.__main__": 6,
     "nsiter.evaluate": 3,

@@ -116,7 +116,7 @@ def test_tex_number_and_bad_macro():
     assert tables.tex_number(1.234e-5) == r"1.23\times10^{-5}"
     assert tables.tex_number(7) == "7"
     with pytest.raises(ValueError, match="toy_1"):
-        common._macros_tex("toy", {"toy_1": 1.0})
+        tables.macros_tex("toy", {"toy_1": 1.0})
 
 
 def test_unknown_experiment_name_is_rejected():

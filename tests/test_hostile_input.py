@@ -16,11 +16,11 @@ import pytest
 import torch
 
 import nsiter.cli
+from nsiter.checks import SEED_LIMIT, check_seed
 from nsiter.optim import Muon
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
 from nsiter.schedule import Provenance, Schedule
-from nsiter.seeds import SEED_LIMIT, check_seed
 
 CASE_SECONDS = 20  # generous: every case below answers in well under a second
 

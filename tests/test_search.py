@@ -299,7 +299,7 @@ def test_search_dispatch_and_round_trip(tmp_path):
 @pytest.mark.parametrize(
     ("objective", "params", "match"),
     [
-        ("minimax", {"lo": 1.0, "hi": 0.5}, "lo < hi"),
+        ("minimax", {"lo": 1.0, "hi": 0.5}, "lo <= hi"),
         ("minimax", {"degree": 4}, "degree"),
         ("minimax", {"safety": 0.9}, "safety"),
         ("max-slope", {"delta": 1.5}, "delta"),

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nsiter import __version__
-from nsiter.seeds import check_seed
+from nsiter.checks import check_seed
 
 __all__ = [
     "CliError",
@@ -123,7 +123,7 @@ def _int_in(text: str, low: int, high: int | None) -> int:
 
 
 def seed(text: str) -> int:
-    """argparse type: a seed, ``0 <= seed < 2**63`` (the rule of :mod:`nsiter.seeds`, shared with the API)."""
+    """argparse type: a seed, ``0 <= seed < 2**63`` (the rule of :mod:`nsiter.checks`, shared with the API)."""
     try:
         return check_seed(int(text)) if len(text) <= 30 else check_seed(text)
     except ValueError as err:

@@ -9,20 +9,17 @@ endpoints and at the critical points inside (roots of ``p'``, an even polynomial
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from nsiter.analysis import check_interval
 from nsiter.polynomial import OddPolynomial
 from nsiter.schedule import Schedule
 
 __all__ = [
     "Diagnostics",
-    "check_interval",
     "image_interval_fast",
     "propagate_fast",
     "schedule_error_fast",
@@ -66,28 +63,6 @@ class Diagnostics:
             "seconds": self.seconds,
             "notes": list(self.notes),
         }
-
-
-def check_degree(degree: Any) -> int:
-    """An odd integer >= 3."""
-    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 3 or degree % 2 == 0:
-        raise ValueError(f"degree must be an odd integer >= 3, got {degree!r}")
-    return int(degree)
-
-
-def check_positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_positive(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{what} must be a real number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{what} must be finite and > 0, got {value!r}")
-    return v
 
 
 def _coefficients(p: OddPolynomial | Sequence[float]) -> np.ndarray:

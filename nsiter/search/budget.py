@@ -32,18 +32,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from nsiter.checks import check_interval, check_positive, check_positive_int
 from nsiter.dtypes import unit_roundoff
 from nsiter.polynomial import OddPolynomial, step_matmuls
 from nsiter.schedule import Provenance, Schedule
-from nsiter.search._core import (
-    Diagnostics,
-    check_interval,
-    check_positive,
-    check_positive_int,
-    image_interval_fast,
-    interval_error,
-    propagate_fast,
-)
+from nsiter.search._core import Diagnostics, image_interval_fast, interval_error, propagate_fast
 from nsiter.search.minimax import cushioned_step
 
 __all__ = ["budget_search"]

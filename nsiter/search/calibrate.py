@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from nsiter.checks import check_positive_int
 from nsiter.schedule import Schedule
-from nsiter.search._core import Diagnostics, check_positive_int, schedule_error_fast
+from nsiter.search._core import Diagnostics, schedule_error_fast
 from nsiter.search.minimax import greedy_minimax
 
 __all__ = ["CONVENTIONAL_FACTORS", "CRITERIA", "calibrate"]

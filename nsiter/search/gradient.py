@@ -29,17 +29,10 @@ from typing import Any
 
 import numpy as np
 
+from nsiter.checks import check_interval, check_positive, check_positive_int
 from nsiter.polynomial import OddPolynomial
 from nsiter.schedule import Provenance, Schedule
-from nsiter.search._core import (
-    Diagnostics,
-    check_interval,
-    check_positive,
-    check_positive_int,
-    interval_error,
-    propagate_fast,
-    schedule_error_fast,
-)
+from nsiter.search._core import Diagnostics, interval_error, propagate_fast, schedule_error_fast
 from nsiter.search.minimax import greedy_minimax
 
 __all__ = ["gradient_search"]

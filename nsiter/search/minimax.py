@@ -36,14 +36,11 @@ from typing import Any
 
 import numpy as np
 
+from nsiter.checks import check_interval, check_odd_degree, check_positive, check_positive_int
 from nsiter.polynomial import OddPolynomial
 from nsiter.schedule import Provenance, Schedule
 from nsiter.search._core import (
     Diagnostics,
-    check_degree,
-    check_interval,
-    check_positive,
-    check_positive_int,
     critical_points_fast,
     image_interval_fast,
     interval_error,
@@ -93,7 +90,7 @@ def newton_schulz_coefficients(degree: int) -> tuple[Fraction, ...]:
     ``x (1 - (1 - x^2))^(-1/2)``; Higham, *Functions of Matrices*, 2008, sec. 8.3), e.g. ``(3/2, -1/2)``
     and ``(15/8, -5/4, 3/8)``.  It is the limit of the minimax polynomial on ``[lo, 1]`` as ``lo -> 1``.
     """
-    n = (check_degree(degree) + 1) // 2
+    n = (check_odd_degree(degree) + 1) // 2
     out = [Fraction(0)] * n
     for k in range(n):
         w = Fraction(math.comb(2 * k, k), 4**k)
@@ -148,7 +145,7 @@ def remez_odd(
         a :class:`MinimaxStep`.
     """
     lo, hi = check_interval(lo, hi)
-    degree = check_degree(degree)
+    degree = check_odd_degree(degree)
     if 1.0 - lo / hi <= flat_threshold:
         return _flat(lo, hi, degree)
     if degree == 3:
@@ -246,7 +243,7 @@ def cushioned_step(
     eff = max(lo, cushion * hi)
     # a converged interval (numerically a point) takes the flat limit
     if eff >= hi * (1.0 - kw.get("flat_threshold", FLAT_THRESHOLD)):
-        step = _flat(min(eff, hi), hi, check_degree(degree))
+        step = _flat(min(eff, hi), hi, check_odd_degree(degree))
     else:
         step = remez_odd(eff, hi, degree, **kw)
     coef = np.asarray(step.polynomial.coefficients)
@@ -267,7 +264,7 @@ def cushion_for_ratio(ratio: float, degree: int = 5, hi: float = 1.0) -> float:
     Found by bisection; the floor grows with the cushion (to 1 for the flat Newton–Schulz limit).
     """
     ratio = check_positive(ratio, "ratio")
-    degree = check_degree(degree)
+    degree = check_odd_degree(degree)
 
     def floor(c: float) -> float:
         p, _, _ = cushioned_step(c * hi * 0.5, hi, degree, c, True)
@@ -292,10 +289,10 @@ def cushion_for_ratio(ratio: float, degree: int = 5, hi: float = 1.0) -> float:
 
 def _degrees(degree: int | Sequence[int], steps: int) -> list[int]:
     if isinstance(degree, (int, np.integer)) and not isinstance(degree, bool):
-        return [check_degree(degree)] * steps
+        return [check_odd_degree(degree)] * steps
     if isinstance(degree, (str, bytes)) or not isinstance(degree, Sequence):
         raise ValueError(f"degree must be an odd integer or a sequence of them, got {degree!r}")
-    degs = [check_degree(d) for d in degree]
+    degs = [check_odd_degree(d) for d in degree]
     if len(degs) != steps:
         raise ValueError(f"got {len(degs)} degrees for {steps} steps: {list(degree)!r}")
     return degs

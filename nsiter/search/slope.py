@@ -31,16 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from nsiter.checks import check_odd_degree, check_positive, check_positive_int
 from nsiter.polynomial import OddPolynomial
 from nsiter.schedule import Provenance, Schedule
-from nsiter.search._core import (
-    Diagnostics,
-    check_degree,
-    check_positive,
-    check_positive_int,
-    interval_error,
-    propagate_fast,
-)
+from nsiter.search._core import Diagnostics, interval_error, propagate_fast
 from nsiter.search.minimax import greedy_minimax
 
 __all__ = ["band_schedule", "max_slope", "max_slope_for_band"]
@@ -150,7 +144,7 @@ def max_slope(
     """
     t0 = time.perf_counter()
     delta = _check_delta(delta)
-    degree = check_degree(degree)
+    degree = check_odd_degree(degree)
     steps = check_positive_int(steps, "steps")
     if isinstance(escape, bool) or not isinstance(escape, (int, float)) or not 0 <= escape < 1:
         raise ValueError(f"escape must be in [0, 1), got {escape!r}")
@@ -232,7 +226,7 @@ def band_schedule(
     t0 = time.perf_counter()
     delta = _check_delta(delta)
     band_steps = check_positive_int(band_steps, "band_steps")
-    degree = check_degree(degree)
+    degree = check_odd_degree(degree)
     steps = band_steps if steps is None else check_positive_int(steps, "steps")
     if steps < band_steps:
         raise ValueError(f"steps ({steps}) must be >= band_steps ({band_steps})")

@@ -1,0 +1,92 @@
+"""Input checks: one rule per kind of input, shared by every public function and the command line.
+
+Each check returns the value in its canonical type or raises ``ValueError`` naming the bad value:
+
+- ``check_interval(lo, hi)``: finite reals with ``0 < lo <= hi`` (a point interval is a valid, degenerate
+  band: every singular value equal);
+- ``check_seed(seed)``: an integer in ``[0, 2**63)``.  torch's generators take a 64-bit seed; nsiter keeps
+  the non-negative half, so that derived seeds (``seed + 1_000_003`` for the noise of a gradient-like matrix)
+  still fit, and the same seed means the same matrix through the Python API and the command line;
+- ``check_positive_int``, ``check_positive``: counts and scales;
+- ``check_odd_degree``: the degree of a polynomial step, an odd integer ``>= 3``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "SEED_LIMIT",
+    "check_interval",
+    "check_odd_degree",
+    "check_positive",
+    "check_positive_int",
+    "check_seed",
+    "short_repr",
+]
+
+SEED_LIMIT = 2**63  # seeds are integers in [0, SEED_LIMIT)
+
+
+def short_repr(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters with the full length said (a 5000-digit echo helps no one)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4300-digit conversion limit
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= limit else f"{text[: limit - 15]}...({len(text)} characters)"
+
+
+def check_interval(lo: Any, hi: Any) -> tuple[float, float]:
+    """Validate an interval of normalized singular values: finite reals with ``0 < lo <= hi``."""
+    for name, v in (("lo", lo), ("hi", hi)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+            raise ValueError(f"{name} must be a real number, got {short_repr(v)}")
+        if not math.isfinite(float(v)):
+            raise ValueError(f"{name} must be finite, got {v!r}")
+    lo, hi = float(lo), float(hi)
+    if lo <= 0:
+        raise ValueError(f"lo must be > 0 (the smallest normalized singular value), got {lo!r}")
+    if lo > hi:
+        raise ValueError(f"need lo <= hi, got lo={lo!r}, hi={hi!r}")
+    return lo, hi
+
+
+def check_seed(seed: Any) -> int:
+    """Return ``seed`` as an ``int`` if it is an integer in ``[0, 2**63)``; else raise ``ValueError`` naming it.
+
+    numpy integers are accepted; ``bool`` and floats are not (``1.0`` is not a seed).
+    """
+    if isinstance(seed, bool) or not hasattr(seed, "__index__"):
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {short_repr(seed)}")
+    value = seed.__index__()
+    if not 0 <= value < SEED_LIMIT:
+        raise ValueError(f"seed must be an integer in [0, 2**63), got {short_repr(value)}")
+    return value
+
+
+def check_positive_int(value: Any, what: str) -> int:
+    """A positive integer (``bool`` is not one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {short_repr(value)}")
+    return int(value)
+
+
+def check_positive(value: Any, what: str) -> float:
+    """A finite real ``> 0``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{what} must be a real number, got {short_repr(value)}")
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{what} must be finite and > 0, got {value!r}")
+    return v
+
+
+def check_odd_degree(degree: Any) -> int:
+    """The degree of a polynomial step: an odd integer ``>= 3``."""
+    if isinstance(degree, bool) or not isinstance(degree, (int, np.integer)) or degree < 3 or degree % 2 == 0:
+        raise ValueError(f"degree must be an odd integer >= 3, got {short_repr(degree)}")
+    return int(degree)

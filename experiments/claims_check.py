@@ -135,7 +135,7 @@ def _band_rows(ctx) -> list[dict]:
     p = ctx.params
     muon = load_schedule("muon")
     rows = []
-    for band in analyze(muon, p["lo"], 1.0, steps=p["steps"]).steps:
+    for band in analyze(muon, p["lo"], 1.0, steps=p["steps"]).bands:
         rows.append(
             {"kind": "certified", "step": band.step, "lo": band.lo, "hi": band.hi, "error": band.error}
         )

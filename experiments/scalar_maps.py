@@ -42,7 +42,7 @@ def compute(ctx) -> dict:
                 {"schedule": name, "step": k, "x": float(a), "y": float(b)}
                 for a, b in zip(xs, ys, strict=True)
             ]
-        for band in analyze(sched, p["lo"], p["hi"]).steps[1:]:
+        for band in analyze(sched, p["lo"], p["hi"]).bands[1:]:
             bands.append(
                 {"schedule": name, "step": band.step, "lo": band.lo, "hi": band.hi, "error": band.error}
             )

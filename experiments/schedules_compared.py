@@ -69,7 +69,7 @@ def _measure(ctx, name: str) -> list[dict]:
     # the polynomials see sigma / (s ||G||_2) in [lo / s, hi / s] (AOL has no scalar model: its own [lo, hi])
     s = own.scale if own.norm == "frobenius" else 1.0
     a = analyze(sched, p["lo"] / s, p["hi"] / s)
-    certified = {st.step: st.error for st in a.steps}
+    certified = {st.step: st.error for st in a.bands}
     cost = [sched.truncated(k).matmuls() if k else 0 for k in range(len(sched) + 1)]
     runs = len(p["shapes"]) * len(p["seeds"])
     rows = []

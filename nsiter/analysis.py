@@ -388,12 +388,12 @@ class StepBand:
 
 @dataclass(frozen=True)
 class ScheduleAnalysis:
-    """Per-step certified bands of a schedule on an input interval.  ``steps[0]`` is the input."""
+    """Per-step certified bands of a schedule on an input interval.  ``bands[0]`` is the input."""
 
     schedule: str
     lo: float
     hi: float
-    steps: tuple[StepBand, ...]
+    bands: tuple[StepBand, ...]
     diverged: bool = False
     message: str = ""
     attractor: Attractor | None = None  # of the last step repeated for ever (analyze(..., repeated=True))
@@ -403,33 +403,33 @@ class ScheduleAnalysis:
 
     @property
     def final(self) -> StepBand:
-        return self.steps[-1]
+        return self.bands[-1]
 
     @property
     def final_error(self) -> float:
         """Certified worst error after the last step, rounded up to a double (see ``final_error_mp``)."""
-        return self.steps[-1].error
+        return self.bands[-1].error
 
     @property
     def final_error_mp(self) -> mpmath.mpf:
         """Certified worst error after the last step at full precision (below the smallest double too)."""
-        return self.steps[-1].error_mp
+        return self.bands[-1].error_mp
 
     @property
     def slope_at_zero(self) -> float:
-        return self.steps[-1].slope_at_zero
+        return self.bands[-1].slope_at_zero
 
     @property
     def errors(self) -> list[float]:
-        return [s.error for s in self.steps]
+        return [s.error for s in self.bands]
 
     @property
     def errors_mp(self) -> list[mpmath.mpf]:
-        return [s.error_mp for s in self.steps]
+        return [s.error_mp for s in self.bands]
 
     def rows(self) -> list[dict[str, Any]]:
         """Tidy rows, one per step."""
-        return [{**s.to_row(), "schedule": self.schedule} for s in self.steps]
+        return [{**s.to_row(), "schedule": self.schedule} for s in self.bands]
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -441,7 +441,7 @@ class ScheduleAnalysis:
             "final_error": self.final_error,
             "final_error_mp": decimal_up(self.final_error_mp),
             "slope_at_zero": self.slope_at_zero,
-            "steps": self.rows(),
+            "bands": self.rows(),
         }
         if self.attractor is not None:
             out["attractor"] = self.attractor.to_dict()

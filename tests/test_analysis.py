@@ -39,7 +39,7 @@ def test_bands_enclose_and_match_dense_sampling(name, interval):
     s = load_schedule(name)
     res = analyze(s, *interval)
     y = dense_grid(*interval)
-    for band in res.steps[1:]:
+    for band in res.bands[1:]:
         y = s[band.step - 1](y)
         mn, mx = y.min(), y.max()
         scale = max(1.0, abs(band.hi))
@@ -60,9 +60,9 @@ def test_monotone_and_critical_points_of_muon():
     t = sorted([(-b - math.sqrt(b * b - 4 * a * c)) / (2 * a), (-b + math.sqrt(b * b - 4 * a * c)) / (2 * a)])
     np.testing.assert_allclose(critical_points(MUON), np.sqrt(t), rtol=1e-14)
     res = analyze(load_schedule("muon"), 1e-3)
-    assert not res.steps[1].monotone and res.steps[1].critical_points[0] == pytest.approx(math.sqrt(t[0]))
+    assert not res.bands[1].monotone and res.bands[1].critical_points[0] == pytest.approx(math.sqrt(t[0]))
     # the first step's maximum is attained at the first critical point
-    assert res.steps[1].hi == pytest.approx(float(MUON(math.sqrt(t[0]))), rel=1e-15)
+    assert res.bands[1].hi == pytest.approx(float(MUON(math.sqrt(t[0]))), rel=1e-15)
 
 
 def test_multiple_roots_of_the_derivative():
@@ -159,8 +159,8 @@ def test_a_point_interval_is_the_image_of_a_point():
     """One rule everywhere (nsiter.checks): 0 < lo <= hi.  A point band maps to the point p(x)."""
     res = analyze(load_schedule("muon"), 0.5, 0.5, steps=2)
     x1 = float(MUON(0.5))
-    assert res.steps[1].lo <= x1 <= res.steps[1].hi and res.steps[1].hi - res.steps[1].lo < 1e-15
-    assert res.steps[2].lo <= float(MUON(x1)) <= res.steps[2].hi
+    assert res.bands[1].lo <= x1 <= res.bands[1].hi and res.bands[1].hi - res.bands[1].lo < 1e-15
+    assert res.bands[2].lo <= float(MUON(x1)) <= res.bands[2].hi
 
 
 def test_convergence_bound_rejects_non_convergent():
@@ -191,7 +191,7 @@ def _worst_error_by_iteration(coeffs, lo, steps, dps=1200):
 def test_certified_errors_far_below_unit_roundoff(name, coeffs, lo, steps):
     res = analyze(name, lo, steps=steps)
     ref = _worst_error_by_iteration(coeffs, lo, steps)
-    for band, r in zip(res.steps[1:], ref, strict=True):
+    for band, r in zip(res.bands[1:], ref, strict=True):
         # certified: never below the true error; tight: within the 300-bit interval arithmetic's slack
         with mpmath.workdps(1200):
             assert r <= band.error_mp <= r * (1 + mpmath.mpf(10) ** -60), (band.step, r, band.error_mp)

@@ -44,7 +44,7 @@ def test_schedules_lists_registry_with_sources(capsys):
 def test_analyze_json_matches_library(capsys):
     code, out, _ = run(capsys, "analyze", "muon", "--lo", "1e-2", "--json")
     data = json.loads(out)
-    assert code == 0 and len(data["steps"]) == 6
+    assert code == 0 and len(data["bands"]) == 6
     from nsiter.analysis import analyze
     from nsiter.registry import load_schedule
 
@@ -56,7 +56,7 @@ def test_analyze_user_file_and_steps(capsys, tmp_path):
     s = Schedule.repeated("mine", OddPolynomial([2.0, -1.5, 0.5]), 3, Provenance("user", "test"))
     path = s.save(tmp_path / "mine.json")
     code, out, _ = run(capsys, "analyze", str(path), "--lo", "0.1", "--steps", "6", "--json")
-    assert code == 0 and len(json.loads(out)["steps"]) == 7
+    assert code == 0 and len(json.loads(out)["bands"]) == 7
     code, out, _ = run(capsys, "analyze", str(path), "--lo", "0.1")
     assert code == 0 and "attractor: converges" in out
 

@@ -123,7 +123,7 @@ def test_relaxed_cubic_5_steps_peak_at_the_band_top():
 def test_relaxed_cubic_5_maps_its_interval_into_the_relaxed_band():
     """Certified: phi_5([7e-3, 1]) lies inside [0.7, 1.3] (the relaxed band, l0 = 7e-3)."""
     res = analyze(load_schedule("relaxed-cubic-5"), 7e-3, 1.0)
-    final = res.steps[-1]
+    final = res.bands[-1]
     assert final.lo > 0.7 and final.hi <= 1.3
     # and no tighter band: the top is every step's peak, the bottom about 0.774
     assert final.hi > 1.3 - 1e-7 and final.lo < 0.78

@@ -164,7 +164,7 @@ def test_fast_interval_matches_certified():
 def test_greedy_error_agrees_with_analysis_and_beats_cushioned():
     sched, diag = greedy_minimax(6, 5, lo=1e-3, hi=1.0)
     res = analyze(sched, 1e-3, 1.0)
-    for row, band in zip(diag.intervals, res.steps[1:], strict=True):
+    for row, band in zip(diag.intervals, res.bands[1:], strict=True):
         assert row["error"] == pytest.approx(band.error, rel=1e-9, abs=1e-14)
     # Thm 4.1 of Amsel et al.: greedy is optimal, so the cushioned variant cannot do better
     cushioned, _ = greedy_minimax(6, 5, lo=1e-3, hi=1.0, cushion=PE_CUSHION)

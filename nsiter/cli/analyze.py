@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{schedule.name}: certified bands on [{args.lo:g}, {args.hi:g}]  ({schedule.provenance.source})")
     slope = "phi_k'(0)"  # the slope of the composed map at 0
     print(f"{'step':>4}  {'lo':>22}  {'hi':>22}  {'max|1-phi|':>14}  {slope:>10}  monotone")
-    for s in result.steps:
+    for s in result.bands:
         print(
             f"{s.step:>4}  {s.lo:>22.17g}  {s.hi:>22.17g}  {decimal_up(s.error_mp, 5):>14}  "
             f"{s.slope_at_zero:>10.4g}  {'yes' if s.monotone else 'no'}"

@@ -83,7 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     m, n = args.shape
-    check_memory(run_bytes(m, n, args.batch), f"a run on {args.batch or 1} matrices of shape {m}x{n}")
+    what = f"{args.batch} matrices" if args.batch else "one matrix"
+    check_memory(run_bytes(m, n, args.batch), f"a run on {what} of shape {m}x{n}")
 
     from nsiter.matrices import spectrum_spec
     from nsiter.records import trajectory

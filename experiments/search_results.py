@@ -36,6 +36,7 @@ import math
 
 import numpy as np
 
+from experiments.tables import tex_number
 from nsiter import available_schedules, load_schedule
 from nsiter.analysis import certified_error
 from nsiter.measure import measured_errors
@@ -363,6 +364,32 @@ def plot(tables, ctx):
     return fig
 
 
+def _verdict_sentence(rows: list[dict], key: str, what: str) -> str:
+    """Computed, not typed: at which budgets nsiter's best winner has the smaller ``key`` than every published
+    schedule of the same cost, and which published schedules beat it where it does not."""
+    budgets = sorted({r["steps"] for r in rows if r["kind"] == "nsiter"})
+    wins, losses = [], []
+    for k in budgets:
+        ours = _best(rows, k, "nsiter", key)
+        better = [r for r in rows if r["steps"] == k and r["kind"] == "published" and r[key] < ours[key]]
+        if better:
+            pub = min(better, key=lambda r: r[key])
+            name = pub["schedule"].replace("-", "--")
+            losses.append(
+                f"{3 * k} (\\texttt{{{name}}}: ${tex_number(pub[key])}$ against ${tex_number(ours[key])}$)"
+            )
+        else:
+            wins.append(3 * k)
+    if not losses:
+        return f"at every budget from {3 * budgets[0]} to {3 * budgets[-1]} products the winners have the smaller {what}"
+    head = (
+        f"at {', '.join(map(str, wins))} products the winners have the smaller {what}; at "
+        if wins
+        else f"at no budget do the winners have the smaller {what}; at "
+    )
+    return head + "; ".join(losses) + " a published schedule is lower"
+
+
 def numbers(tables) -> dict:
     rows = tables["main"]
     out = {}
@@ -378,6 +405,8 @@ def numbers(tables) -> dict:
         theirs = _best(rows, k, "published", "measured_worst")
         out[f"searchOursMeas{word}"] = mine["measured_worst"]
         out[f"searchPubMeas{word}"] = theirs["measured_worst"]
+    out["searchCertVerdict"] = _verdict_sentence(rows, "certified_error", "certified error")
+    out["searchMeasVerdict"] = _verdict_sentence(rows, "measured_worst", "measured worst error")
     runs = {r["runs"] for r in rows}
     out["searchRuns"] = max(runs) if runs else 0
     for r in rows:

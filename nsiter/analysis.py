@@ -46,6 +46,8 @@ from nsiter.dynamics import (
     odd_horner,
     odd_horner_derivative,
     prove_cycle,
+    round_down,
+    round_up,
 )
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
@@ -164,16 +166,6 @@ def _image_mp(p: OddPolynomial, lo: float, hi: float) -> tuple[mpmath.mpf, mpmat
         return min(vals), max(vals), crit
 
 
-def _down(v: mpmath.mpf) -> float:
-    f = float(v)
-    return math.nextafter(f, -math.inf) if f > v else f
-
-
-def _up(v: mpmath.mpf) -> float:
-    f = float(v)
-    return math.nextafter(f, math.inf) if f < v else f
-
-
 def image_interval(p: OddPolynomial, lo: float, hi: float) -> tuple[float, float]:
     """The exact image ``p([lo, hi])`` as ``(min, max)``, rounded outward to doubles.
 
@@ -186,7 +178,7 @@ def image_interval(p: OddPolynomial, lo: float, hi: float) -> tuple[float, float
     """
     lo, hi = check_interval(lo, hi)
     mn, mx, _ = _image_mp(p, lo, hi)
-    return _down(mn), _up(mx)
+    return round_down(mn), round_up(mx)
 
 
 # ------------------------------------------------------------------------- bands carried in high precision
@@ -361,12 +353,12 @@ class StepBand:
             err = max(abs(deficit), abs(excess))
         return cls(
             step,
-            _down(endpoints(lo.value())[0]),
-            _up(endpoints(hi.value())[1]),
-            _up(err),
+            round_down(endpoints(lo.value())[0]),
+            round_up(endpoints(hi.value())[1]),
+            round_up(err),
             slope,
             not crit,
-            _up(max(mpmath.mpf(0), excess)),
+            round_up(max(mpmath.mpf(0), excess)),
             tuple(crit),
             deficit,
             excess,

@@ -48,6 +48,8 @@ __all__ = [
     "odd_horner",
     "odd_horner_derivative",
     "prove_cycle",
+    "round_down",
+    "round_up",
 ]
 
 # The one divergence rule of nsiter: a value (a singular value, a band endpoint) whose modulus passes this has
@@ -257,21 +259,23 @@ def prove_cycle(p: OddPolynomial, x: float, period: int) -> Cycle:
                     # distance from each double to the far end of its point's enclosure
                     far = [iv.mpf(float(v)) - e for e, v in zip(encs, orbit, strict=True)]
                     with mpmath.workprec(_PREC):  # exact negation of _PREC-bit endpoints
-                        radius = _up(max(max(-endpoints(d)[0], endpoints(d)[1]) for d in far))
+                        radius = round_up(max(max(-endpoints(d)[0], endpoints(d)[1]) for d in far))
                     m_lo, m_hi = endpoints(mult_iv)
-                    encl = (_down(m_lo), _up(m_hi))
+                    encl = (round_down(m_lo), round_up(m_hi))
     stability = _interval_stability(*encl) if proof else _float_stability(float(mult))
     start = min(range(period), key=lambda i: orbit[i])
     points = tuple(float(v) for v in orbit[start:] + orbit[:start])
     return Cycle(period, points, float(mult), encl, stability, proof, radius, time.perf_counter() - t0)
 
 
-def _down(v: mpmath.mpf) -> float:
+def round_down(v: mpmath.mpf) -> float:
+    """The largest double ``<= v`` (outward rounding of a lower endpoint)."""
     f = float(v)
     return math.nextafter(f, -math.inf) if f > v else f
 
 
-def _up(v: mpmath.mpf) -> float:
+def round_up(v: mpmath.mpf) -> float:
+    """The smallest double ``>= v`` (outward rounding of an upper endpoint)."""
     f = float(v)
     return math.nextafter(f, math.inf) if f < v else f
 

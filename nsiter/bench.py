@@ -13,7 +13,7 @@ alike, and the 1-minute load average is recorded with each row), all in one proc
 - ``plain_emulated`` (bf16/fp16 only): the same loop with float32 GEMMs and every result rounded to the
   dtype — the same arithmetic as the emulated evaluator, so on CPUs whose native bf16 GEMM is a slow
   scalar path this is the fair loop to compare with;
-- ``bare``: the standard method's matrix products alone (``torch.matmul(..., out=...)`` on preallocated
+- ``bare``: the standard method's matrix products alone (``torch.mm``/``bmm`` with ``out=`` on preallocated
   operands) in the GEMM dtype actually used — the ceiling for the standard flop count;
 - ``svd``: the polar factor ``U V^T`` from ``torch.linalg.svd`` in float32 (LAPACK has no bf16 SVD);
 - ``peer`` (fp16 rows, when ``gram-newton-schulz`` is installed and every step is a quintic): the
@@ -197,15 +197,16 @@ def _bare(
     A = X @ X.mT
     outA, outB, outX = torch.empty_like(A), torch.empty_like(A), torch.empty_like(X)
     counts = [len(p.coefficients) - 1 for p in schedule.steps]
+    mm = torch.bmm if shape.batch else torch.mm  # matmul(out=) has per-call overhead on small CPU matrices
 
     def run() -> None:
         for l in counts:  # noqa: E741
             if l < 1:
                 continue
-            torch.matmul(X, X.mT, out=outA)
+            mm(X, X.mT, out=outA)
             for _ in range(l - 1):
-                torch.matmul(A, A, out=outB)
-            torch.matmul(A, X, out=outX)
+                mm(A, A, out=outB)
+            mm(A, X, out=outX)
 
     return run
 
@@ -260,8 +261,8 @@ def _probe_rate(dtype: torch.dtype, device: torch.device, size: int = 256) -> fl
     gen = torch.Generator().manual_seed(1)
     X = torch.randn(size, size, generator=gen).to(device, dtype)
     out = torch.empty_like(X)
-    torch.matmul(X, X, out=out)
-    best = min(_time(lambda: torch.matmul(X, X, out=out), device) for _ in range(3))
+    torch.mm(X, X, out=out)
+    best = min(_time(lambda: torch.mm(X, X, out=out), device) for _ in range(3))
     return 2 * size**3 / max(best, 1e-9)
 
 

@@ -142,8 +142,9 @@ def normalize(
 ) -> torch.Tensor:
     """``X_0 = G / (scale ||G|| + eps)`` per matrix, computed in float32 or wider, returned in ``dtype``.
 
-    ``G`` is (b, m, n).  To keep ``||G||`` finite for entries near the float range, the norm is taken
-    of ``G / max|G|`` and the formula is rewritten exactly as
+    ``G`` is (b, m, n).  The Frobenius norm is taken from ``G`` directly when its squares stay in the
+    normal float range; otherwise (entries near the float range, or tiny ones) it is taken of
+    ``G / max|G|`` and the formula is rewritten exactly as
     ``X_0 = (G / a) / (scale ||G / a|| + eps / a)`` with ``a = max|G|``.  An all-zero matrix maps to
     zeros; NaN or Inf entries raise ``ValueError`` (unless ``check_finite=False``).  For ``norm="aol"``
     this returns the Frobenius-normalized matrix; the AOL rescaling
@@ -153,9 +154,16 @@ def normalize(
     """
     work = _work_dtype(G.dtype, dtype)
     Gw = G.to(work)
-    amax = torch.linalg.vector_norm(
-        Gw, ord=float("inf"), dim=(-2, -1), keepdim=True
-    )  # max|G|; NaN/Inf propagate
+    amax = Gw.abs().amax(dim=(-2, -1), keepdim=True)  # max|G|; NaN/Inf propagate
+    if normalization.norm != "spectral":
+        # Fast path: ||G||_F straight from G, valid when its squares neither overflow (size finite) nor
+        # leave the normal range (max|G| >= tiny^0.4); one host sync decides, else the scaled formula.
+        size = torch.linalg.vector_norm(Gw, dim=(-2, -1), keepdim=True)
+        ok = torch.isfinite(size) & ((amax >= torch.finfo(work).tiny ** 0.4) | (amax == 0))
+        if bool(ok.all()):
+            denom = size if normalization.norm == "aol" else normalization.scale * size + normalization.eps
+            factor = torch.where(denom > 0, 1.0 / denom, torch.zeros_like(denom))
+            return torch.mul(Gw, factor, out=torch.empty(Gw.shape, dtype=dtype, device=Gw.device))
     if check_finite and not bool(torch.isfinite(amax).all()):  # one host sync on CUDA
         _raise_nonfinite(G)
     amax = torch.where(amax > 0, amax, torch.ones_like(amax))
@@ -490,7 +498,10 @@ def orthogonalize(
             symmetric=symmetric,
             record=False,
         )
-    if check_finite and not bool(torch.isfinite(last).all()):  # the schedule diverged on this input
+    # the schedule diverged on this input: one reduction, no temporary (NaN/Inf propagate into the sum)
+    if check_finite and not bool(
+        torch.isfinite(last.sum(dtype=torch.float32 if last.itemsize < 4 else None))
+    ):
         name = schedule.name if isinstance(schedule, Schedule) else str(schedule)
         warnings.warn(
             f"schedule {name!r} diverged on this input: the result has non-finite entries "

@@ -27,6 +27,7 @@ written atomically and ignored when unreadable.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -118,6 +119,7 @@ def device_name(device: torch.device | str = "cpu") -> str:
     return f"cpu ({_cpu_model()}; {cap}; {torch.get_num_threads()} threads)"
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_model() -> str:
     model = platform.processor() or platform.machine()
     try:
@@ -356,6 +358,12 @@ def symmetric_product_flops(m: int, k: int, block: int | None) -> int:
     return sum(2 * min(block, m - i) * (m - i) * k for i in range(0, m, block))
 
 
+def _mm_out(P: torch.Tensor, Q: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``out = P Q`` by ``mm``/``bmm``: ``torch.matmul(..., out=)`` costs milliseconds of overhead per call on
+    small CPU matrices (measured 13 ms against 5 us for ``mm`` on 16x32, torch 2.13)."""
+    return torch.mm(P, Q, out=out) if out.ndim == 2 else torch.bmm(P, Q, out=out)
+
+
 def symmetric_mm(
     P: torch.Tensor,
     Q: torch.Tensor,
@@ -377,7 +385,7 @@ def symmetric_mm(
         rows = slice(i, i + block)
         o = out[..., rows, i:]
         if C is None:
-            torch.matmul(P[..., rows, :], Q[..., :, i:], out=o)
+            _mm_out(P[..., rows, :], Q[..., :, i:], o)
             if alpha != 1.0:
                 o.mul_(alpha)
         elif out.ndim == 2:
@@ -444,7 +452,7 @@ class Products:
     ) -> torch.Tensor:
         """``out = beta C + alpha P Q`` in one GEMM (addmm / baddbmm), not rounded."""
         if C is None:
-            torch.matmul(P, Q, out=out)
+            _mm_out(P, Q, out)
             return out.mul_(alpha) if alpha != 1.0 else out
         if out.ndim == 2:
             return torch.addmm(C, P, Q, beta=beta, alpha=alpha, out=out)

@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 _POWER_ITERATIONS = 32
+WIDE_GRAM_COST = 2.5  # Gram side wider than the X side, not probed: float64/float32 time, measured 2.4-2.5 (AVX2)
 
 
 def resolve_schedule(
@@ -271,6 +272,8 @@ def evaluation_plan(
     rs = sched.restarts if restarts is None else check_restarts(restarts, len(sched))
     gdt = dtype_name(gram_dtype) if gram_dtype is not None else default_gram_dtype(dt, choice.gemm)
     if method == "auto":
+        wide = torch_dtype(gdt).itemsize > (4 if choice.emulated else dt.itemsize)
+        cost = (choice.float64_cost or WIDE_GRAM_COST) if wide else 1.0
         method = choose_method(
             sched,
             m,
@@ -280,6 +283,7 @@ def evaluation_plan(
             restarts=rs,
             symmetric_block=choice.symmetric_block,
             tolerance=gram_tolerance,
+            gram_cost=cost,
         )
     if method == "standard":
         return Plan("standard", choice, None, (), m, n)

@@ -168,25 +168,21 @@ def choose_method(
     restarts: Sequence[int] = (),
     symmetric_block: int | None = None,
     tolerance: float = 1.0,
+    gram_cost: float = 1.0,
 ) -> str:
     """``"gram"`` or ``"standard"`` for ``method="auto"``: accuracy first, then a flop model.
 
-    The Gram form is taken only when :func:`gram_accurate` allows it and its cost, Gram-side flops
-    weighted by the relative cost of the wider ``gram_dtype`` (its byte width over the working
-    compute width: float64 GEMMs run at about half the float32 rate on CPUs), is at most
-    ``AUTO_MARGIN`` of the standard form's.  So on square matrices (where the Gram form does more
-    flops) and at small aspect ratios the standard form runs.
+    The Gram form is taken only when :func:`gram_accurate` allows it and its flops, the Gram side's
+    weighted by ``gram_cost`` (time per flop of the Gram side's GEMMs over the X side's: 1 when both
+    are float32, the measured float64/float32 ratio, about 2.4 on AVX2 CPUs, for a float64 Gram side),
+    are at most ``AUTO_MARGIN`` of the standard form's.  So on square matrices (where the Gram form does
+    more flops) and at small aspect ratios the standard form runs.
     """
     if not gram_accurate(schedule, dtype, gram_dtype=gram_dtype, restarts=restarts, tolerance=tolerance):
         return "standard"
     std, _ = _flops(schedule, m, n, "standard", (), symmetric_block)
     x, g = _flops(schedule, m, n, "gram", restarts, symmetric_block)
-    w = max(1.0, torch.finfo(getattr(torch, dtype_name(gram_dtype))).bits / max(32, _bits(dtype)))
-    return "gram" if x + w * g <= AUTO_MARGIN * std else "standard"
-
-
-def _bits(dtype: Any) -> int:
-    return {"bfloat16": 16, "float16": 16, "float32": 32, "float64": 64}[dtype_name(dtype)]
+    return "gram" if x + gram_cost * g <= AUTO_MARGIN * std else "standard"
 
 
 def gram_matrix(X: torch.Tensor, ops: Products, out: torch.Tensor) -> torch.Tensor:

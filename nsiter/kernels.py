@@ -61,7 +61,7 @@ _PROBE_MAX = 512  # native/emulated probes use at most this size (native bf16 ca
 _SYM_PROBE_MAX = 1024  # symmetric-product probes at most this size; larger classes reuse its verdict
 _SYM_MIN = 128  # below this the row blocks are too small to pay on any backend
 _SYM_GAIN = 1.08  # the blocked product must be at least this much faster to be used
-_CACHE_VERSION = 1
+_CACHE_VERSION = 2
 
 _memory: dict[str, KernelChoice] = {}
 
@@ -79,6 +79,8 @@ class KernelChoice:
         source: ``"probe"``, ``"cache file"``, ``"rule"`` (CUDA, float32/float64, tiny sizes) or
             ``"override"`` (``emulate=``/``symmetric=`` given by the caller).
         native_ms, emulated_ms, full_ms, symmetric_ms: the probe's timings (None when not probed).
+        float64_cost: float64 GEMM time over float32 GEMM time (float32 entries only): what a float64
+            Gram side costs per flop relative to the float32 X side (:func:`nsiter.gram.choose_method`).
     """
 
     device: str
@@ -91,6 +93,7 @@ class KernelChoice:
     emulated_ms: float | None = None
     full_ms: float | None = None
     symmetric_ms: float | None = None
+    float64_cost: float | None = None
 
     @property
     def emulated(self) -> bool:
@@ -334,7 +337,23 @@ def _measure(device: torch.device, name: str, tdt: torch.dtype, cls: int) -> Ker
         if block is not None and cls > _SYM_PROBE_MAX:
             block = block * (cls // _SYM_PROBE_MAX)  # keep the number of row blocks
         source = "probe"
-    return KernelChoice(device.type, name, cls, gemm, block, source, native_ms, emulated_ms, full_ms, sym_ms)
+    f64 = None
+    if name == "float32":
+        f64 = _probe_float64_cost(device, min(cls, _PROBE_MAX))
+        source = "probe"
+    return KernelChoice(
+        device.type, name, cls, gemm, block, source, native_ms, emulated_ms, full_ms, sym_ms, f64
+    )
+
+
+def _probe_float64_cost(device: torch.device, size: int) -> float:
+    """float64 over float32 time of a ``size``-square product (AVX2 CPUs: about 2.4, not the 2 of the lanes)."""
+    gen = torch.Generator().manual_seed(2)
+    A = torch.randn(size, size, generator=gen).to(device)
+    B = A.double()
+    oa, ob = torch.empty_like(A), torch.empty_like(B)
+    t = _best_ms({"32": lambda: torch.mm(A, A, out=oa), "64": lambda: torch.mm(B, B, out=ob)}, device)
+    return t["64"] / max(t["32"], 1e-6)
 
 
 def gemm_path(

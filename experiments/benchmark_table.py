@@ -7,6 +7,12 @@ main columns, and writes one LaTeX table per device.  Changing a committed CSV c
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from experiments.common import read_csv
 
 NAME = "benchmark_table"
@@ -80,3 +86,9 @@ def latex(tables) -> dict:
 def numbers(tables) -> dict:
     rows = [r for r in tables["main"] if r["file"] is not None]
     return {"benchDevices": len({r["device"] for r in rows}), "benchRows": len(rows)}
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

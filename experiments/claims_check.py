@@ -19,6 +19,12 @@ log-uniform and gradient-like matrices with Muon's own Frobenius normalization.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import re
 
 import sympy as sp
@@ -356,3 +362,9 @@ def numbers(tables) -> dict:
     if cyc:
         out |= {"claimCycleLo": cyc[0]["lo"], "claimCycleHi": cyc[0]["hi"], "claimCycleMult": cyc[0]["error"]}
     return out
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

@@ -72,7 +72,7 @@ __all__ = [
 
 REPO = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = Path(__file__).resolve().parent
-HELPER_MODULES = {"__init__", "__main__", "common"}
+HELPER_MODULES = {"__init__", "__main__", "common", "training"}
 VERSIONED_PACKAGES = ("nsiter", "numpy", "scipy", "sympy", "mpmath", "torch", "matplotlib", "seaborn")
 
 Rows = list[dict[str, Any]]
@@ -165,6 +165,29 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             out[pkg] = "absent"
     return out
+
+
+def machine() -> dict[str, str]:
+    """What the measured numbers depend on beyond the inputs: the CPU model, torch's CPU kernel family and
+    the low-precision GEMM path the evaluator takes (native or emulated bf16/fp16).  Part of every
+    experiment's input hash, so a rerun on another CPU or kernel path recomputes instead of reusing."""
+    import torch
+
+    from nsiter.evaluate import evaluation_path
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "bf16_path": evaluation_path("cpu", "bfloat16"),
+        "fp16_path": evaluation_path("cpu", "float16"),
+        "threads": str(torch.get_num_threads()),
+    }
 
 
 # ----------------------------------------------------------------------------------------- LaTeX
@@ -351,6 +374,7 @@ def input_hash(module: ModuleType, params: Mapping[str, Any], seed: int, quick: 
     h.update(json.dumps({"params": params, "seed": seed, "quick": quick}, sort_keys=True).encode())
     h.update(inspect.getsource(module).encode())
     h.update(_nsiter_digest().encode())
+    h.update(json.dumps(machine(), sort_keys=True).encode())
     for rel in getattr(module, "INPUTS", ()):
         for p in sorted(REPO.glob(rel)):
             h.update(str(p.relative_to(REPO)).encode())
@@ -462,6 +486,7 @@ def run_experiment(
             "seed": seed,
             "parameters": params,
             "versions": versions(),
+            "machine": machine(),
             "compute_seconds": round(time.perf_counter() - t0, 2),
             "tables": {
                 t: {"file": paths[t].name, "rows": len(out[t]), "sha256": _file_digest(paths[t])} for t in out

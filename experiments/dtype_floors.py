@@ -9,6 +9,12 @@ against the unit roundoff ``u`` of each dtype.  These are the tolerances the tes
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from nsiter.baselines import dtype_floor
 
 NAME = "dtype_floors"
@@ -75,3 +81,9 @@ def numbers(tables) -> dict:
         out[f"floor{macro[dt]}"] = r["orth_err_2"]
         out[f"floor{macro[dt]}Ratio"] = r["orth_err_2"] / r["unit_roundoff"]
     return out
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

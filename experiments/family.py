@@ -8,6 +8,12 @@ also count the steps a fixed iteration needs for a certified worst-case error be
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 
 from nsiter import Provenance, Schedule
@@ -104,3 +110,9 @@ def numbers(tables) -> dict:
     if 5 in by:
         out |= {"familyQuinticSteps": by[5]["steps_to_tol"], "familyQuinticMatmuls": by[5]["matmuls_to_tol"]}
     return out
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

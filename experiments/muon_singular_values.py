@@ -14,6 +14,12 @@ figure shows both.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import torch
 
 from experiments.common import notes_spectrum
@@ -87,3 +93,9 @@ def numbers(tables) -> dict:
         "svdProjectorZeroEig": max(abs(v) for v in eig[n:]),
         "svdProjectorZeros": len(eig) - n,
     }
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

@@ -11,6 +11,12 @@ the heatmap shows ``B_5 - I`` on a symmetric scale, so the identity is white.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import torch
 
 from experiments.common import notes_spectrum
@@ -37,7 +43,7 @@ def compute(ctx) -> dict:
     G = with_spectrum(m, n, sigma, ctx.seed)
     traj = trajectory(G, p["schedule"], dtype=getattr(torch, p["dtype"]), record_singular_values=False)
     keep = ("rho", "max_abs_lambda_minus_1", "orth_err_2", "polar_err_2")
-    steps = [{k: r[k] for k in ("step", "quantity", "value")} for r in traj.steps if r["quantity"] in keep]
+    steps = [{k: r[k] for k in ("step", "quantity", "value")} for r in traj.rows if r["quantity"] in keep]
     X = traj.final.to(torch.float64)
     B = X.T @ X if m > n else X @ X.T  # the small side: 5 x 5
     k = min(m, n)
@@ -76,3 +82,9 @@ def numbers(tables) -> dict:
         "sdLamErrFinal": at[("max_abs_lambda_minus_1", T)],
         "sdPolarErrFinal": at[("polar_err_2", T)],
     }
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

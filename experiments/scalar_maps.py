@@ -7,6 +7,12 @@ certified image ``phi_k([lo, hi])`` of the input interval comes from ``nsiter.an
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 
 from nsiter import load_schedule
@@ -67,3 +73,9 @@ def numbers(tables) -> dict:
     last = max(r["step"] for r in tables["bands"])
     muon = next(r for r in tables["bands"] if r["schedule"] == "muon" and r["step"] == last)
     return {"scalarMuonBandLo": muon["lo"], "scalarMuonBandHi": muon["hi"], "scalarSteps": last}
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

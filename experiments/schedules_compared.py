@@ -3,7 +3,7 @@
 Certified: ``nsiter.analysis.analyze(schedule, lo / s, hi / s)`` gives ``max |1 - phi_k(x)|`` per step for
 the normalized singular values ``x = sigma / (s ||G||_2)`` of inputs with ``sigma / ||G||_2`` in
 ``[lo, hi]`` (``s``: the schedule's normalization scale; exact image intervals, no sampling), as
-``nsiter.search.certified_error`` does.  Measured: ``nsiter.trajectory`` in bfloat16 on matrices from
+``nsiter.analysis.certified_error`` does.  Measured: ``nsiter.measure.measure`` in bfloat16 on matrices from
 ``nsiter.matrices.log_uniform`` (singular values log-spaced in ``[lo, 1]``), error
 ``max_i |1 - sigma_i(X_k)|`` (float64 SVD of the iterate), the maximum over shapes and seeds.
 
@@ -24,12 +24,17 @@ sits at an endpoint, as for Muon at ``x = lo``.
 
 from __future__ import annotations
 
-import torch
+import sys
+from pathlib import Path
 
-from nsiter import Normalization, available_schedules, load_schedule
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import math
+
+from nsiter import available_schedules, load_schedule
 from nsiter.analysis import analyze
-from nsiter.matrices import log_uniform
-from nsiter.records import trajectory
+from nsiter.measure import log_uniform_cases, measure
 
 NAME = "schedules_compared"
 PARAMS = {
@@ -49,29 +54,18 @@ def _measure(ctx, name: str) -> list[dict]:
     p = ctx.params
     sched = load_schedule(name)
     own = sched.normalization
+    cases = log_uniform_cases(p["shapes"], p["seeds"], p["lo"], p["hi"])
     errors: dict[int, list[float]] = {}
     reference: dict[int, list[float]] = {}
     diverged = False
-    for m, n in p["shapes"]:
-        for seed in p["seeds"]:
-            G = log_uniform(m, n, p["lo"], seed, hi=p["hi"])
-            norm = None
-            if own.norm == "frobenius":  # exact spectral normalization with the schedule's safety factor
-                ratio = float(torch.linalg.matrix_norm(G, 2) / torch.linalg.matrix_norm(G))
-                norm = Normalization("frobenius", own.scale * ratio, own.eps)
-            for dtype, out in ((p["dtype"], errors), (p["reference_dtype"], reference)):
-                tr = trajectory(
-                    G,
-                    sched,
-                    dtype=getattr(torch, dtype),
-                    norm=norm,
-                    record_singular_values=False,
-                    quantities=("sigma_max", "sigma_min"),
-                )
-                diverged |= tr.diverged and out is errors
-                for row in tr.wide():
-                    err = max(abs(1 - row["sigma_max"]), abs(1 - row["sigma_min"]))
-                    out.setdefault(row["step"], []).append(err)
+    for dtype, out in ((p["dtype"], errors), (p["reference_dtype"], reference)):
+        # exact spectral normalization with the schedule's own safety factor (AOL keeps its own)
+        m = measure(sched, cases, dtype=dtype, every_step=True, quantities=("sigma_max", "sigma_min"))
+        diverged |= m.diverged and out is errors
+        for row in m.rows:
+            if row["diverged"] and not math.isfinite(row["sigma_max"]):
+                continue  # a non-finite iterate: counted as an infinite error below
+            out.setdefault(row["step"], []).append(max(abs(1 - row["sigma_max"]), abs(1 - row["sigma_min"])))
     # the polynomials see sigma / (s ||G||_2) in [lo / s, hi / s] (AOL has no scalar model: its own [lo, hi])
     s = own.scale if own.norm == "frobenius" else 1.0
     a = analyze(sched, p["lo"] / s, p["hi"] / s)
@@ -117,10 +111,24 @@ def plot(tables, ctx):
 
     use_style()
     rows = tables["main"]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained", sharey=True)
-    schedule_comparison(rows, ax[0], x="step", legend=False)
-    schedule_comparison(rows, ax[1], x="matmuls")
-    ax[0].set_ylim(1e-4, 10)
+    # how each schedule was built (legend groups; the marker shows the family, the colour the member)
+    families = {
+        "Newton-Schulz (Pade)": ("cubic", "quintic"),
+        "Muon quintic": ("muon", "deepseek-v4"),
+        "Polar Express": ("polar-express", "polar-express-5", "polar-express-gram"),
+        "CANS": ("cans-5", "cans-5-nemo"),
+        "tuned per step": ("cesista-5", "jiacheng-6", "relaxed-cubic-5"),
+        "AOL (Turbo-Muon)": ("turbo-muon", "turbo-muon-v0-rowscale"),
+    }
+    family = {n: f for f, names in families.items() for n in names}
+    family.update({r["schedule"]: "other" for r in rows if r["schedule"] not in family})
+    fig, ax = plt.subplots(1, 2, figsize=(12.5, 4.6), layout="constrained", sharey=True)
+    for a, x in zip(ax, ("step", "matmuls"), strict=True):
+        schedule_comparison(rows, a, x=x, family=family, top=10.0, legend=a is ax[1])
+        a.set_ylim(1e-4, 10.0)
+    handles = ax[1].get_legend().legend_handles
+    ax[1].get_legend().remove()
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, ncols=1)
     ax[0].set_title(rf"certified on $[{ctx.params['lo']:g}, 1]$ (solid) vs measured bf16 (dashed)")
     ax[1].set_title("the same against cost")
     return fig
@@ -177,3 +185,9 @@ def numbers(tables) -> dict:
     ]
     out["cmpReferenceExcess"] = max(r["reference_error"] - r["certified_error"] for r in exact)
     return out
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

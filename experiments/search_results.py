@@ -7,9 +7,9 @@ with the same matmul count: Polar Express (Algorithm 1, truncated to ``k``), Muo
 the fixed-length ones (modded-nanogpt Polar Express, Cesista, CANS at 5; Jiacheng's at 6).
 
 - ``certified_error``: worst ``|1 - phi_T|`` for ``sigma/||G||`` in ``[lo, hi]`` (``nsiter.analysis``,
-  through the schedule's own normalization scale; ``nsiter.search.certified_error``);
+  through the schedule's own normalization scale; ``nsiter.analysis.certified_error``);
 - measured: bfloat16 runs of the evaluator on seeded square log-uniform spectra in ``[lo, hi]``
-  (``nsiter.search.calibrate.measure``; sizes x seeds runs per schedule, the same matrices for every
+  (``nsiter.measure.measured_errors``; sizes x seeds runs per schedule, the same matrices for every
   schedule).  Per run: the worst direction error ``max_i |1 - u_i^T X_T v_i|`` (distance to the polar
   factor along each singular pair) and the worst singular-value error ``max_i |sigma_i(X_T) - 1|`` (the
   measured counterpart of the certified error).  The table gives their mean over runs (with the standard
@@ -26,13 +26,19 @@ no conclusion rests on the emulation.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import math
 
 import numpy as np
 
 from nsiter import available_schedules, load_schedule
-from nsiter.search import certified_error
-from nsiter.search.calibrate import measure, measure_sizes
+from nsiter.analysis import certified_error
+from nsiter.measure import measured_errors
 
 NAME = "search_results"
 PARAMS = {
@@ -43,7 +49,8 @@ PARAMS = {
     "seeds": list(range(32)),
     "dtype": "bfloat16",
     "repeatable": ["polar-express", "muon"],  # published for any step count
-    "fixed": ["polar-express-5", "cesista-5", "cans-5", "jiacheng-6"],  # published at their own length
+    "fixed": ["polar-express-5", "cesista-5", "cans-5", "cans-5-nemo", "polar-express-gram", "jiacheng-6"],
+    # (published at their own length)
     "regenerate": ["nsiter-21mm-bf16"],
     # mean error under a worst-case constraint (gradient objective, worst_weight 0, max_error = the best
     # published certified error of the budget)
@@ -128,14 +135,9 @@ def compute(ctx) -> dict[str, list[dict]]:
                 cert = certified_error(sched, p["lo"], p["hi"])
                 out = []
                 for n in p["sizes"]:
-                    kw = {"lo": p["lo"], "hi": p["hi"], "size": n, "seeds": p["seeds"], "dtype": p["dtype"]}
-                    m = measure(sched, **kw)
-                    native = measure(sched, **kw, emulate=False)  # the backend's own bf16 GEMM
-                    for res in (m, native):
-                        if not math.isfinite(res["max_direction_error"]):  # diverged: inf for every seed
-                            res["runs"] = [
-                                {"seed": s, **dict.fromkeys(_RUN_KEYS, math.inf)} for s in p["seeds"]
-                            ]
+                    kw = {"lo": p["lo"], "hi": p["hi"], "sizes": n, "seeds": p["seeds"], "dtype": p["dtype"]}
+                    m = measured_errors(sched, **kw)
+                    native = measured_errors(sched, **kw, emulate=False)  # the backend's own bf16 GEMM
                     for r, q in zip(m["runs"], native["runs"], strict=True):
                         out.append(
                             {
@@ -210,7 +212,7 @@ def _tradeoff(k: int, main: list[dict], p: dict) -> list[dict]:
     sched, diag = search(
         "gradient", steps=k, lo=p["lo"], hi=p["hi"], worst_weight=0.0, max_error=bound, **p["tradeoff"]
     )
-    m = measure_sizes(sched, p["sizes"], lo=p["lo"], hi=p["hi"], seeds=p["seeds"], dtype=p["dtype"])
+    m = measured_errors(sched, sizes=p["sizes"], lo=p["lo"], hi=p["hi"], seeds=p["seeds"], dtype=p["dtype"])
     best_mean = min(pubs, key=lambda r: r["measured_mean_error"])
     return [
         {
@@ -288,48 +290,78 @@ def _best(rows: list[dict], k: int, kind: str, key: str) -> dict:
 
 def plot(tables, ctx):
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    from nsiter.plot import use_style
+    from nsiter.plot import series_styles, use_style
 
     use_style()
     rows = tables["main"]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6), layout="constrained")
 
     def label_of(r: dict) -> str:
         if r["schedule"] == "nsiter-21mm-bf16" or r["kind"] == "published":
             return r["schedule"]
         return "nsiter search"
 
-    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    colors = {}  # one colour per series in both panels
-    for r in rows:
-        colors.setdefault(label_of(r), cycle[len(colors) % len(cycle)])
+    labels = list(dict.fromkeys(label_of(r) for r in rows))
+    family = {lab: "nsiter" if lab.startswith("nsiter") else "published" for lab in labels}
+    styles = series_styles(labels, family)  # one (colour, marker) per series, the same in both panels
+    top = 10.0  # values above it (or not finite) leave the axes: a cross at the top edge says so
+    matmuls = sorted({r["matmuls"] for r in rows})
     for ax, key, title in zip(
         axes,
         ("certified_error", "measured_worst"),
         ("certified, $[10^{-3}, 1]$", "measured bf16 (worst direction, mean over runs)"),
         strict=True,
     ):
-        series: dict[str, list] = {}
-        for r in rows:
-            label = label_of(r)
-            if not math.isfinite(r[key]) or r[key] > 10:  # diverged: named in the legend, not plotted
-                series.setdefault(f"{label} (diverges)", [])
-                continue
-            series.setdefault(label, []).append((r["matmuls"], max(r[key], 1e-12)))
-        for label, pts in series.items():
-            pts.sort()
-            style = "D" if label == "nsiter-21mm-bf16" else "o-" if label.startswith("nsiter") else "s--"
-            if pts:
-                xs, ys = [a for a, _ in pts], [b for _, b in pts]
-                ax.plot(xs, ys, style, color=colors[label], label=label, ms=5 if style == "D" else 4)
-            else:
-                ax.plot([], [], "x", color="0.4", label=label)
+        # several schedules share a matmul count: spread them sideways so no marker hides another
+        at = {
+            m: [lab for lab in styles if any(label_of(r) == lab and r["matmuls"] == m for r in rows)]
+            for m in matmuls
+        }
+        off = {
+            (m, lab): 0.35 * (i - (len(labs) - 1) / 2) for m, labs in at.items() for i, lab in enumerate(labs)
+        }
+        for lab, st in styles.items():
+            pts = sorted((r["matmuls"], r[key]) for r in rows if label_of(r) == lab)
+            shown = [(m + off[m, lab], v) for m, v in pts if math.isfinite(v) and v <= top]
+            line = "-" if lab.startswith("nsiter search") else "--" if len(pts) > 1 else "none"
+            if shown:
+                ax.plot(*zip(*shown, strict=True), ls=line, marker=st["marker"], color=st["color"], ms=5)
+            for m, v in pts:
+                if not (math.isfinite(v) and v <= top):
+                    ax.plot(
+                        [m + off[m, lab]],
+                        [top],
+                        marker="X",
+                        ms=8,
+                        color=st["color"],
+                        mec="k",
+                        mew=0.6,
+                        ls="none",
+                        clip_on=False,
+                    )
+                    text = "diverged" if not math.isfinite(v) else f"{v:.2g}"
+                    ax.annotate(
+                        f"{lab}: {text}",
+                        (m + off[m, lab], top),
+                        xytext=(5, -3),
+                        textcoords="offset points",
+                        fontsize=6,
+                        color=st["color"],
+                        va="top",
+                    )
         ax.set_yscale("log")
+        ax.set_ylim(top=top)
+        ax.set_xticks(matmuls)
         ax.set_xlabel("matrix products")
         ax.set_title(title, fontsize=9)
     axes[0].set_ylabel(r"$\max |1 - \varphi_T|$")
-    axes[1].legend(fontsize=7)
+    handles = [
+        Line2D([], [], color=st["color"], marker=st["marker"], label=lab) for lab, st in styles.items()
+    ]
+    handles.append(Line2D([], [], color="0.3", marker="X", mec="k", ls="none", label="above the axes"))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7)
     return fig
 
 
@@ -425,3 +457,9 @@ def latex(tables) -> dict:
         ("paired", "paired diff.", lambda s: s),
     ]
     return {"table": latex_table(rows, cols)}
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

@@ -1,6 +1,6 @@
 """Training benchmark: AdamW vs Muon with different Newton–Schulz schedules, on two small CPU problems.
 
-Tasks (``nsiter.optim.training``, generated from the seed): modular addition mod 23 with a one-block
+Tasks (``experiments.training``, generated from the seed): modular addition mod 23 with a one-block
 transformer (full batch), and teacher-student classification with a 3-hidden-layer MLP (batches of 256).
 Optimizers: AdamW; Muon with Jordan's coefficients (``muon``), with Polar Express in its 5-step form
 (``polar-express-5``, the same 15 matmuls), with the classical quintic Newton–Schulz truncated to the same
@@ -14,17 +14,23 @@ as in Muon (at these sizes, <= 192 x 48, bf16 costs the CPU about 1.5x the time 
 Outputs: loss curves (``train_muon.csv``), per-run summary (``train_muon.summary.csv``: steps to the
 target loss, final loss, held-out loss/accuracy, wall time), and the singular-value spectra of the
 momentum matrices Muon orthogonalized (``train_muon.spectra.csv``, readable by
-``nsiter.optim.load_spectra`` / ``measured_interval`` / ``measured_matrix``).
+``nsiter.spectra.load_spectra`` / ``measured_interval`` / ``measured_matrix``).
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import statistics
 
 import torch
 
+from experiments.training import train
 from nsiter import available_schedules, load_schedule
-from nsiter.optim.training import train
 
 
 def _search_arms() -> list[str]:
@@ -257,7 +263,7 @@ def _macro(text: str) -> str:
 
 
 def numbers(tables) -> dict:
-    from nsiter.optim.spectra import measured_interval
+    from nsiter.spectra import measured_interval
 
     out: dict[str, object] = {}
     for s in _summary(tables["summary"]):
@@ -306,3 +312,9 @@ def latex(tables) -> dict:
         ("cpu", "CPU (s)", None),
     ]
     return {"table": latex_table(rows, cols, align="llrrrrr")}
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

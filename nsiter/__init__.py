@@ -25,11 +25,31 @@ _LAZY = {
     "image_interval": "nsiter.analysis",
     "fixed_points": "nsiter.analysis",
     "attractor": "nsiter.analysis",
+    "certified_error": "nsiter.analysis",
     "orthogonalize": "nsiter.evaluate",
     "trajectory": "nsiter.records",
     "Muon": "nsiter.optim",
     "MuonWithAuxAdam": "nsiter.optim",
 }
+
+# submodules reachable as attributes after ``import nsiter`` (``nsiter.search.search(...)``), loaded on first use
+SUBMODULES = (
+    "analysis",
+    "baselines",
+    "dtypes",
+    "evaluate",
+    "matrices",
+    "measure",
+    "optim",
+    "plot",
+    "polynomial",
+    "records",
+    "registry",
+    "schedule",
+    "search",
+    "spectra",
+    "symbolic",
+)
 
 __all__ = [
     "Normalization",
@@ -47,8 +67,10 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in SUBMODULES:
+        return importlib.import_module(f"nsiter.{name}")
     raise AttributeError(f"module 'nsiter' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return sorted({*__all__, *SUBMODULES})

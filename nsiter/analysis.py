@@ -454,3 +454,21 @@ def convergence_bound(p: OddPolynomial) -> tuple[float, bool]:
     b = min(past) if past else math.inf
     certified = not any(v < 1 for v in fps) and image_interval(p, 1e-300, 1.0)[1] <= 1.0 + 1e-15
     return b, certified
+
+
+def certified_error(schedule: Schedule, lo: float = 1e-3, hi: float = 1.0) -> float:
+    """Certified worst ``|1 - phi_T|`` for inputs with ``sigma / ||G|| in [lo, hi]``.
+
+    The schedule's normalization divides by ``scale * ||G||``, so the polynomials see
+    ``[lo / scale, hi / scale]``; the bound comes from :func:`analyze` (mpmath, rounded outward).  ``aol``
+    normalization is not a scalar map: ``ValueError``.  A diverging schedule gives ``inf``.
+    """
+    if schedule.normalization.norm == "aol":
+        raise ValueError(
+            f"schedule {schedule.name!r} uses 'aol' normalization, which has no scalar certificate"
+        )
+    s = schedule.normalization.scale
+    res = analyze(schedule, lo / s, hi / s)
+    if res.diverged:
+        return float("inf")
+    return float(res.final_error)

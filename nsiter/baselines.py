@@ -1,6 +1,6 @@
 """Reference polar decompositions and the orthogonality floor of each floating-point format.
 
-- ``polar_svd``: ``U V^T`` from a float64 SVD (torch, batched) — the exact answer up to float64 rounding.
+- ``polar_factor`` (:mod:`nsiter.measure`, the one float64 SVD reference): ``U V^T`` from a float64 SVD.
 - ``polar_scipy``: ``scipy.linalg.polar`` (also SVD based), an independent implementation.
 - ``polar_newton``: Higham's scaled Newton iteration ``X <- (mu X + (mu X)^{-T}) / 2`` with the
   1,inf-norm or Frobenius scaling (N. J. Higham, "Computing the polar decomposition — with
@@ -21,31 +21,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nsiter.evaluate import _check_dtype
+from nsiter.dtypes import DTYPE_NAMES, short_name, torch_dtype, unit_roundoff
+from nsiter.measure import polar_factor
 
 __all__ = [
-    "DTYPES",
     "DtypeFloor",
     "dtype_floor",
     "dtype_floors",
-    "parse_dtype",
     "polar_newton",
     "polar_qdwh",
     "polar_scipy",
-    "polar_svd",
 ]
-
-DTYPES = {"fp64": torch.float64, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def parse_dtype(dtype: str | torch.dtype) -> tuple[str, torch.dtype]:
-    """``(short name, torch dtype)`` from a name of ``DTYPES`` or a real floating torch dtype."""
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {dtype!r}")
-        return dtype, DTYPES[dtype]
-    _check_dtype(dtype)
-    return next((k for k, v in DTYPES.items() if v == dtype), str(dtype)), dtype
 
 
 def _as_float64_matrix(G: torch.Tensor | np.ndarray, what: str = "G") -> torch.Tensor:
@@ -57,12 +43,6 @@ def _as_float64_matrix(G: torch.Tensor | np.ndarray, what: str = "G") -> torch.T
     if not bool(torch.isfinite(G).all()):
         raise ValueError(f"{what} has NaN or Inf entries")
     return G.to(torch.float64)
-
-
-def polar_svd(G: torch.Tensor) -> torch.Tensor:
-    """Polar factor ``U V^T`` of ``G = U S V^T`` by a float64 SVD (batched; full rank assumed)."""
-    U, _, Vh = torch.linalg.svd(_as_float64_matrix(G), full_matrices=False)
-    return U @ Vh
 
 
 def polar_scipy(G: np.ndarray | torch.Tensor) -> np.ndarray:
@@ -215,7 +195,7 @@ def dtype_floor(
     """
     from nsiter.matrices import uniform
 
-    name, dtype = parse_dtype(dtype)
+    name, dtype = short_name(dtype), torch_dtype(dtype)
     rows = n if m is None else m
     if not 1 <= tail <= steps:
         raise ValueError(f"need 1 <= tail <= steps, got tail={tail}, steps={steps}")
@@ -223,7 +203,7 @@ def dtype_floor(
     for seed in seeds:
         G = uniform(rows, n, lo, seed)
         W = G if rows <= n else G.T
-        P = polar_svd(W)
+        P = polar_factor(W)
         X = W.to(dtype)
         eye = torch.eye(W.shape[0], dtype=torch.float64)
         for k in range(steps):
@@ -232,9 +212,9 @@ def dtype_floor(
                 Xd = X.to(torch.float64)
                 orth = max(orth, float(torch.linalg.matrix_norm(Xd @ Xd.T - eye, 2)))
                 polar = max(polar, float(torch.linalg.matrix_norm(Xd - P, 2)))
-    return DtypeFloor(name, n, orth, polar, torch.finfo(dtype).eps / 2)
+    return DtypeFloor(name, n, orth, polar, unit_roundoff(dtype))
 
 
 def dtype_floors(n: int = 64, **kw) -> dict[str, DtypeFloor]:
     """``dtype_floor`` for fp64, fp32, bf16 and fp16."""
-    return {name: dtype_floor(dt, n, **kw) for name, dt in DTYPES.items()}
+    return {short_name(d): dtype_floor(d, n, **kw) for d in DTYPE_NAMES}

@@ -93,6 +93,6 @@ def largest_finite(dtype: Any) -> float:
 
 def torch_dtype(dtype: Any):
     """The ``torch.dtype`` for ``dtype`` (any form accepted by :func:`dtype_name`)."""
-    import torch  # noqa: PLC0415 (keeps the math core free of torch; torch never imports nsiter)
+    import torch
 
     return getattr(torch, dtype_name(dtype))

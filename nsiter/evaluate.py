@@ -36,12 +36,13 @@ import torch
 
 from nsiter.dtypes import dtype_name, torch_dtype
 from nsiter.gram import METHODS, apply_q, choose_method, default_gram_dtype, gram_matrix, gram_steps
-from nsiter.kernels import KernelChoice, Products, kernel_choice
+from nsiter.kernels import KernelChoice, Products, gemm_path, kernel_choice
 from nsiter.registry import load_schedule
 from nsiter.schedule import Normalization, Schedule, check_restarts
 
 __all__ = [
     "Plan",
+    "evaluation_path",
     "evaluation_plan",
     "iterates",
     "normalize",
@@ -51,7 +52,8 @@ __all__ = [
 ]
 
 _POWER_ITERATIONS = 32
-WIDE_GRAM_COST = 2.5  # Gram side wider than the X side, not probed: float64/float32 time, measured 2.4-2.5 (AVX2)
+# a Gram side wider than the X side, where not probed: float64/float32 GEMM time, measured 2.4-2.5 (AVX2)
+WIDE_GRAM_COST = 2.5
 
 
 def resolve_schedule(
@@ -196,6 +198,14 @@ def _aol(X: torch.Tensor, A: torch.Tensor, normalization: Normalization) -> tupl
     X.mul_(d)
     A.mul_(d).mul_(d.mT)
     return X, A
+
+
+def evaluation_path(device: torch.device | str, dtype: Any, shape: Sequence[int] = (1024, 1024)) -> str:
+    """``"native"`` or ``"emulated"``: how ``orthogonalize`` multiplies ``dtype`` matrices of ``shape`` on
+    ``device`` by default (float32 and float64 are always native), decided by measurement
+    (:func:`nsiter.kernels.gemm_path`; the default shape stands for large matrices).  Experiments and
+    benchmarks record it; :func:`evaluation_plan` says the method and products too."""
+    return gemm_path(device, dtype, tuple(shape))
 
 
 def polynomial_step(X: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

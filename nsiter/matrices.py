@@ -18,8 +18,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+
+from nsiter.spectra import SpectraSource, measured_spectrum
 
 __all__ = [
     "SpectrumSpec",
@@ -28,6 +31,7 @@ __all__ = [
     "haar_orthonormal",
     "hilbert",
     "log_uniform",
+    "measured_matrix",
     "rank_deficient",
     "spectrum_spec",
     "uniform",
@@ -244,7 +248,7 @@ def spectrum_spec(text: str) -> SpectrumSpec:
     Forms: ``logunif:LO`` (log-spaced in [LO, 1]), ``unif:LO`` (evenly spaced in [LO, 1]),
     ``cluster:C1,C2,...[:SPREAD]`` (clusters around the centers), ``rank:R[:LO]`` (rank R, rest zero),
     ``grad`` (heavy-tailed low rank plus noise), ``hilbert`` (square only), ``measured[:CSV]`` (a
-    momentum spectrum recorded in training, default ``experiments/results/train_muon.spectra.csv``).
+    momentum spectrum recorded in training, default the shipped ``nsiter.spectra.DEFAULT_SPECTRA``).
     """
     if not isinstance(text, str) or not text.strip():
         raise ValueError(f"empty spectrum spec: {text!r}")
@@ -293,13 +297,12 @@ def spectrum_spec(text: str) -> SpectrumSpec:
     if kind == "hilbert":
         arity(0, 0)
         return SpectrumSpec(text, kind, _hilbert_batch)
-    if kind == "measured":  # momentum spectra recorded in training (nsiter.optim.spectra)
+    if kind == "measured":  # momentum spectra recorded in training (nsiter.spectra)
         arity(0, 1)
         source = parts[0] if parts else None
+        measured_spectrum(source)  # read and check the file now, not at the first matrix
 
         def make(m: int, n: int, s: int, b: int | None) -> torch.Tensor:
-            from nsiter.optim.spectra import measured_matrix
-
             return measured_matrix(source, shape=(m, n), seed=s, batch=b, dtype=torch.float64)
 
         return SpectrumSpec(text, kind, make)
@@ -307,3 +310,24 @@ def spectrum_spec(text: str) -> SpectrumSpec:
         f"unknown spectrum kind {kind!r} in {text!r}: expected logunif:LO, unif:LO, cluster:C1,C2[:SPREAD], "
         "rank:R[:LO], grad, hilbert or measured[:CSV]"
     )
+
+
+def measured_matrix(
+    source: SpectraSource = None,
+    *,
+    shape: tuple[int, int] | None = None,
+    seed: int = 0,
+    batch: int | None = None,
+    dtype: torch.dtype = torch.float32,
+    **filters: Any,
+) -> torch.Tensor:
+    """A matrix with a recorded spectrum: ``U diag(x) V^T`` with seeded Haar factors (:func:`with_spectrum`).
+
+    With ``shape=None`` the matrix has the recorded shape and exactly the recorded ``x`` (Frobenius norm 1, so
+    the Frobenius normalization of a schedule sees ``x`` itself).  With another ``shape`` the spectrum is
+    :meth:`MeasuredSpectrum.resampled` to ``min(shape)`` values (same smallest and largest value).
+    """
+    spec = measured_spectrum(source, **filters)  # nsiter.spectra
+    m, n = spec.shape if shape is None else shape
+    x = spec.x if shape is None else spec.resampled(min(m, n))
+    return with_spectrum(m, n, torch.as_tensor(x.copy()), seed, batch=batch, dtype=dtype)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_DEGREE", "OddPolynomial", "as_float"]
+__all__ = ["MAX_DEGREE", "OddPolynomial", "as_float", "step_matmuls"]
 
 MAX_DEGREE = 1001  # largest odd degree accepted anywhere (a degree-1001 step already costs 501 products)
 
@@ -34,6 +34,17 @@ def _as_fraction(value: Any) -> Fraction:
     if hasattr(value, "p") and hasattr(value, "q"):  # sympy.Rational without importing sympy
         return Fraction(int(value.p), int(value.q))
     raise ValueError(f"exact coefficient must be int, Fraction or 'p/q' string, got {value!r}")
+
+
+def step_matmuls(degree: int) -> int:
+    """Matrix products of one step of odd ``degree = 2l + 1`` in the standard form: ``l + 1`` (``A = X X^T``,
+    ``l - 1`` Horner products in ``A``, then ``B X``): cubic 2, quintic 3, septic 4; degree 1 (a scaling) 0.
+
+    The one matmul count of nsiter (``Schedule.matmuls``, the budget search).
+    """
+    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1 or degree % 2 == 0:
+        raise ValueError(f"degree must be a positive odd integer, got {degree!r}")
+    return 0 if degree == 1 else (degree - 1) // 2 + 1
 
 
 def as_float(value: Any, what: str) -> float:
@@ -116,6 +127,11 @@ class OddPolynomial:
         for k in range(n - 2, -1, -1):
             acc = acc * x2 + (2 * k + 1) * self.coefficients[k]
         return acc
+
+    @property
+    def matmuls(self) -> int:
+        """Matrix products of this step in the standard form (:func:`step_matmuls`)."""
+        return step_matmuls(self.degree)
 
     @property
     def slope_at_zero(self) -> float:

@@ -215,7 +215,7 @@ class Schedule:
 
         A step of degree ``2l + 1`` costs ``l + 1`` products (cubic 2, quintic 3); degree 1 costs 0.
         """
-        return sum(len(p.coefficients) if len(p.coefficients) > 1 else 0 for p in self.steps)
+        return sum(p.matmuls for p in self.steps)
 
     def composed(self, k: int | None = None) -> OddPolynomial:
         """The composed map ``phi_k = p_k o ... o p_1`` as one polynomial (exact when every step is)."""

@@ -33,3 +33,54 @@ CANS_5 = [
     (3.1710465180967007, -2.3777373620051665, 0.49752193655456894),
     (2.187030637313693, -1.5649500065194997, 0.4076449910177318),
 ]
+
+# thib-s/flash-newton-schulz newton_schulz_triton.py, newton_schulz_triton_aol, ns_consts: the current (re-tuned)
+# Turbo-Muon set at commit 46d13a305868f8474112ed97be436e904aa9b639 (float32 decimals as printed).
+TURBO_MUON = [
+    ("4.6051846", "-9.6552305", "5.676981"),
+    ("4.750538", "-6.086122", "2.1790226"),
+    ("2.776319", "-2.3190296", "0.55232877"),
+    ("2.423169", "-2.2861216", "0.81937317"),
+]
+
+# The first Turbo-Muon set, thib-s/flash-newton-schulz newton_schulz_triton.py at commit
+# b73111d0cd037ae036022357d32bf23197148a36 (first step: A <- A / s, rows only); the same digits are
+# NVIDIA-NeMo/Emerging-Optimizers muon_utils.py _COEFFICIENT_SETS["aol"] (commit a045ea1a).
+TURBO_MUON_V0 = [
+    ("4.0098", "-7.0585", "2.4635"),
+    ("3.4585", "-5.5479", "2.5959"),
+    ("2.7573", "-3.2939", "1.4254"),
+    ("2.7215", "-3.0494", "1.3169"),
+]
+
+# gram-newton-schulz 0.1.6 (PyPI wheel, sha256 5608c834...c1c) gram_newton_schulz/coefficients.py:
+# _unmodified_polar_express_coefficients (the first five of Amsel et al.'s printed list) and safety_factor;
+# POLAR_EXPRESS_COEFFICIENTS = [(a / 1.05, b / 1.05**3, c / 1.05**5) for each].
+GNS_UNMODIFIED_PE = [
+    (8.28721201814563, -23.595886519098837, 17.300387312530933),
+    (4.107059111542203, -2.9478499167379106, 0.5448431082926601),
+    (3.9486908534822946, -2.908902115962949, 0.5518191394370137),
+    (3.3184196573706015, -2.488488024314874, 0.51004894012372),
+    (2.300652019954817, -1.6689039845747493, 0.4188073119525673),
+]
+GNS_SAFETY_FACTOR = 1.05
+
+# NVIDIA-NeMo/Emerging-Optimizers muon_utils.py _COEFFICIENT_SETS["cubic5"] (pull request #217; (a, b, 0.0)
+# per step), read in verbatim third-party copies of the table; relaxed cubic of Huang (2026), arXiv:2606.00371.
+NEMO_CUBIC5 = [
+    ("3.3656576", "-3.3420992"),
+    ("2.5744352", "-1.4957376"),
+    ("2.5368962", "-1.4312570"),
+    ("2.4418906", "-1.2764040"),
+    ("2.2230472", "-0.9630650"),
+]
+
+# NVIDIA-NeMo/Emerging-Optimizers muon_utils.py _COEFFICIENT_SETS["cans"], read in the fork
+# plugyawn/Emerging-Optimizers at commit 0b14b4b49d9f0d4bd314c8f70d45f78072766d2f (CANS, arXiv:2506.10935).
+NEMO_CANS = [
+    ("8.4703", "-25.1081", "18.6293"),
+    ("4.1828", "-3.1087", "0.5806"),
+    ("3.9619", "-2.9541", "0.5630"),
+    ("3.2866", "-2.4647", "0.5074"),
+    ("2.2737", "-1.6447", "0.4162"),
+]

@@ -10,7 +10,7 @@ import pytest
 
 from experiments import common
 from nsiter import load_schedule
-from nsiter.search import certified_error
+from nsiter.analysis import certified_error
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_schedules_compared_certified_matches_analysis(quick):
     for r in rows:
         assert r["reference_error"] <= r["certified_error"] + 1e-6
     # a scaled schedule (Polar Express: x -> x / 1.01 first) is certified through its scale, as
-    # nsiter.search.certified_error does, and its float64 runs stay inside that band too
+    # nsiter.analysis.certified_error does, and its float64 runs stay inside that band too
     pe = [r for r in t["main"] if r["schedule"] == "polar-express"]
     assert pe[0]["scale"] == 1.01
     lo, hi = meta["parameters"]["lo"], meta["parameters"]["hi"]

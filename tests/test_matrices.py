@@ -137,8 +137,8 @@ def test_bad_arguments_raise():
 
 
 def test_measured_spectrum_spec_uses_recorded_training_spectrum():
-    # the committed momentum spectra of experiments/train_muon.py, resampled to min(m, n) values
-    from nsiter.optim.spectra import measured_spectrum
+    # the shipped momentum spectra of experiments/train_muon.py, resampled to min(m, n) values
+    from nsiter.spectra import measured_spectrum
 
     G = matrices.spectrum_spec("measured").generate(48, 32, seed=3)
     want = np.sort(measured_spectrum().resampled(32))[::-1]

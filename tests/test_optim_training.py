@@ -1,4 +1,4 @@
-"""Training problems, schedule specs and recorded momentum spectra (nsiter.optim.training / spectra)."""
+"""Training problems, schedule specs (experiments/training.py) and recorded momentum spectra (nsiter.spectra)."""
 
 from __future__ import annotations
 
@@ -9,21 +9,16 @@ import numpy as np
 import pytest
 import torch
 
-from nsiter.optim import (
-    Muon,
-    load_spectra,
-    measured_interval,
-    measured_matrix,
-    measured_spectrum,
-    momentum_spectra,
-)
-from nsiter.optim.training import (
+from experiments.training import (
     make_optimizer,
     modular_addition,
     parse_schedule_spec,
     teacher_classification,
     train,
 )
+from nsiter.matrices import measured_matrix
+from nsiter.optim import Muon, momentum_spectra
+from nsiter.spectra import DEFAULT_SPECTRA, load_spectra, measured_interval, measured_spectrum
 
 
 def test_modular_addition_labels_and_split():
@@ -172,3 +167,11 @@ def test_train_muon_experiment_quick(tmp_path, monkeypatch):
     assert (tmp_path / "figures" / "train_muon.pdf").is_file()
     assert (tmp_path / "figures" / "train_muon-spectra.png").is_file()
     assert "trainTeacherAdamwSteps" in (tmp_path / "paper" / "generated" / "train_muon.tex").read_text()
+
+
+def test_shipped_spectra_are_the_training_experiments_recording():
+    """The package data (read by nsiter.matrices and nsiter.spectra without experiments/) is the recording
+    that experiments/train_muon.py last wrote; refresh it by copying when that experiment changes."""
+    results = Path(__file__).resolve().parents[1] / "experiments" / "results" / "train_muon.spectra.csv"
+    assert DEFAULT_SPECTRA.read_bytes() == results.read_bytes()
+    assert {s.task for s in load_spectra()} == {"modadd", "teacher"}

@@ -141,6 +141,40 @@ def test_records_drop_into_the_plots_unchanged():
     tr = trajectory(log_uniform(12, 5, 1e-2, seed=0), "muon", dtype=torch.float32)
     ax = plot.singular_value_trajectories(tr.singular_values)
     assert len(ax.get_lines()) == 5 + 1  # one line per singular index of a 12x5 matrix, plus the target
-    rho = [r for r in tr.steps if r["quantity"] == "max_abs_lambda_minus_1"]
+    rho = [r for r in tr.rows if r["quantity"] == "max_abs_lambda_minus_1"]
     ax2 = plot.spectral_distance(rho, value="value")
     np.testing.assert_allclose(ax2.get_lines()[0].get_ydata(), [r["value"] for r in rho])
+
+
+def test_schedule_comparison_marks_where_a_series_leaves_the_axes():
+    """A diverged run (inf, or flagged) and an off-scale value get a cross at the top edge, not a silent stop."""
+    rows = [
+        {"schedule": "a", "step": k, "certified_error": 0.5**k, "measured_error": [0.9, 2.0, 56.0][k]}
+        for k in range(3)
+    ] + [
+        {
+            "schedule": "b",
+            "step": k,
+            "certified_error": [0.9, 1.5, None][k],
+            "certified_diverged": True,
+            "measured_error": [0.9, float("inf"), float("inf")][k],
+        }
+        for k in range(3)
+    ]
+    ax = plot.schedule_comparison(rows, top=10.0)
+    texts = sorted(t.get_text() for t in ax.texts)
+    assert texts == ["56", "diverged", "diverged"]
+    crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "X"]
+    assert len(crosses) == 3 and all(ln.get_ydata()[0] == 10.0 for ln in crosses)
+    assert ax.get_ylim()[1] == 10.0
+
+
+def test_series_styles_are_distinct_and_grouped_by_family():
+    names = [f"s{i}" for i in range(14)]
+    family = {n: f"f{i % 3}" for i, n in enumerate(names)}
+    st = plot.series_styles(names, family)
+    assert len({(s["color"], s["marker"]) for s in st.values()}) == 14
+    assert all(s["marker"] == st[f"s{i % 3}"]["marker"] for i, s in enumerate(st[n] for n in names))
+    assert list(st)[:5] == ["s0", "s12", "s3", "s6", "s9"]  # the family order of the mapping, then names
+    with pytest.raises(ValueError, match="distinct"):
+        plot.series_styles([f"t{i}" for i in range(12)])  # one family, more members than colours

@@ -165,3 +165,16 @@ def test_truncate_extends_with_last_step():
     assert s.truncated(1).steps == (s[0],)
     with pytest.raises(ValueError, match="0"):
         s.truncated(0)
+
+
+def test_one_matmul_count():
+    """Degree 2l+1 costs l+1 products (A = X X^T, l-1 Horner products, B X); a scaling (degree 1) none."""
+    from nsiter.polynomial import step_matmuls
+
+    assert [step_matmuls(d) for d in (1, 3, 5, 7, 9)] == [0, 2, 3, 4, 5]
+    user = Provenance("user", "tests")
+    s = Schedule("mixed", (OddPolynomial([2.0]), OddPolynomial([1.5, -0.5]), OddPolynomial([1, 2, 3])), user)
+    assert s.matmuls() == 0 + 2 + 3 == sum(p.matmuls for p in s)
+    for bad in (0, 2, -3, 3.0, True):
+        with pytest.raises(ValueError, match="odd"):
+            step_matmuls(bad)

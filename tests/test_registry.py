@@ -17,7 +17,7 @@ from nsiter.polynomial import OddPolynomial
 from nsiter.registry import available_schedules, load_schedule, registry_dir
 from nsiter.schedule import Schedule
 from nsiter.symbolic import newton_schulz
-from tests.published import PE5_PRINTED, PE_PRINTED
+from tests.published import PE5_PRINTED, PE_PRINTED, TURBO_MUON, TURBO_MUON_V0
 
 OURS = (
     "cubic",
@@ -28,7 +28,11 @@ OURS = (
     "cesista-5",
     "jiacheng-6",
     "turbo-muon",
+    "turbo-muon-v0-rowscale",
     "deepseek-v4",
+    "polar-express-gram",
+    "relaxed-cubic-5",
+    "cans-5-nemo",
 )
 ALL = available_schedules()
 
@@ -57,14 +61,8 @@ JIACHENG_1024 = [
     (2172, -1833, 682),
 ]
 
-# NVIDIA-NeMo/Emerging-Optimizers muon_utils.py (commit a045ea1a), _COEFFICIENT_SETS["aol"], which cites
-# thib-s/flash-newton-schulz newton_schulz_triton.py#L511 (Turbo-Muon, arXiv:2512.04632).
-AOL = [
-    ("4.0098", "-7.0585", "2.4635"),
-    ("3.4585", "-5.5479", "2.5959"),
-    ("2.7573", "-3.2939", "1.4254"),
-    ("2.7215", "-3.0494", "1.3169"),
-]
+# The first Turbo-Muon set (flash-newton-schulz commit b73111d0 = Emerging-Optimizers "aol"), tests/published.py
+AOL = TURBO_MUON_V0
 
 # DeepSeek-V4 report (as quoted by secondary sources): 8 Muon steps, then 2 steps of (2, -1.5, 0.5).
 DEEPSEEK_TAIL = (Fraction(2), Fraction(-3, 2), Fraction(1, 2))
@@ -177,8 +175,16 @@ def test_jiacheng_6_matches_modula_fractions_over_1024():
     assert s.normalization.eps == 0.0
 
 
-def test_turbo_muon_matches_aol_set():
+def test_turbo_muon_matches_the_current_flash_newton_schulz_set():
     s = load_schedule("turbo-muon")
+    assert [p.exact for p in s] == [_fr(t) for t in TURBO_MUON]
+    assert [p.coefficients for p in s] == [tuple(float(v) for v in t) for t in TURBO_MUON]
+    n = s.normalization
+    assert (n.norm, n.scale, n.eps) == ("aol", 1.0, 1e-7)
+
+
+def test_turbo_muon_v0_keeps_the_first_aol_set():
+    s = load_schedule("turbo-muon-v0-rowscale")
     assert [p.exact for p in s] == [_fr(t) for t in AOL]
     assert s.normalization.norm == "aol"
 
@@ -193,7 +199,7 @@ def test_turbo_muon_first_step_changes_the_sign_of_singular_values_near_one():
     assert _p1((a, b, c)) == Fraction(-5852, 10000)
     x_star = sqrt((-float(b) - sqrt(float(b * b - 4 * a * c))) / (2 * float(c)))
     assert 0.88 < x_star < 0.89
-    s = load_schedule("turbo-muon")
+    s = load_schedule("turbo-muon-v0-rowscale")
     assert s.apply(0.5) > 0 and s.apply(1.0) < 0
 
 
@@ -273,7 +279,7 @@ def test_matmul_counts(name):
         assert s.matmuls() == expected[name]
 
 
-@pytest.mark.parametrize("name", [n for n in OURS if n != "turbo-muon"])
+@pytest.mark.parametrize("name", [n for n in OURS if n != "turbo-muon-v0-rowscale"])
 def test_no_singular_value_changes_sign(name):
     """On (0, 1/scale] every step keeps singular values positive (no polar factor of the wrong matrix)."""
     s = load_schedule(name)

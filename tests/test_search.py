@@ -11,13 +11,11 @@ import sympy as sp
 
 import nsiter.cli as cli
 from nsiter import OddPolynomial, Schedule, available_schedules, load_schedule
-from nsiter.analysis import analyze, attractor, image_interval
-from nsiter.schedule import Provenance
+from nsiter.analysis import analyze, attractor, certified_error, image_interval
 from nsiter.search import (
     Diagnostics,
     band_schedule,
     budget_search,
-    certified_error,
     greedy_minimax,
     image_interval_fast,
     max_slope,
@@ -27,7 +25,7 @@ from nsiter.search import (
     search,
     with_safety_factor,
 )
-from nsiter.search.minimax import _cushioned_step, min_ratio, newton_schulz_coefficients
+from nsiter.search.minimax import cushioned_step, min_ratio, newton_schulz_coefficients
 from nsiter.search.slope import max_slope_for_band
 from tests.published import CANS_5, PE5_PRINTED, PE_PRINTED
 
@@ -84,7 +82,7 @@ def test_cans_five_step_set_reproduced():
 
 def test_cushion_keeps_ratio_floor():
     # Amsel et al. 2025, Sec. 4.4 / Fig. 3: the stabilized first step has p(x)/x >= 0.236
-    p, _, cushioned = _cushioned_step(1e-3, 1.0, 5, PE_CUSHION, True)
+    p, _, cushioned = cushioned_step(1e-3, 1.0, 5, PE_CUSHION, True)
     assert cushioned
     floor = min_ratio(p)
     xs = np.geomspace(1e-8, 1.0, 20001)
@@ -166,7 +164,7 @@ def test_fast_interval_matches_certified():
 def test_greedy_error_agrees_with_analysis_and_beats_cushioned():
     sched, diag = greedy_minimax(1e-3, 1.0, 6, 5)
     res = analyze(sched, 1e-3, 1.0)
-    for row, band in zip(diag.steps, res.steps[1:], strict=True):
+    for row, band in zip(diag.intervals, res.steps[1:], strict=True):
         assert row["error"] == pytest.approx(band.error, rel=1e-9, abs=1e-14)
     # Thm 4.1 of Amsel et al.: greedy is optimal, so the cushioned variant cannot do better
     cushioned, _ = greedy_minimax(1e-3, 1.0, 6, 5, cushion=PE_CUSHION)
@@ -247,14 +245,14 @@ def test_precision_aware_budget_keeps_the_most_accurate_converged_sequence():
     measured = diag.metrics["measured"]
     floor = 2.0**-11  # float16 unit roundoff
     assert diag.parameters["floor"] == floor
-    assert len(measured) >= 2 and all(m["certified_error"] <= floor for m in measured)
+    assert len(measured) >= 2 and all(m["estimated_error"] <= floor for m in measured)
     # one shortlisted sequence per length of the final run of cubic steps
     tails = [
         len("".join(map(str, m["sequence"]))) - len("".join(map(str, m["sequence"])).rstrip("3"))
         for m in measured
     ]
     assert len(set(tails)) == len(tails)
-    chosen = min(measured, key=lambda m: (m["measured_error"], m["certified_error"]))
+    chosen = min(measured, key=lambda m: (m["measured_error"], m["estimated_error"]))
     assert diag.metrics["sequence"] == chosen["sequence"] == [p.degree for p in sched.steps]
     assert certified_error(sched, 0.1, 1.0) <= floor
     # the certified winner is shortlisted too (it has the smallest error of its tail length)
@@ -316,41 +314,21 @@ def test_bad_input(objective, params, match):
         search(objective, **params)
 
 
-def test_calibrate_and_measure_in_float64():
-    from nsiter.search.calibrate import calibrate, measure
+def test_calibrate_keeps_the_conventional_factors_in_its_table():
+    from nsiter.search.calibrate import calibrate
 
     _, diag = calibrate(3, 5, factors=(1.0,), size=12, seeds=(0,), dtype="bfloat16")
     assert diag.metrics["safety"] in {r["safety"] for r in diag.metrics["table"]}
     assert {1.01, 1.02, 1.05, 1.1} <= {r["safety"] for r in diag.metrics["table"]}
-    # float64 run agrees with the certified scalar analysis (independent reference: float64 SVD)
-    plain, _ = greedy_minimax(1e-3, 1.0, 4, 5)
-    m = measure(plain, size=24, seeds=(0,), dtype="float64")
-    assert m["max_direction_error"] <= certified_error(plain) + 1e-9
-    assert m["max_direction_error"] >= 0.9 * certified_error(plain)  # lo and hi are in the spectrum
-    # in float64 the singular values of X_T are phi_T(sigma_i) on the log-spaced spectrum
-    sigma = np.logspace(0, -3, 24)
-    y = sigma.copy()
-    for p in plain.steps:
-        y = p(y)
-    assert m["max_singular_error"] == pytest.approx(np.abs(y - 1).max(), abs=1e-9)
-    assert m["mean_max_singular_error"] == pytest.approx(m["max_singular_error"])
-    assert m["mean_max_direction_error"] <= m["max_direction_error"] and len(m["runs"]) == 1
 
 
-def test_measure_reports_a_diverging_run_as_infinite():
-    from nsiter.search.calibrate import measure
-
-    prov = Provenance("user", "test")
-    blowup = Schedule("blowup", (OddPolynomial([3.0, 10.0]),) * 40, prov)  # p(1) = 13: overflows bf16
-    with pytest.warns(RuntimeWarning):
-        m = measure(blowup, size=8, seeds=(0, 1), dtype="bfloat16")
-    assert m["max_direction_error"] == m["mean_max_singular_error"] == math.inf
-    assert m["runs"][-1] == {"seed": 0, "max_direction_error": math.inf, "max_singular_error": math.inf}
-
-
-def test_gradient_does_not_worsen_its_loss():
-    sched, diag = search("gradient", steps=3, iters=5, points=64)
-    assert diag.metrics["loss"] <= diag.metrics["initial_loss"]
+def test_gradient_search_improves_on_its_start():
+    """Not best-so-far <= start (true by construction): the optimizer must make real progress, and the
+    loss it reports must be the loss of the schedule it returns (recomputed independently on the grid)."""
+    sched, diag = search("gradient", steps=3, iters=60, points=64, worst_weight=0.0, lr=3e-3)
+    assert diag.metrics["loss"] < 0.99 * diag.metrics["initial_loss"]  # measured: 0.540 against 0.555
+    x = np.logspace(-3, 0, 64)  # the objective's sample points; worst_weight 0: the mean error
+    assert diag.metrics["loss"] == pytest.approx(np.abs(sched.apply(x) - 1).mean(), rel=1e-12)
     assert len(sched) == 3
 
 

@@ -49,20 +49,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from nsiter.baselines import DTYPES as TORCH_DTYPES
     from nsiter.matrices import spectrum_spec
     from nsiter.records import trajectory
 
     spec = spectrum_spec(args.spectrum)
     m, n = args.shape
     G = spec.generate(m, n, args.seed, batch=args.batch)  # float64; normalized before the cast to --dtype
-    tr = trajectory(G, args.schedule, dtype=TORCH_DTYPES[args.dtype], steps=args.steps, norm=args.norm)
+    tr = trajectory(G, args.schedule, dtype=args.dtype, steps=args.steps, norm=args.norm)
     if args.out:
         try:
             tr.to_csv(args.out)
         except OSError as err:
             raise CliError(f"cannot write {args.out!r}: {err.strerror}") from err
-    matrices = sorted({r["matrix"] for r in tr.steps})
+    matrices = sorted({r["matrix"] for r in tr.rows})
     if args.json:
         emit_json(
             {

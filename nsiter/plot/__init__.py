@@ -5,7 +5,7 @@ none computes the science (the experiments and records do).  Call ``use_style()`
 """
 
 from nsiter.plot._data import matrix_from_rows, matrix_to_rows
-from nsiter.plot.comparison import schedule_comparison
+from nsiter.plot.comparison import schedule_comparison, series_styles
 from nsiter.plot.floors import dtype_floors
 from nsiter.plot.heatmaps import gram_heatmap, identity_deviation_heatmap
 from nsiter.plot.scalar import scalar_map
@@ -21,6 +21,7 @@ __all__ = [
     "matrix_to_rows",
     "scalar_map",
     "schedule_comparison",
+    "series_styles",
     "singular_value_trajectories",
     "spectral_distance",
     "use_style",

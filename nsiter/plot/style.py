@@ -13,7 +13,16 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 from cycler import cycler
 
-__all__ = ["DIVERGING", "OKABE_ITO", "SEQUENTIAL", "color_for", "new_axes", "use_style"]
+__all__ = [
+    "DIVERGING",
+    "MARKERS",
+    "OKABE_ITO",
+    "SEQUENTIAL",
+    "SERIES_COLORS",
+    "color_for",
+    "new_axes",
+    "use_style",
+]
 
 OKABE_ITO = (
     "#0072B2",  # blue
@@ -27,6 +36,10 @@ OKABE_ITO = (
 )
 # beyond eight series: three of Paul Tol's "muted" colours (https://personal.sron.nl/~pault/), then repeat
 EXTRA = ("#882255", "#44AA99", "#999933")
+# for many thin lines on white: Okabe-Ito without yellow (too pale for lines), then the extra colours
+SERIES_COLORS = tuple(c for c in OKABE_ITO if c != "#F0E442") + EXTRA
+# one marker per family of series (filled shapes, distinct at 4-5 pt)
+MARKERS = ("o", "s", "^", "D", "v", "P", "*", "<", ">", "h")
 SEQUENTIAL = "viridis"
 DIVERGING = "RdBu_r"
 

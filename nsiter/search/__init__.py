@@ -36,7 +36,6 @@ __all__ = [
     "Diagnostics",
     "band_schedule",
     "budget_search",
-    "certified_error",
     "greedy_minimax",
     "image_interval_fast",
     "max_slope",
@@ -76,23 +75,3 @@ def search(objective: str, **params: Any) -> tuple[Schedule, Diagnostics]:
             f"unknown parameter(s) {unknown} for objective {objective!r}; accepted: {sorted(allowed)}"
         )
     return fn(**params)
-
-
-def certified_error(schedule: Schedule, lo: float = 1e-3, hi: float = 1.0) -> float:
-    """Certified worst ``|1 - phi_T|`` for inputs with ``sigma / ||G|| in [lo, hi]``.
-
-    The schedule's normalization divides by ``scale * ||G||``, so the polynomials see
-    ``[lo / scale, hi / scale]``; the bound comes from :func:`nsiter.analysis.analyze` (mpmath,
-    rounded outward).  ``aol`` normalization is not a scalar map: ``ValueError``.
-    """
-    from nsiter.analysis import analyze
-
-    if schedule.normalization.norm == "aol":
-        raise ValueError(
-            f"schedule {schedule.name!r} uses 'aol' normalization, which has no scalar certificate"
-        )
-    s = schedule.normalization.scale
-    res = analyze(schedule, lo / s, hi / s)
-    if res.diverged:
-        return float("inf")
-    return float(res.final_error)

@@ -38,7 +38,8 @@ class Diagnostics:
         parameters: every parameter the search ran with (JSON-ready); also stored in the provenance.
         metrics: result metrics, e.g. ``final_error`` (worst ``|1 - phi_T|`` on the search interval),
             ``slope_at_zero``, ``matmuls``; per objective more (``band``, ``loss``...).
-        steps: per step ``{"lo", "hi", "error", ...}``: the interval each step maps to.
+        intervals: per step ``{"lo", "hi", "error", ...}``: the interval each step maps to (float64
+            estimates; :func:`nsiter.analysis.analyze` certifies them).
         iterations: inner iterations (Remez exchanges, optimizer steps) per step or in total.
         converged: whether every inner solve met its tolerance.
         seconds: wall time of the search.
@@ -48,7 +49,7 @@ class Diagnostics:
     objective: str
     parameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    intervals: list[dict[str, Any]] = field(default_factory=list)
     iterations: list[int] = field(default_factory=list)
     converged: bool = True
     seconds: float = 0.0
@@ -59,7 +60,7 @@ class Diagnostics:
             "objective": self.objective,
             "parameters": dict(self.parameters),
             "metrics": dict(self.metrics),
-            "steps": [dict(s) for s in self.steps],
+            "intervals": [dict(s) for s in self.intervals],
             "iterations": list(self.iterations),
             "converged": self.converged,
             "seconds": self.seconds,
@@ -93,7 +94,7 @@ def _coefficients(p: OddPolynomial | Sequence[float]) -> np.ndarray:
     return np.asarray(p.coefficients if isinstance(p, OddPolynomial) else p, dtype=float)
 
 
-def critical_points(p: OddPolynomial | Sequence[float], lo: float, hi: float) -> np.ndarray:
+def critical_points_fast(p: OddPolynomial | Sequence[float], lo: float, hi: float) -> np.ndarray:
     """Critical points of the odd polynomial ``p`` strictly inside ``(lo, hi)``, ``0 <= lo``, sorted.
 
     ``p'(x) = sum_k (2k+1) c_k x^(2k)`` is a polynomial of degree ``l`` in ``y = x^2``; its real roots
@@ -127,7 +128,7 @@ def image_interval_fast(p: OddPolynomial | Sequence[float], lo: float, hi: float
     Search-internal fast path of :func:`nsiter.analysis.image_interval` (which certifies with mpmath).
     """
     c = _coefficients(p)
-    xs = np.concatenate([[lo, hi], critical_points(c, lo, hi)])
+    xs = np.concatenate([[lo, hi], critical_points_fast(c, lo, hi)])
     x2 = xs * xs
     vals = xs * np.polynomial.polynomial.polyval(x2, c)
     return float(vals.min()), float(vals.max())

@@ -9,15 +9,18 @@ sequences sharing a prefix share its Remez solves, so the search costs one Remez
 The optional cushion and safety factor follow :func:`nsiter.search.minimax.greedy_minimax` (the safety
 factor is applied to every step but the last).
 
-Precision-aware mode (``dtype=...``).  Once the certified error falls below the arithmetic's floor
+Errors here are float64 estimates (:func:`nsiter.search._core.propagate_fast`); the winner's certified
+error comes from :func:`nsiter.analysis.certified_error`.
+
+Precision-aware mode (``dtype=...``).  Once the estimated error falls below the arithmetic's floor
 (default: the unit roundoff of ``dtype``, ``2^-8`` for bfloat16) it no longer decides anything: what is
 left of the error is the rounding of the final steps, and it grows with the size of their coefficients
 (the flat cubic ``(3/2, -1/2)`` has coefficient sum 2, the quintic ``(15/8, -10/8, 3/8)`` 3.5).  So the
-sequences that are certified below the floor are shortlisted by how many of their final steps have the
-lowest degree (for each tail length, the one with the smallest certified error), each shortlisted
-schedule is run by the evaluator in ``dtype`` (:func:`nsiter.search.calibrate.measure`), and the one with
+sequences whose estimated error is below the floor are shortlisted by how many of their final steps have
+the lowest degree (for each tail length, the one with the smallest estimated error), each shortlisted
+schedule is run by the evaluator in ``dtype`` (:func:`nsiter.measure.measured_errors`), and the one with
 the smallest measured worst error (mean over the runs of each run's ``max_i |1 - u_i^T X_T v_i|``) wins.
-If no sequence reaches the floor the certified winner is returned, as without ``dtype``.  The default
+If no sequence reaches the floor the winner by estimated error is returned, as without ``dtype``.  The default
 measurement seeds (100-131) are disjoint from those of the search-results experiment (0-31), so the
 published comparison is not made on the runs that chose the winner.
 """
@@ -29,7 +32,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from nsiter.polynomial import OddPolynomial
+from nsiter.dtypes import unit_roundoff
+from nsiter.polynomial import OddPolynomial, step_matmuls
 from nsiter.schedule import Provenance, Schedule
 from nsiter.search._core import (
     Diagnostics,
@@ -40,14 +44,9 @@ from nsiter.search._core import (
     interval_error,
     propagate_fast,
 )
-from nsiter.search.minimax import _cushioned_step
+from nsiter.search.minimax import cushioned_step
 
-__all__ = ["budget_search", "step_cost"]
-
-
-def step_cost(degree: int) -> int:
-    """Matrix products of one Gram-form step of odd ``degree = 2l + 1``: ``l + 1``."""
-    return (degree - 1) // 2 + 1
+__all__ = ["budget_search"]
 
 
 def budget_search(
@@ -76,9 +75,9 @@ def budget_search(
         cushion, safety: Polar Express's stabilizations (see ``greedy_minimax``).
         exact_budget: only sequences using exactly ``budget`` products.
         max_steps: cap on the number of steps.
-        dtype: precision-aware mode (see the module docstring): measure the sequences certified below
-            ``floor`` in this dtype and keep the most accurate; ``None`` (default): certified error only.
-        floor: certified error below which rounding decides (default: the unit roundoff of ``dtype``).
+        dtype: precision-aware mode (see the module docstring): measure the sequences estimated below
+            ``floor`` in this dtype and keep the most accurate; ``None`` (default): estimated error only.
+        floor: estimated error below which rounding decides (default: the unit roundoff of ``dtype``).
         sizes, seeds: the measurement of the precision-aware mode (square log-uniform matrices).
         name: schedule name (default ``budget-<budget>``, or ``budget-<budget>-<dtype>``).
         progress: optional callable ``progress(n)`` called with the number of prefixes explored.
@@ -94,12 +93,12 @@ def budget_search(
     degs = sorted({int(d) for d in degrees})
     if not degs or any(d < 3 or d % 2 == 0 for d in degs):
         raise ValueError(f"degrees must be odd integers >= 3, got {list(degrees)!r}")
-    cheapest = min(step_cost(d) for d in degs)
+    cheapest = min(step_matmuls(d) for d in degs)
     if budget < cheapest:
         raise ValueError(
             f"budget {budget} is too small: the cheapest step (degree {min(degs)}) costs {cheapest} matrix products"
         )
-    if exact_budget and not _reachable(budget, [step_cost(d) for d in degs]):
+    if exact_budget and not _reachable(budget, [step_matmuls(d) for d in degs]):
         raise ValueError(f"no sequence of degrees {degs} costs exactly {budget} matrix products")
     safety = check_positive(safety, "safety")
     max_steps = check_positive_int(max_steps, "max_steps")
@@ -107,7 +106,7 @@ def budget_search(
         raise ValueError(f"cushion must be in [0, 1), got {cushion!r}")
 
     if dtype is not None:  # validate before the search
-        floor = _unit_roundoff(dtype) if floor is None else check_positive(floor, "floor")
+        floor = unit_roundoff(dtype) if floor is None else check_positive(floor, "floor")
         sizes = [check_positive_int(n, "size") for n in sizes]
         seeds = list(seeds)
         if not seeds:
@@ -119,10 +118,10 @@ def budget_search(
     def dfs(a: float, b: float, spent: int, seq: tuple[int, ...], polys: tuple[OddPolynomial, ...]) -> None:
         nonlocal count
         for d in degs:
-            c = step_cost(d)
+            c = step_matmuls(d)
             if spent + c > budget:  # (the recursion below keeps len(seq) < max_steps)
                 continue
-            p, _, _ = _cushioned_step(a, b, d, cushion, True)
+            p, _, _ = cushioned_step(a, b, d, cushion, True)
             count += 1
             if progress is not None:
                 progress(count)
@@ -141,7 +140,7 @@ def budget_search(
                     dfs(na, nb, spent + c, (*seq, d), (*polys, q))
 
     dfs(lo, hi, 0, (), ())
-    results.sort(key=lambda r: (r[0], sum(step_cost(d) for d in r[1]), len(r[1])))
+    results.sort(key=lambda r: (r[0], sum(step_matmuls(d) for d in r[1]), len(r[1])))
     err, seq, polys = results[0]
     measured: list[dict[str, Any]] = []
     if dtype is not None:
@@ -149,7 +148,7 @@ def budget_search(
         for e, sq, ps in shortlist:
             cand = Schedule("candidate", ps, Provenance(kind="search", source="budget_search"))
             m = _measure_mean(cand, lo, hi, sizes, seeds, dtype)
-            measured.append({"sequence": list(sq), "certified_error": e, **m})
+            measured.append({"sequence": list(sq), "estimated_error": e, **m})
         if measured:
             best = min(range(len(shortlist)), key=lambda i: (measured[i]["measured_error"], shortlist[i][0]))
             err, seq, polys = shortlist[best]
@@ -180,12 +179,12 @@ def budget_search(
         + (
             ""
             if dtype is None
-            else f", most accurate in measured {dtype} among those certified below {floor:.3g}"
+            else f", most accurate in measured {dtype} among those estimated below {floor:.3g}"
         ),
     )
     diag = Diagnostics("budget", parameters=params)
     for p, (a, b) in zip(sched.steps, propagate_fast(sched.steps, lo, hi), strict=True):
-        diag.steps.append({"degree": p.degree, "lo": a, "hi": b, "error": interval_error(a, b)})
+        diag.intervals.append({"degree": p.degree, "lo": a, "hi": b, "error": interval_error(a, b)})
     diag.metrics = {
         "final_error": err,
         "sequence": list(seq),
@@ -198,7 +197,7 @@ def budget_search(
         diag.metrics["measured"] = measured
         if not measured:
             diag.notes.append(
-                f"no sequence is certified below the floor {floor:.3g}: the certified winner is returned"
+                f"no sequence is estimated below the floor {floor:.3g}: the winner by estimated error is returned"
             )
     diag.iterations = [count]
     diag.seconds = time.perf_counter() - t0
@@ -212,17 +211,9 @@ def _reachable(total: int, costs: list[int]) -> bool:
     return ok[total]
 
 
-def _unit_roundoff(dtype: Any) -> float:
-    import torch
-
-    from nsiter.search.calibrate import _dtype
-
-    return float(torch.finfo(_dtype(dtype)).eps) / 2
-
-
 def _tail_shortlist(results: list, floor: float, low: int) -> list:
-    """Among sequences certified below ``floor``: for each length of the final run of degree-``low``
-    steps, the one with the smallest certified error (``results`` is sorted by certified error)."""
+    """Among sequences estimated below ``floor``: for each length of the final run of degree-``low``
+    steps, the one with the smallest estimated error (``results`` is sorted by estimated error)."""
     best: dict[int, tuple] = {}
     for r in results:
         if r[0] > floor:
@@ -235,9 +226,9 @@ def _tail_shortlist(results: list, floor: float, low: int) -> list:
 def _measure_mean(
     sched: Schedule, lo: float, hi: float, sizes: Sequence[int], seeds: Sequence[int], dtype: Any
 ) -> dict:
-    from nsiter.search.calibrate import measure_sizes
+    from nsiter.measure import measured_errors  # torch: loaded only for a dtype-aware search
 
-    m = measure_sizes(sched, sizes, lo=lo, hi=hi, seeds=seeds, dtype=dtype)
+    m = measured_errors(sched, sizes=sizes, lo=lo, hi=hi, seeds=seeds, dtype=dtype)
     return {
         "measured_error": m["mean_max_direction_error"],
         "measured_singular_error": m["mean_max_singular_error"],

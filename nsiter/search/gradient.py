@@ -219,11 +219,11 @@ def gradient_search(
     )
     images = propagate_fast(sched.steps, lo, hi)
     diag = Diagnostics("gradient", parameters=params)
-    diag.steps = [{"lo": a, "hi": b, "error": interval_error(a, b)} for a, b in images]
+    diag.intervals = [{"lo": a, "hi": b, "error": interval_error(a, b)} for a, b in images]
     diag.metrics = {
         "loss": final,
         "initial_loss": initial,
-        "final_error": diag.steps[-1]["error"],
+        "final_error": diag.intervals[-1]["error"],
         "mean_error": float(np.mean(np.abs(sched.apply(x.numpy()) - 1))),  # on the log-spaced samples
         "initial_error": init_diag.metrics["final_error"],
         "slope_at_zero": sched.slope_at_zero,
@@ -239,6 +239,6 @@ def gradient_search(
 def _within(coef, max_error: float, lo: float, hi: float) -> bool:
     """Whether the schedule with coefficient rows ``coef`` keeps ``max |phi_T - 1| <= max_error`` on
     ``[lo, hi]`` (float64 interval propagation, with a relative margin of 1e-9 so that the certified
-    bound of :func:`nsiter.search.certified_error`, rounded outward, also meets it)."""
+    bound of :func:`nsiter.analysis.certified_error`, rounded outward, also meets it)."""
     polys = [OddPolynomial([float(v) for v in row]) for row in coef.tolist()]
     return schedule_error_fast(polys, lo, hi) <= max_error * (1 - 1e-9)

@@ -44,7 +44,7 @@ from nsiter.search._core import (
     check_interval,
     check_positive,
     check_positive_int,
-    critical_points,
+    critical_points_fast,
     image_interval_fast,
     interval_error,
     propagate_fast,
@@ -53,6 +53,7 @@ from nsiter.search._core import (
 __all__ = [
     "MinimaxStep",
     "cushion_for_ratio",
+    "cushioned_step",
     "greedy_minimax",
     "min_ratio",
     "newton_schulz_coefficients",
@@ -165,7 +166,7 @@ def remez_odd(
         system = np.column_stack([x[:, None] ** powers[None, :], signs])
         sol = np.linalg.solve(system, np.ones(n + 1))
         coef, level = sol[:n], float(sol[n])
-        crit = critical_points(coef, lo, hi)
+        crit = critical_points_fast(coef, lo, hi)
         if crit.size == n - 1:
             new_x = np.concatenate([[lo], crit, [hi]])
         else:  # not yet alternating: exchange on a dense grid
@@ -232,7 +233,16 @@ def min_ratio(p: OddPolynomial, hi: float = 1.0) -> float:
     return float(min(np.polynomial.polynomial.polyval(np.array(ys), q)))
 
 
-def _cushioned_step(lo: float, hi: float, degree: int, cushion: float, recenter: bool, **kw: Any):
+def cushioned_step(
+    lo: float, hi: float, degree: int, cushion: float, recenter: bool, **kw: Any
+) -> tuple[OddPolynomial, MinimaxStep, bool]:
+    """One greedy step on ``[lo, hi]``: the minimax odd polynomial of ``degree`` on ``[max(lo, cushion hi), hi]``.
+
+    Polar Express's cushion (Amsel et al. 2025, arXiv:2505.16932, Sec. 4.3) keeps the step from spending
+    its degrees on the tiny values below ``cushion hi``; with ``recenter`` the cushioned step is rescaled so
+    that the image of ``[lo, hi]`` is centred on 1.  Returns ``(polynomial, remez step, cushioned?)``;
+    ``kw`` goes to :func:`remez_odd`.  Shared by ``greedy_minimax`` and ``budget_search``.
+    """
     eff = max(lo, cushion * hi)
     # a converged interval (numerically a point) takes the flat limit
     if eff >= hi * (1.0 - kw.get("flat_threshold", FLAT_THRESHOLD)):
@@ -260,7 +270,7 @@ def cushion_for_ratio(ratio: float, degree: int = 5, hi: float = 1.0) -> float:
     degree = check_degree(degree)
 
     def floor(c: float) -> float:
-        p, _, _ = _cushioned_step(c * hi * 0.5, hi, degree, c, True)
+        p, _, _ = cushioned_step(c * hi * 0.5, hi, degree, c, True)
         return min_ratio(p, hi)
 
     lo_c, hi_c = 1e-9, 1.0 - 1e-6
@@ -355,7 +365,7 @@ def greedy_minimax(
     polys: list[OddPolynomial] = []
     a, b = lo, hi
     for t, d in enumerate(degs):
-        p, step, cushioned = _cushioned_step(a, b, d, float(cushion), recenter, flat_threshold=flat_threshold)
+        p, step, cushioned = cushioned_step(a, b, d, float(cushion), recenter, flat_threshold=flat_threshold)
         if safety != 1.0 and (t < steps - 1 or safety_last):
             p = p.scaled_input(safety)
         polys.append(p)
@@ -367,7 +377,7 @@ def greedy_minimax(
             na = min(na, nb)
         else:
             na, nb = image_interval_fast(p, a, b)
-        diag.steps.append(
+        diag.intervals.append(
             {
                 "degree": d,
                 "lo": a,
@@ -392,10 +402,10 @@ def greedy_minimax(
         description=f"greedy minimax schedule, {steps} steps of degree {params['degree']} on [{lo:g}, {hi:g}]",
     )
     images = propagate_fast(sched.steps, lo, hi)
-    for row, (ia, ib) in zip(diag.steps, images, strict=True):
+    for row, (ia, ib) in zip(diag.intervals, images, strict=True):
         row["error"] = interval_error(ia, ib)
     diag.metrics = {
-        "final_error": diag.steps[-1]["error"],
+        "final_error": diag.intervals[-1]["error"],
         "final_lo": images[-1][0],
         "final_hi": images[-1][1],
         "slope_at_zero": sched.slope_at_zero,

@@ -189,7 +189,7 @@ def max_slope(
         "matmuls": sched.matmuls(),
         "jordan_slope": JORDAN[0],
     }
-    diag.steps = [{"lo": a, "hi": b, "error": interval_error(a, b)} for a, b in images]
+    diag.intervals = [{"lo": a, "hi": b, "error": interval_error(a, b)} for a, b in images]
     diag.converged = att.band[0] >= 1 - delta - 1e-12 and att.band[1] <= 1 + delta + 1e-12
     diag.seconds = time.perf_counter() - t0
     return sched, diag
@@ -197,7 +197,7 @@ def max_slope(
 
 def _band_error(lo: float, hi: float, band_steps: int, degree: int) -> float:
     _, d = greedy_minimax(lo, hi, band_steps, degree, interval="symmetric")
-    return d.steps[-1]["remez_error"]
+    return d.intervals[-1]["remez_error"]
 
 
 def band_schedule(
@@ -286,12 +286,12 @@ def band_schedule(
     )
     images = propagate_fast(sched.steps, lo_star, hi)
     diag = Diagnostics("band", parameters=params)
-    diag.steps = [{"lo": x, "hi": y, "error": interval_error(x, y)} for x, y in images]
+    diag.intervals = [{"lo": x, "hi": y, "error": interval_error(x, y)} for x, y in images]
     diag.metrics = {
         "lo_star": lo_star,
-        "band_error": dh.steps[-1]["remez_error"],
+        "band_error": dh.intervals[-1]["remez_error"],
         "slope_at_zero": sched.slope_at_zero,
-        "final_error": diag.steps[-1]["error"],
+        "final_error": diag.intervals[-1]["error"],
         "matmuls": sched.matmuls(),
     }
     diag.iterations = dh.iterations

@@ -1,0 +1,171 @@
+"""The shape of the house: imports point down the layers, no cycles, a light math core.
+
+Layers (a module may import its own layer or lower ones, at module level or inside functions):
+
+    0  nsiter._io, nsiter.dtypes, nsiter.polynomial      formats and odd polynomials
+    1  nsiter.schedule                                   schedules as data
+    2  registry, symbolic, analysis, spectra, ...        the math core (no torch, no matplotlib)
+    3  evaluate, matrices, gram, kernels                 torch kernels and test matrices
+    4  measure, records, baselines                       measurement against float64 references
+    5  search, optim, plot, bench                        what is built on measurement
+    6  cli                                               the command line
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "nsiter"
+
+LAYERS = {
+    "nsiter._io": 0,
+    "nsiter.dtypes": 0,
+    "nsiter.polynomial": 0,
+    "nsiter.schedule": 1,
+    "nsiter.registry": 2,
+    "nsiter.symbolic": 2,
+    "nsiter.analysis": 2,
+    "nsiter.dynamics": 2,
+    "nsiter.restarts": 2,
+    "nsiter.spectra": 2,
+    "nsiter": 2,  # the package __init__: schedule and registry eagerly, the rest lazily by name
+    "nsiter.__main__": 6,
+    "nsiter.evaluate": 3,
+    "nsiter.matrices": 3,
+    "nsiter.gram": 3,
+    "nsiter.kernels": 3,
+    "nsiter.measure": 4,
+    "nsiter.records": 4,
+    "nsiter.baselines": 4,
+    "nsiter.search": 5,
+    "nsiter.optim": 5,
+    "nsiter.plot": 5,
+    "nsiter.bench": 5,
+    "nsiter.cli": 6,
+}
+CORE = [
+    name
+    for name, layer in LAYERS.items()
+    if layer <= 2 and (name == "nsiter" or (PACKAGE / f"{name.removeprefix('nsiter.')}.py").is_file())
+] + ["nsiter.search"]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _layer(module: str) -> int:
+    keys = [k for k in LAYERS if module == k or (k != "nsiter" and module.startswith(k + "."))]
+    best = max(keys, key=len, default=None)
+    if best is None:
+        raise AssertionError(f"module {module} has no layer in tests/test_architecture.py: add it")
+    return LAYERS[best]
+
+
+def _imports(path: Path) -> set[str]:
+    """Every nsiter (or experiments) module that ``path`` imports, anywhere in the file."""
+    here = _module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            out.add(base)
+            out |= {f"{base}.{a.name}" for a in node.names}
+    return {m for m in out if m.split(".")[0] in ("nsiter", "experiments")}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        graph[name] = {m for m in _imports(path) if m in modules and m != name}
+    return graph
+
+
+def test_every_module_has_a_layer_and_imports_point_down():
+    graph = _graph()
+    upward = [
+        f"{a} (layer {_layer(a)}) imports {b} (layer {_layer(b)})"
+        for a, deps in graph.items()
+        for b in deps
+        if _layer(b) > _layer(a)
+    ]
+    assert not upward, "imports against the layers:\n" + "\n".join(sorted(upward))
+
+
+def test_the_library_never_imports_experiments():
+    bad = [
+        f"{_module_name(p)} imports {m}"
+        for p in PACKAGE.rglob("*.py")
+        for m in _imports(p)
+        if m.startswith("experiments")
+    ]
+    assert not bad, bad
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with two or more modules (Tarjan 1972): the import cycles."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_cycles_even_inside_functions():
+    assert not _cycles(_graph())
+
+
+def test_the_checks_can_fail():
+    """A cycle hidden behind a third module is found, and a module outside the layer map is refused."""
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+    with pytest.raises(AssertionError, match="no layer"):
+        _layer("nsiter.unplaced")
+    assert _layer("nsiter.search.budget") == 5 and _layer("nsiter") == 2
+
+
+@pytest.mark.parametrize("module", CORE)
+def test_math_core_imports_neither_torch_nor_matplotlib(module):
+    code = (
+        f"import sys, {module}; bad = [m for m in ('torch', 'matplotlib') if m in sys.modules]; "
+        "print(','.join(bad)); sys.exit(1 if bad else 0)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
+    assert proc.returncode == 0, f"import {module} loads {proc.stdout.strip()} {proc.stderr[-500:]}"

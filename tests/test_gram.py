@@ -104,6 +104,7 @@ class CountFlops(TorchFunctionMode):
 def test_flop_count_is_what_runs(method, block, restarts):
     G = matrices.log_uniform(40, 96, 1e-2, seed=5, batch=2)
     sym = block if block is not None else False
+    orthogonalize(G, MIXED, dtype=torch.float32, method=method, restarts=restarts, symmetric=sym)  # probes
     with CountFlops() as counter:
         orthogonalize(G, MIXED, dtype=torch.float32, method=method, restarts=restarts, symmetric=sym)
     rs = restarts if method == "gram" else ()
@@ -134,10 +135,12 @@ def test_auto_picks_by_flops_and_accuracy():
     assert not gram_accurate(muon, "bf16", gram_dtype="bf16")
     assert choose_method(muon, 1024, 4096, "bf16", gram_dtype="bf16") == "standard"
     assert choose_method(muon, 1024, 4096, "bf16", gram_dtype="bf16", tolerance=2.0**8) == "gram"
-    # float32 work keeps R, Q in float64, whose products cost twice as much: Gram only at large aspect
+    # float32 work keeps R, Q in float64, whose GEMMs take 2.4x as long per flop on AVX2 (probed):
+    # aspect 2 costs 4 + 2.4 * 38 = 95 m^3 against 0.9 * 50 for standard; aspect 16, 190 against 297
     assert default_gram_dtype("fp32", "native") == "float64"
-    assert choose_method(muon, 512, 1024, "fp32", gram_dtype="float64") == "standard"
-    assert choose_method(muon, 256, 4096, "fp32", gram_dtype="float64") == "gram"
+    assert choose_method(muon, 512, 1024, "fp32", gram_dtype="float64", gram_cost=2.4) == "standard"
+    assert choose_method(muon, 512, 1024, "fp32", gram_dtype="float64", gram_cost=1.0) == "gram"
+    assert choose_method(muon, 256, 4096, "fp32", gram_dtype="float64", gram_cost=2.4) == "gram"
     # float64 has nothing wider
     assert choose_method(muon, 256, 4096, "fp64", gram_dtype="float64") == "standard"
     with pytest.raises(ValueError, match="tolerance"):

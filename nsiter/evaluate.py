@@ -34,8 +34,16 @@ from typing import Any
 
 import torch
 
-from nsiter.dtypes import dtype_name, torch_dtype
-from nsiter.gram import METHODS, apply_q, choose_method, default_gram_dtype, gram_matrix, gram_steps
+from nsiter.dtypes import dtype_name, largest_finite, torch_dtype
+from nsiter.gram import (
+    METHODS,
+    apply_q,
+    choose_method,
+    default_gram_dtype,
+    gram_magnitude,
+    gram_matrix,
+    gram_steps,
+)
 from nsiter.kernels import KernelChoice, Products, gemm_path, kernel_choice
 from nsiter.registry import load_schedule
 from nsiter.schedule import Normalization, Schedule, check_restarts
@@ -297,6 +305,13 @@ def evaluation_plan(
         )
     if method == "standard":
         return Plan("standard", choice, None, (), m, n)
+    if largest_finite(gdt) < 1e6:  # float16 R, Q: guard the range (fp16 overflows at 65504)
+        peak = gram_magnitude(sched, rs)
+        if 2 * peak > largest_finite(gdt):
+            raise ValueError(
+                f"gram_dtype {gdt}: Q reaches about {peak:.3g} (nsiter.gram.gram_magnitude), beyond half "
+                f"the format's range {largest_finite(gdt):g}; add restarts or keep R, Q in float32"
+            )
     return Plan("gram", choice, gdt, tuple(rs), m, n)
 
 

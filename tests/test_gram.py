@@ -10,7 +10,7 @@ from torch.overrides import TorchFunctionMode
 
 from nsiter import matrices
 from nsiter.evaluate import evaluation_plan, iterates, orthogonalize
-from nsiter.gram import choose_method, default_gram_dtype, gram_accurate, method_flops
+from nsiter.gram import choose_method, default_gram_dtype, gram_accurate, gram_magnitude, method_flops
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
 from nsiter.schedule import Normalization, Provenance, Schedule
@@ -188,3 +188,18 @@ def test_fp16_gram_form_stays_in_range(name):
     G = matrices.log_uniform(48, 192, 1e-9, seed=7)
     X = orthogonalize(G.to(torch.float16), name, dtype="fp16", method="gram", emulate=True)
     assert X.dtype == torch.float16 and bool(torch.isfinite(X).all())
+
+
+def test_q_magnitude_and_the_fp16_guard():
+    # Q's eigenvalues tend to the slope at zero, prod_k c_{0,k}, for the smallest singular values
+    muon = load_schedule("muon")
+    assert gram_magnitude(muon) == pytest.approx(3.4445**5, rel=1e-6)
+    assert gram_magnitude(muon, [2]) == pytest.approx(3.4445**3, rel=1e-6)  # restarts reset Q
+    deepseek = load_schedule("deepseek-v4")
+    assert gram_magnitude(deepseek) > 65504  # beyond float16's range without a restart
+    G = matrices.log_uniform(16, 48, 1e-3, seed=8)
+    with pytest.raises(ValueError, match="65504"):
+        orthogonalize(G, deepseek, dtype="fp16", method="gram", gram_dtype="fp16")
+    # the range guard is necessary, not sufficient (rounding makes Q larger); float32 R, Q are the default
+    X = orthogonalize(G, deepseek, dtype="fp16", method="gram", emulate=True)
+    assert bool(torch.isfinite(X).all())

@@ -19,9 +19,11 @@ range do not overflow in bfloat16.  The same code runs on CPU and CUDA; the work
 by the caller (bfloat16 by default).  Work buffers are allocated once per call and reused (``out=``);
 each product folds its scalar multiply-add into the GEMM (``addmm``/``baddbmm`` with ``beta``/``alpha``).
 
-On CPUs without native bf16/fp16 GEMM (x86 with AVX2 only, where PyTorch's low-precision matmul is
-two orders of magnitude slower than float32) bf16/fp16 are emulated by default: float32 GEMMs whose
-every result is rounded to the working dtype (``emulate=`` overrides).
+Two methods compute the same function: the standard form above and the Gram form
+(:mod:`nsiter.gram`: iterate on ``R = X X^T`` and accumulate ``Q``, ``X_T = Q X_0``), with
+``method="auto"`` choosing by accuracy, then flops.  How the products run — the dtype's own GEMM or an
+emulation (float32 GEMMs whose every result is rounded to the working dtype), full or blocked symmetric
+products — is decided by measurement (:mod:`nsiter.kernels`); :func:`evaluation_plan` says what ran.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ LOW_PRECISION = ("bfloat16", "float16")
 _PROBE_MAX = 512  # native/emulated probes use at most this size (native bf16 can be 70x slower)
 _SYM_PROBE_MAX = 1024  # symmetric-product probes at most this size; larger classes reuse its verdict
 _SYM_MIN = 128  # below this the row blocks are too small to pay on any backend
-_SYM_GAIN = 1.08  # the blocked product must be at least this much faster to be used
+_SYM_GAIN = 1.05  # the blocked product must be at least this much faster to be used
 _CACHE_VERSION = 2
 
 _memory: dict[str, KernelChoice] = {}
@@ -246,7 +246,7 @@ def _probe_symmetric(
     fns = {"full": lambda: torch.mm(A, A, out=out)}
     for b in blocks:
         fns[str(b)] = lambda b=b: symmetric_mm(A, A, out, block=b)
-    t = _best_ms(fns, device)
+    t = _best_ms(fns, device, repeats=5)
     full = t.pop("full")
     if not t:
         return None, full, None

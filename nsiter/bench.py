@@ -1,36 +1,43 @@
-"""Benchmark the evaluator against the machine's matmul ceiling, the plain loop and the SVD.
+"""Benchmark the evaluator: its default, each of its paths, the plain loop, bare matmuls, the SVD, the peer.
 
 For each shape and dtype, ``run_benchmark`` times (median of ``repeats`` calls after a warm-up, minimum
 also recorded; the variants are interleaved call by call so that a shared machine's load hits them
-alike, and the 1-minute load average is recorded with each row):
+alike, and the 1-minute load average is recorded with each row), all in one process:
 
-- ``ours``: ``nsiter.orthogonalize(G, schedule, dtype=...)``, normalization included;
-- ``bare``: the same matrix products with nothing else (``torch.matmul(..., out=...)`` on
-  preallocated operands of the right shapes) — the ceiling for this product count;
+- ``ours``: ``nsiter.orthogonalize(G, schedule, dtype=...)``, the default (``method="auto"``, measured
+  kernels), normalization included; ``plan`` says what it ran (:func:`nsiter.evaluate.evaluation_plan`);
+- ``standard_full``, ``standard_sym``, ``gram_full``, ``gram_sym``: each method with full or blocked
+  symmetric products (``gram_*`` keep ``R, Q`` in :func:`nsiter.gram.default_gram_dtype`);
 - ``reference``: the plain loop (normalize, transpose, ``A = X@X.T; B = b*A + c*A@A; X = a*X + B@X``,
-  generalized to the schedule's per-step coefficients and degrees), unfused, allocating each temporary;
-- ``svd``: the polar factor ``U V^T`` from ``torch.linalg.svd`` in float32 (LAPACK has no bf16 SVD).
+  generalized to the schedule's per-step coefficients and degrees) in the dtype's own GEMM;
+- ``plain_emulated`` (bf16/fp16 only): the same loop with float32 GEMMs and every result rounded to the
+  dtype — the same arithmetic as the emulated evaluator, so on CPUs whose native bf16 GEMM is a slow
+  scalar path this is the fair loop to compare with;
+- ``bare``: the standard method's matrix products alone (``torch.mm``/``bmm`` with ``out=`` on preallocated
+  operands) in the GEMM dtype actually used — the ceiling for the standard flop count;
+- ``svd``: the polar factor ``U V^T`` from ``torch.linalg.svd`` in float32 (LAPACK has no bf16 SVD);
+- ``peer`` (fp16 rows, when ``gram-newton-schulz`` is installed and every step is a quintic): the
+  Gram Newton–Schulz package's pure-torch path (``ns_use_kernels=False``, no ``torch.compile``) with the
+  same coefficients, the schedule's restarts (or the package's default, after step 2); it always
+  computes in float16.
 
-FLOP count (``schedule_flops``): on the small side ``m <= n``, a step of degree ``2l + 1`` costs the
-Gram product ``2 m^2 n``, ``l - 1`` Horner products ``2 m^3`` each and the update ``2 m^2 n``, i.e.
-``4 m^2 n + 2 (l - 1) m^3`` multiply-adds counted as 2 flops, times the batch.  Element-wise work
-(normalization, scaling) is not counted.  Achieved FLOP/s is that count over the measured time.
+Every row states the rounding error of each variant: the 2-norm distance (largest over the batch) to the
+float64 run of the same schedule (standard form), from one extra untimed call.
 
-On CPUs without native bf16/fp16 GEMM (AVX2 only) the evaluator emulates bf16 (float32 GEMMs, results
-rounded); the ``bare`` ceiling is then measured with the GEMMs actually used (float32), and the
-reference loop runs in true bf16 — the column ``kernel`` says which.  Cases whose predicted time
-exceeds the per-case budget are not run and say so in ``note`` instead of reporting a number.
+FLOP counts: ``gflop`` is the standard form's count with full products (``nsiter.gram.method_flops``:
+per step of degree ``2l + 1``, ``4 m^2 n + 2 (l - 1) m^3`` on the small side ``m <= n``), the work of
+the plain loop; ``gflop_ours`` is what the default plan executes.  ``ratio_to_bare`` above 1 means the
+default beats the GEMM ceiling of the plain loop's flops by doing fewer of them.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +45,18 @@ import torch
 
 from nsiter._io import atomic_write_csv
 from nsiter.dtypes import short_name, torch_dtype
-from nsiter.evaluate import _emulation, orthogonalize, resolve_schedule
+from nsiter.evaluate import evaluation_plan, orthogonalize, resolve_schedule
+from nsiter.gram import method_flops
+from nsiter.kernels import device_name
 from nsiter.schedule import Schedule
 
 __all__ = [
+    "COLUMNS",
     "DEFAULT_SHAPES",
     "QUICK_SHAPES",
+    "VARIANTS",
     "BenchShape",
+    "check_writable",
     "format_table",
     "parse_shape",
     "reference_loop",
@@ -53,27 +65,41 @@ __all__ = [
     "write_csv",
 ]
 
-DEFAULT_SHAPES = ("1024x1024", "1024x4096", "2048x2048", "4096x4096", "16x512x512")
-QUICK_SHAPES = ("256x256", "256x1024", "4x128x128")
+DEFAULT_SHAPES = ("1024x1024", "1024x4096", "512x4096", "8x256x1024")
+QUICK_SHAPES = ("256x256", "256x1024", "128x1024", "4x64x256")
+VARIANTS = (
+    "ours",
+    "standard_full",
+    "standard_sym",
+    "gram_full",
+    "gram_sym",
+    "reference",
+    "plain_emulated",
+    "bare",
+    "svd",
+    "peer",
+)
+_ERRORS = tuple(v for v in VARIANTS if v not in ("bare", "svd"))
 COLUMNS = (
     "shape",
     "dtype",
     "kernel",
+    "plan",
     "schedule",
     "steps",
     "gflop",
-    "ours_ms",
+    "gflop_ours",
+    *(f"{v}_ms" for v in VARIANTS),
     "ours_tflops",
-    "bare_ms",
     "bare_tflops",
     "ratio_to_bare",
-    "reference_ms",
     "speedup_vs_reference",
-    "svd_ms",
+    "speedup_vs_plain_emulated",
+    "speedup_vs_peer",
     "speedup_vs_svd",
-    "ours_min_ms",
-    "bare_min_ms",
-    "reference_min_ms",
+    "ours_vs_best_own",
+    *(f"{v}_err" for v in _ERRORS),
+    *(f"{v}_min_ms" for v in VARIANTS),
     "repeats",
     "load_1min",
     "device",
@@ -81,6 +107,7 @@ COLUMNS = (
     "threads",
     "note",
 )
+_OWN = ("standard_full", "standard_sym", "gram_full", "gram_sym")
 
 
 @dataclass(frozen=True)
@@ -112,36 +139,48 @@ def parse_shape(text: str) -> BenchShape:
 
 
 def schedule_flops(schedule: Schedule, m: int, n: int, batch: int = 1) -> int:
-    """Matmul flops of one ``orthogonalize`` call: ``sum_k 4 s^2 t + 2 (l_k - 1) s^3`` per matrix (s <= t)."""
-    s, t = min(m, n), max(m, n)
-    per = 0
-    for p in schedule.steps:
-        l = len(p.coefficients) - 1  # noqa: E741 - degree 2l + 1, as in the docstring
-        if l >= 1:
-            per += 4 * s * s * t + 2 * (l - 1) * s**3
-    return per * batch
+    """Matmul flops of the plain loop: ``sum_k 4 s^2 t + 2 (l_k - 1) s^3`` per matrix (s <= t); the standard
+    form with full products in :func:`nsiter.gram.method_flops`."""
+    return method_flops(schedule, m, n, batch=batch, method="standard")
 
 
-def reference_loop(G: torch.Tensor, schedule: Schedule, dtype: torch.dtype) -> torch.Tensor:
-    """The plain loop of Muon's ``zeropower_via_newtonschulz5`` with the schedule's coefficients, unfused."""
+def reference_loop(G: torch.Tensor, schedule: Schedule, dtype: Any, *, emulate: bool = False) -> torch.Tensor:
+    """The plain loop of Muon's ``zeropower_via_newtonschulz5`` with the schedule's coefficients, unfused.
+
+    With ``emulate`` the loop runs in float32 and rounds every result (products, scalings, sums) to
+    ``dtype``: the native low-precision loop's arithmetic with float32 GEMMs.
+    """
+    dtype = torch_dtype(dtype)
     norm = schedule.normalization
-    X = G.to(dtype)
-    X = X / (X.norm(dim=(-2, -1), keepdim=True) * norm.scale + norm.eps)
+    if emulate:
+        work = torch.float32
+
+        def r(T: torch.Tensor) -> torch.Tensor:
+            return T.to(dtype).to(work)
+
+    else:
+        work = dtype
+
+        def r(T: torch.Tensor) -> torch.Tensor:
+            return T
+
+    X = r(G.to(work))
+    X = r(X / r(r(X.norm(dim=(-2, -1), keepdim=True) * norm.scale) + norm.eps))
     tall = G.size(-2) > G.size(-1)
     if tall:
         X = X.mT
     for p in schedule.steps:
         c = p.coefficients
         if len(c) == 1:
-            X = c[0] * X
+            X = r(c[0] * X)
             continue
-        A = X @ X.mT
-        B = c[1] * A
+        A = r(X @ X.mT)
+        B = r(c[1] * A)
         P = A
         for cj in c[2:]:
-            P = P @ A
-            B = B + cj * P
-        X = c[0] * X + B @ X
+            P = r(P @ A)
+            B = r(B + r(cj * P))
+        X = r(r(c[0] * X) + r(B @ X))
     if tall:
         X = X.mT
     return X
@@ -150,7 +189,7 @@ def reference_loop(G: torch.Tensor, schedule: Schedule, dtype: torch.dtype) -> t
 def _bare(
     schedule: Schedule, shape: BenchShape, dtype: torch.dtype, device: torch.device
 ) -> Callable[[], Any]:
-    """The schedule's matrix products alone, on preallocated operands and outputs."""
+    """The standard form's matrix products alone, on preallocated operands and outputs."""
     s, t = min(shape.m, shape.n), max(shape.m, shape.n)
     lead = (shape.batch,) if shape.batch else ()
     gen = torch.Generator().manual_seed(0)
@@ -158,15 +197,16 @@ def _bare(
     A = X @ X.mT
     outA, outB, outX = torch.empty_like(A), torch.empty_like(A), torch.empty_like(X)
     counts = [len(p.coefficients) - 1 for p in schedule.steps]
+    mm = torch.bmm if shape.batch else torch.mm  # matmul(out=) has per-call overhead on small CPU matrices
 
     def run() -> None:
         for l in counts:  # noqa: E741
             if l < 1:
                 continue
-            torch.matmul(X, X.mT, out=outA)
+            mm(X, X.mT, out=outA)
             for _ in range(l - 1):
-                torch.matmul(A, A, out=outB)
-            torch.matmul(A, X, out=outX)
+                mm(A, A, out=outB)
+            mm(A, X, out=outX)
 
     return run
 
@@ -174,6 +214,33 @@ def _bare(
 def _svd_polar(G: torch.Tensor) -> torch.Tensor:
     U, _, Vh = torch.linalg.svd(G, full_matrices=False)
     return U @ Vh
+
+
+def _peer(schedule: Schedule) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str]:
+    """The ``gram-newton-schulz`` package's torch path with the schedule's coefficients, or a reason."""
+    try:
+        from gram_newton_schulz import GramNewtonSchulz
+    except ImportError:
+        return None, "peer not measured: gram-newton-schulz is not installed"
+    if any(len(p.coefficients) != 3 for p in schedule.steps):
+        return None, "peer not measured: it runs quintic steps only"
+    if schedule.normalization.norm != "frobenius":
+        return None, "peer not measured: it normalizes by the Frobenius norm only"
+    restarts = list(schedule.restarts) or [2]
+    peer = GramNewtonSchulz(
+        ns_epsilon=schedule.normalization.eps,
+        ns_use_kernels=False,
+        ns_coefficients=[[float(c) for c in p.coefficients] for p in schedule.steps],
+        gram_newton_schulz_reset_iterations=restarts,
+        compile_kwargs=None,
+    )
+    note = f"peer: torch path, float16, restarts after steps {restarts}"
+    if schedule.normalization.scale != 1.0:
+        note += (
+            f" (it normalizes without the schedule's scale {schedule.normalization.scale}: its error is "
+            "taken against the float64 run with scale 1)"
+        )
+    return peer, note
 
 
 def _sync(device: torch.device) -> None:
@@ -194,27 +261,38 @@ def _probe_rate(dtype: torch.dtype, device: torch.device, size: int = 256) -> fl
     gen = torch.Generator().manual_seed(1)
     X = torch.randn(size, size, generator=gen).to(device, dtype)
     out = torch.empty_like(X)
-    torch.matmul(X, X, out=out)
-    best = min(_time(lambda: torch.matmul(X, X, out=out), device) for _ in range(3))
+    torch.mm(X, X, out=out)
+    best = min(_time(lambda: torch.mm(X, X, out=out), device) for _ in range(3))
     return 2 * size**3 / max(best, 1e-9)
 
 
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cap = torch.backends.cpu.get_cpu_capability()
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"cpu ({model}; {cap}; {torch.get_num_threads()} threads)"
+def _distance(X: torch.Tensor, ref: torch.Tensor) -> float:
+    """Largest 2-norm of ``X - ref`` over the batch (float64)."""
+    D = X.to(ref.device, torch.float64) - ref
+    if not bool(torch.isfinite(D).all()):
+        return math.inf
+    return float(torch.linalg.matrix_norm(D, 2).max())
+
+
+def check_writable(path: str | Path) -> Path:
+    """Raise ``ValueError`` naming ``path`` unless a file can be written there (before a long run)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"output path {str(path)!r} is a directory")
+    folder = path.parent
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {str(path)!r}: folder {str(probe)!r} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ValueError(f"cannot write {str(path)!r}: file is not writable")
+    return path
 
 
 def run_benchmark(
     shapes: Sequence[str | BenchShape] = DEFAULT_SHAPES,
-    dtypes: Sequence[str | torch.dtype] = ("bf16", "fp32"),
+    dtypes: Sequence[str | torch.dtype] = ("bf16", "fp16", "fp32"),
     schedule: Schedule | str = "muon",
     repeats: int = 5,
     *,
@@ -224,26 +302,25 @@ def run_benchmark(
     svd_max: int = 2048,
     case_budget_s: float = 60.0,
     reference: bool = True,
+    errors: bool = True,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Time ``orthogonalize`` against bare matmuls, the plain loop and the SVD; one row per (shape, dtype).
+    """Time the default ``orthogonalize`` against its own paths, the plain loops, bare matmuls, the SVD and
+    the Gram peer; one row per (shape, dtype) with every time, ratio and rounding error (``COLUMNS``).
 
     Args:
         shapes: ``"MxN"`` / ``"BxMxN"`` strings or ``BenchShape``.
-        dtypes: ``"bf16"``, ``"fp32"``, ... or torch dtypes.
+        dtypes: ``"bf16"``, ``"fp16"``, ``"fp32"``, ... or torch dtypes.
         schedule: registry name, path or ``Schedule``.
         repeats: timed calls per variant (median reported); reduced for a case whose predicted time
-            exceeds ``case_budget_s`` (at least 1), and the case is skipped with a note when even one
-            call of each variant is predicted to exceed it.
+            exceeds ``case_budget_s`` (at least 1), and a variant is skipped with a note when one call of
+            it is predicted to exceed the budget.
         warmup: untimed calls per variant first.
         device: defaults to CUDA when available, else CPU.
-        svd, svd_max: time the SVD polar factor only when ``batch m n min(m, n) <= svd_max^3``, i.e. when
-            it costs at most an ``svd_max``-square SVD (else a note).
-        reference: time the plain loop too.
+        svd, svd_max: time the SVD polar factor only when ``batch m n min(m, n) <= svd_max^3``.
+        reference: time the plain loops too.
+        errors: compute every variant's rounding error (one untimed call each, plus the float64 run).
         progress: called with a one-line message per case (e.g. ``print``).
-
-    Returns:
-        Rows with the keys of ``COLUMNS``; times in ms, rates in TFLOP/s, ``None`` where not measured.
     """
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats must be a positive integer, got {repeats!r}")
@@ -258,100 +335,162 @@ def run_benchmark(
         else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     )
     parsed = [s if isinstance(s, BenchShape) else parse_shape(s) for s in shapes]
-    dts = [(short_name(d), torch_dtype(d)) for d in dtypes]
+    dts = [torch_dtype(d) for d in dtypes]
+    peer, peer_note = _peer(sched)
     rates: dict[torch.dtype, float] = {}
     rows = []
     for shape in parsed:
-        for dname, dtype in dts:
-            emulated = _emulation(dtype, dev, None)
-            gemm_dtype = torch.float32 if emulated else dtype
-            for d in {gemm_dtype, dtype}:
-                if d not in rates:
-                    rates[d] = _probe_rate(d, dev)
-            flops = schedule_flops(sched, shape.m, shape.n, shape.count)
-            row: dict[str, Any] = dict.fromkeys(COLUMNS)
-            row.update(
-                shape=str(shape),
-                dtype=dname,
-                kernel=f"{dname} emulated (fp32 GEMM; results rounded to {dname})" if emulated else dname,
-                schedule=sched.name,
-                steps=len(sched),
-                gflop=flops / 1e9,
-                device=_device_name(dev),
-                torch=torch.__version__,
-                threads=torch.get_num_threads(),
-            )
-            notes = []
-            lead = (shape.batch,) if shape.batch else ()
-            G = torch.randn(*lead, shape.m, shape.n, generator=torch.Generator().manual_seed(0)).to(dev)
-            variants: dict[str, Callable[[], Any]] = {
-                "ours": lambda G=G, dtype=dtype: orthogonalize(G, sched, dtype=dtype),
-                "bare": _bare(sched, shape, gemm_dtype, dev),
-            }
-            predicted = {"ours": flops / rates[gemm_dtype], "bare": flops / rates[gemm_dtype]}
-            if reference:
-                variants["reference"] = lambda G=G, dtype=dtype: reference_loop(G, sched, dtype)
-                predicted["reference"] = flops / rates[dtype]
-            svd_cost = shape.count * shape.m * shape.n * min(shape.m, shape.n)  # SVD flops ~ C m n min(m, n)
-            if svd and svd_cost <= svd_max**3:
-                variants["svd"] = lambda G=G: _svd_polar(G.to(torch.float32))
-                predicted["svd"] = None
-            elif svd:
-                notes.append(f"svd not measured (batch m n min(m, n) > {svd_max}^3)")
-            for name in list(variants):
-                p = predicted[name]
-                if p is not None and p * (warmup + 1) > case_budget_s:
-                    notes.append(
-                        f"{name} not measured: predicted {p:.3g} s per call "
-                        f"(probe {rates[gemm_dtype if name != 'reference' else dtype] / 1e9:.3g} GFLOP/s)"
-                    )
-                    del variants[name]
-            known = [p for k, p in predicted.items() if k in variants and p is not None]
-            per_round = sum(known) if known else 0.0
-            reps = repeats
-            if per_round > 0:
-                reps = max(
-                    1, min(repeats, int(case_budget_s / per_round) - (warmup if per_round < 5.0 else 0))
-                )
-            times: dict[str, list[float]] = {k: [] for k in variants}
-            for fn in variants.values():  # a call predicted to take seconds needs no warm-up
-                for _ in range(warmup if per_round < 5.0 else 0):
-                    fn()
-            svd_cap = max(1, reps // 2)  # SVD is slow and only needed to an order of magnitude
-            for _ in range(reps):
-                for name, fn in variants.items():
-                    if name == "svd" and len(times["svd"]) >= svd_cap:
-                        continue
-                    times[name].append(_time(fn, dev))
-            med = {k: statistics.median(v) for k, v in times.items() if v}
-            if "ours" in med:
-                row["ours_ms"] = 1e3 * med["ours"]
-                row["ours_tflops"] = flops / med["ours"] / 1e12
-            if "bare" in med:
-                row["bare_ms"] = 1e3 * med["bare"]
-                row["bare_tflops"] = flops / med["bare"] / 1e12
-            if "ours" in med and "bare" in med:
-                row["ratio_to_bare"] = med["bare"] / med["ours"]
-            if "reference" in med:
-                row["reference_ms"] = 1e3 * med["reference"]
-                if "ours" in med:
-                    row["speedup_vs_reference"] = med["reference"] / med["ours"]
-            if "svd" in med:
-                row["svd_ms"] = 1e3 * med["svd"]
-                if "ours" in med:
-                    row["speedup_vs_svd"] = med["svd"] / med["ours"]
-            for k in ("ours", "bare", "reference"):
-                if times.get(k):
-                    row[f"{k}_min_ms"] = 1e3 * min(times[k])
-            row["repeats"] = reps
-            row["load_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-            row["note"] = "; ".join(notes)
-            rows.append(row)
+        lead = (shape.batch,) if shape.batch else ()
+        G = torch.randn(*lead, shape.m, shape.n, generator=torch.Generator().manual_seed(0)).to(dev)
+        exact = orthogonalize(G.double(), sched, dtype=torch.float64, method="standard") if errors else None
+        for dtype in dts:
+            rows.append(
+                _case(shape, G, exact, dtype, sched, dev, rates, repeats, warmup, svd, svd_max,
+                      case_budget_s, reference, peer, peer_note)
+            )  # fmt: skip
             if progress is not None:
+                r = rows[-1]
                 progress(
-                    f"{shape} {dname}: ours {_fmt(row['ours_ms'])} ms, ratio to bare {_fmt(row['ratio_to_bare'])}"
+                    f"{shape} {short_name(dtype)}: ours {_fmt(r['ours_ms'])} ms ({r['plan']}), "
+                    f"x plain {_fmt(r['speedup_vs_reference'])}, "
+                    f"x plain emulated {_fmt(r['speedup_vs_plain_emulated'])}"
                 )
     return rows
+
+
+def _case(
+    shape: BenchShape,
+    G: torch.Tensor,
+    exact: torch.Tensor | None,
+    dtype: torch.dtype,
+    sched: Schedule,
+    dev: torch.device,
+    rates: dict[torch.dtype, float],
+    repeats: int,
+    warmup: int,
+    svd: bool,
+    svd_max: int,
+    case_budget_s: float,
+    reference: bool,
+    peer: Callable[[torch.Tensor], torch.Tensor] | None,
+    peer_note: str,
+) -> dict[str, Any]:
+    dname = short_name(dtype)
+    plan = evaluation_plan(G.shape, sched, dtype=dtype, device=dev)
+    emulated = plan.kernel.emulated
+    gemm_dtype = torch.float32 if emulated else dtype
+    for d in {gemm_dtype, dtype, torch.float16}:
+        if d not in rates:
+            rates[d] = _probe_rate(d, dev)
+    flops = schedule_flops(sched, shape.m, shape.n, shape.count)
+    block = plan.kernel.symmetric_block or None
+    row: dict[str, Any] = dict.fromkeys(COLUMNS)
+    row.update(
+        shape=str(shape),
+        dtype=dname,
+        kernel=plan.kernel.label,
+        plan=plan.label,
+        schedule=sched.name,
+        steps=len(sched),
+        gflop=flops / 1e9,
+        gflop_ours=method_flops(
+            sched, shape.m, shape.n, batch=shape.count, method=plan.method, restarts=plan.restarts,
+            symmetric_block=block,
+        ) / 1e9,
+        device=device_name(dev),
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+    )  # fmt: skip
+    notes = []
+    sym_block = plan.kernel.symmetric_block or True
+
+    def ours(method: str = "auto", symmetric: bool | int | None = None) -> Callable[[], torch.Tensor]:
+        return lambda: orthogonalize(G, sched, dtype=dtype, method=method, symmetric=symmetric)
+
+    variants: dict[str, Callable[[], Any]] = {
+        "ours": ours(),
+        "standard_full": ours("standard", False),
+        "standard_sym": ours("standard", sym_block),
+        "gram_full": ours("gram", False),
+        "gram_sym": ours("gram", sym_block),
+        "bare": _bare(sched, shape, gemm_dtype, dev),
+    }
+    rate = rates[gemm_dtype]
+    predicted: dict[str, float | None] = {k: flops / rate for k in variants}
+    if reference:
+        variants["reference"] = lambda: reference_loop(G, sched, dtype)
+        predicted["reference"] = flops / rates[dtype]
+        if dtype in (torch.bfloat16, torch.float16):
+            variants["plain_emulated"] = lambda: reference_loop(G, sched, dtype, emulate=True)
+            predicted["plain_emulated"] = flops / rates[torch.float32]
+    if peer is not None and dtype == torch.float16:
+        variants["peer"] = lambda: peer(G)
+        predicted["peer"] = method_flops(sched, shape.m, shape.n, batch=shape.count, method="gram",
+                                         restarts=list(sched.restarts) or [2]) / rates[torch.float16]  # fmt: skip
+        notes.append(peer_note)
+    elif peer is None and dtype == torch.float16:
+        notes.append(peer_note)
+    svd_cost = shape.count * shape.m * shape.n * min(shape.m, shape.n)  # SVD flops ~ C m n min(m, n)
+    if svd and svd_cost <= svd_max**3:
+        variants["svd"] = lambda: _svd_polar(G.to(torch.float32))
+        predicted["svd"] = None
+    elif svd:
+        notes.append(f"svd not measured (batch m n min(m, n) > {svd_max}^3)")
+    for name in list(variants):
+        p = predicted[name]
+        if p is not None and p * (warmup + 1) > case_budget_s:
+            notes.append(f"{name} not measured: predicted {p:.3g} s per call")
+            del variants[name]
+    known = [p for k, p in predicted.items() if k in variants and p is not None]
+    per_round = sum(known) if known else 0.0
+    reps = repeats
+    if per_round > 0:
+        reps = max(1, min(repeats, int(case_budget_s / per_round) - (warmup if per_round < 5.0 else 0)))
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    outputs: dict[str, Any] = {}
+    for name, fn in variants.items():  # a call predicted to take seconds needs no warm-up
+        for _ in range(warmup if per_round < 5.0 else 0):
+            outputs[name] = fn()
+    svd_cap = max(1, reps // 2)  # SVD is slow and only needed to an order of magnitude
+    for _ in range(reps):
+        for name, fn in variants.items():
+            if name == "svd" and len(times["svd"]) >= svd_cap:
+                continue
+            times[name].append(_time(fn, dev))
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    for k, v in times.items():
+        if v:
+            row[f"{k}_ms"] = 1e3 * med[k]
+            row[f"{k}_min_ms"] = 1e3 * min(v)
+    if exact is not None:
+        for name in _ERRORS:
+            if name in variants:
+                out = outputs.get(name)
+                ref = exact
+                if name == "peer" and sched.normalization.scale != 1.0:  # the peer's own function
+                    unscaled = replace(sched, normalization=replace(sched.normalization, scale=1.0))
+                    ref = orthogonalize(G.double(), unscaled, dtype=torch.float64, method="standard")
+                row[f"{name}_err"] = _distance(out if out is not None else variants[name](), ref)
+    if "ours" in med:
+        row["ours_tflops"] = flops / med["ours"] / 1e12
+        for other, col in (
+            ("bare", "ratio_to_bare"),
+            ("reference", "speedup_vs_reference"),
+            ("plain_emulated", "speedup_vs_plain_emulated"),
+            ("peer", "speedup_vs_peer"),
+            ("svd", "speedup_vs_svd"),
+        ):
+            if other in med:
+                row[col] = med[other] / med["ours"]
+        own = [med[k] for k in _OWN if k in med]
+        if own:
+            row["ours_vs_best_own"] = min(own) / med["ours"]
+    if "bare" in med:
+        row["bare_tflops"] = flops / med["bare"] / 1e12
+    row["repeats"] = reps
+    row["load_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    row["note"] = "; ".join(notes)
+    return row
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -363,35 +502,53 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 
 def format_table(rows: Sequence[dict[str, Any]]) -> str:
-    """A fixed-width text table of the main columns, notes listed underneath."""
-    cols = [
+    """Two fixed-width tables (times and ratios; rounding errors), plans and notes underneath."""
+    timing = [
         ("shape", "shape"),
         ("dtype", "dtype"),
         ("ours_ms", "ours ms"),
-        ("ours_tflops", "TFLOP/s"),
-        ("bare_tflops", "bare TFLOP/s"),
         ("ratio_to_bare", "vs bare"),
-        ("reference_ms", "ref ms"),
-        ("speedup_vs_reference", "x ref"),
-        ("svd_ms", "svd ms"),
+        ("speedup_vs_reference", "x plain"),
+        ("speedup_vs_plain_emulated", "x plain emu"),
+        ("speedup_vs_peer", "x peer"),
         ("speedup_vs_svd", "x svd"),
+        ("ours_vs_best_own", "vs best own"),
+        ("standard_full_ms", "std ms"),
+        ("standard_sym_ms", "std sym ms"),
+        ("gram_full_ms", "gram ms"),
+        ("gram_sym_ms", "gram sym ms"),
+        ("reference_ms", "plain ms"),
+        ("plain_emulated_ms", "plain emu ms"),
+        ("peer_ms", "peer ms"),
+        ("svd_ms", "svd ms"),
         ("repeats", "reps"),
     ]
-    cells = [[h for _, h in cols]] + [[_fmt(r.get(k)) for k, _ in cols] for r in rows]
-    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
+    errs = [("shape", "shape"), ("dtype", "dtype"), *((f"{v}_err", f"err {v}") for v in _ERRORS)]
+    lines = [
+        _grid(rows, timing),
+        "",
+        "rounding error (2-norm distance to the float64 run):",
+        _grid(rows, errs),
+    ]
     if rows:
-        lines.insert(1, "  ".join("-" * w for w in widths))
         load = max((r["load_1min"] for r in rows if r.get("load_1min") is not None), default=None)
         lines.append(
             f"device: {rows[0]['device']}; torch {rows[0]['torch']}; schedule {rows[0]['schedule']}; "
             f"max 1-min load average {_fmt(load)}"
         )
         for r in rows:
-            if r.get("kernel") != r.get("dtype"):
-                lines.append(f"{r['shape']} {r['dtype']}: kernel {r['kernel']}")
+            lines.append(f"{r['shape']} {r['dtype']}: ours = {r['plan']}")
             if r.get("note"):
                 lines.append(f"{r['shape']} {r['dtype']}: {r['note']}")
+    return "\n".join(lines)
+
+
+def _grid(rows: Sequence[dict[str, Any]], cols: Sequence[tuple[str, str]]) -> str:
+    cells = [[h for _, h in cols]] + [[_fmt(r.get(k)) for k, _ in cols] for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
+    if rows:
+        lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 

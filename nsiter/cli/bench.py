@@ -1,4 +1,4 @@
-"""``nsiter bench``: time the evaluator against bare matmuls, the plain loop and the SVD."""
+"""``nsiter bench``: the evaluator against its own paths, the plain loops, bare matmuls, the SVD and the peer."""
 
 from __future__ import annotations
 
@@ -11,16 +11,20 @@ from nsiter.cli import emit_json, positive_float, positive_int
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="benchmark orthogonalize against bare matmuls, the plain loop and SVD",
-        description="Times nsiter.orthogonalize (median after warm-up) on each shape and dtype, with the "
-        "same matmuls alone, the plain reference loop and the SVD polar factor; writes a CSV under "
-        "benchmarks/results/ and prints the table.",
+        help="benchmark orthogonalize against its paths, the plain loop, bare matmuls, SVD and the Gram peer",
+        description="Times nsiter.orthogonalize (median after warm-up, interleaved) on each shape and dtype "
+        "with each method (standard, gram; full or symmetric products), the plain loop (native and "
+        "emulated), the same matmuls alone, the SVD polar factor and the gram-newton-schulz package when "
+        "installed; states every variant's rounding error; writes a CSV under benchmarks/results/ and "
+        "prints the table.",
     )
     p.add_argument("--schedule", default="muon", help="registry name or schedule file (default muon)")
     p.add_argument(
-        "--shapes", default=None, help="comma-separated MxN or BxMxN (default: 1024x1024,...,16x512x512)"
+        "--shapes",
+        default=None,
+        help="comma-separated MxN or BxMxN (default: 1024x1024,1024x4096,512x4096,8x256x1024)",
     )
-    p.add_argument("--dtypes", default="bf16,fp32", help="comma-separated: bf16, fp16, fp32, fp64")
+    p.add_argument("--dtypes", default="bf16,fp16,fp32", help="comma-separated: bf16, fp16, fp32, fp64")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per variant (median)")
     p.add_argument(
         "--budget", type=positive_float, default=60.0, help="seconds allowed per case (default 60)"
@@ -31,13 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=2048,
         help="skip the SVD when it costs more than an N x N one (default 2048)",
     )
-    p.add_argument("--no-reference", action="store_true", help="do not time the plain reference loop")
+    p.add_argument("--no-reference", action="store_true", help="do not time the plain reference loops")
+    p.add_argument("--no-errors", action="store_true", help="skip the rounding errors (no float64 run)")
     p.add_argument(
         "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)"
     )
     p.add_argument("--quick", action="store_true", help="small shapes, 3 repeats (a sanity check)")
     p.add_argument(
-        "--out", default=None, help="CSV path (default benchmarks/results/bench_<device>[_quick].csv)"
+        "--out",
+        default=None,
+        help="CSV path (default benchmarks/results/bench_<device>[_quick].csv); checked before running",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -46,15 +53,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from nsiter.bench import DEFAULT_SHAPES, QUICK_SHAPES, format_table, parse_shape, run_benchmark, write_csv
+    from nsiter.bench import (
+        DEFAULT_SHAPES,
+        QUICK_SHAPES,
+        check_writable,
+        format_table,
+        parse_shape,
+        run_benchmark,
+        write_csv,
+    )
+    from nsiter.dtypes import dtype_name
 
     if args.shapes:
         shapes = [parse_shape(s) for s in args.shapes.split(",") if s.strip()]
     else:
         shapes = [parse_shape(s) for s in (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)]
+    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    for d in dtypes:
+        dtype_name(d)  # bad names fail here, before any work
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    out = (
+        Path(args.out)
+        if args.out
+        else Path("benchmarks/results") / f"bench_{device}{'_quick' if args.quick else ''}.csv"
+    )
+    check_writable(out)  # before the run, not after it
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     repeats = min(args.repeats, 3) if args.quick else args.repeats
     progress = None if args.json else (lambda msg: print(msg, flush=True))
     rows = run_benchmark(
@@ -65,13 +90,8 @@ def run(args: argparse.Namespace) -> int:
         svd_max=args.svd_max,
         case_budget_s=args.budget,
         reference=not args.no_reference,
+        errors=not args.no_errors,
         progress=progress,
-    )
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("benchmarks/results") / f"bench_{device}{'_quick' if args.quick else ''}.csv"
     )
     write_csv(rows, out)
     if args.json:

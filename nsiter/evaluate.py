@@ -27,18 +27,23 @@ every result is rounded to the working dtype (``emulate=`` overrides).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
-from dataclasses import replace
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from nsiter.dtypes import dtype_name, torch_dtype
+from nsiter.gram import METHODS, apply_q, choose_method, default_gram_dtype, gram_matrix, gram_steps
+from nsiter.kernels import KernelChoice, Products, kernel_choice
 from nsiter.registry import load_schedule
-from nsiter.schedule import Normalization, Schedule
+from nsiter.schedule import Normalization, Schedule, check_restarts
 
 __all__ = [
+    "Plan",
+    "evaluation_plan",
     "iterates",
-    "native_low_precision",
     "normalize",
     "orthogonalize",
     "resolve_schedule",
@@ -98,9 +103,11 @@ def _raise_nonfinite(G: torch.Tensor) -> None:
     raise ValueError(f"matrix has {kind} entries ({bad} non-finite of {G.numel()})")
 
 
-def _check_dtype(dtype: torch.dtype) -> None:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"dtype must be a real floating torch dtype, got {dtype!r}")
+def _check_dtype(dtype: Any) -> torch.dtype:
+    """The torch dtype for ``dtype`` (a torch dtype or a name such as ``"bf16"``); ``ValueError`` otherwise."""
+    if isinstance(dtype, torch.dtype) and not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a real floating dtype, got {dtype!r}")
+    return torch_dtype(dtype)
 
 
 def _work_dtype(*dtypes: torch.dtype) -> torch.dtype:
@@ -165,18 +172,6 @@ def normalize(
     return torch.mul(Y, factor).to(dtype, memory_format=torch.contiguous_format)
 
 
-def _mm(beta: float, C: torch.Tensor, alpha: float, P: torch.Tensor, Q: torch.Tensor, out: torch.Tensor):
-    """``out = beta C + alpha P Q`` in one fused GEMM (addmm / baddbmm)."""
-    if C.ndim == 2:
-        return torch.addmm(C, P, Q, beta=beta, alpha=alpha, out=out)
-    return torch.baddbmm(C, P, Q, beta=beta, alpha=alpha, out=out)
-
-
-def _gram(X: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``A = X X^T`` on the small side."""
-    return torch.matmul(X, X.mT, out=out)
-
-
 def _aol(X: torch.Tensor, A: torch.Tensor, normalization: Normalization) -> tuple[torch.Tensor, torch.Tensor]:
     """AOL row scaling ``X <- D X``, ``A <- D A D`` with ``D_ii = max(sum_j |A_ij|, eps)^(-1/2) / scale``.
 
@@ -192,27 +187,6 @@ def _aol(X: torch.Tensor, A: torch.Tensor, normalization: Normalization) -> tupl
     X.mul_(d)
     A.mul_(d).mul_(d.mT)
     return X, A
-
-
-def native_low_precision(device: torch.device | str) -> bool:
-    """Whether ``device`` multiplies bfloat16/float16 matrices natively (CUDA, or a CPU with AVX-512 or better).
-
-    On x86 CPUs with only AVX2, PyTorch's bf16/fp16 GEMM falls back to a scalar path (about 1.3 GFLOP/s
-    against about 100 GFLOP/s in float32: ``benchmarks/results/bench_cpu.csv``), so the evaluator
-    emulates such dtypes.
-    """
-    device = torch.device(device)
-    if device.type != "cpu":
-        return True
-    return torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "NO AVX", "AVX2")
-
-
-def _emulation(dtype: torch.dtype, device: torch.device, emulate: bool | None) -> bool:
-    if emulate is None:
-        return dtype in (torch.bfloat16, torch.float16) and not native_low_precision(device)
-    if not isinstance(emulate, bool):
-        raise ValueError(f"emulate must be True, False or None, got {emulate!r}")
-    return emulate and torch.finfo(dtype).bits < 32
 
 
 def polynomial_step(X: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -231,114 +205,277 @@ def polynomial_step(X: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return c[0] * X + B @ X
 
 
+@dataclass(frozen=True)
+class Plan:
+    """How one evaluation runs: what ``orthogonalize`` chose for a (device, dtype, shape, schedule).
+
+    Attributes:
+        method: ``"standard"`` or ``"gram"`` (``"auto"`` resolved).
+        kernel: the :class:`nsiter.kernels.KernelChoice` (native or emulated GEMM, symmetric products).
+        gram_dtype: canonical name of the precision of ``R`` and ``Q`` (Gram form only; else None).
+        restarts: the Gram form's restart positions (after these 1-based steps).
+        m, n: the small and the large side.
+    """
+
+    method: str
+    kernel: KernelChoice
+    gram_dtype: str | None
+    restarts: tuple[int, ...]
+    m: int
+    n: int
+
+    @property
+    def label(self) -> str:
+        """E.g. ``"gram (R, Q float32; restarts 2), bfloat16 emulated, symmetric/128"``."""
+        if self.method == "gram":
+            rs = f"; restarts {','.join(map(str, self.restarts))}" if self.restarts else ""
+            return f"gram (R, Q {self.gram_dtype}{rs}), {self.kernel.label}"
+        return f"standard, {self.kernel.label}"
+
+
+def evaluation_plan(
+    shape: Sequence[int],
+    schedule: Schedule | str | Path = "muon",
+    *,
+    dtype: Any = torch.bfloat16,
+    device: torch.device | str = "cpu",
+    method: str = "auto",
+    restarts: Sequence[int] | None = None,
+    gram_dtype: Any = None,
+    gram_tolerance: float = 1.0,
+    emulate: bool | None = None,
+    symmetric: bool | int | None = None,
+    steps: int | None = None,
+) -> Plan:
+    """The plan ``orthogonalize`` follows for an input of ``shape`` (``(..., m, n)``) with these options.
+
+    Records, the benchmark and experiments store ``Plan.label`` next to their numbers.  The first call
+    for a (device, dtype, size class) may run the kernel probe (:func:`nsiter.kernels.kernel_choice`).
+    """
+    if len(shape) < 2 or min(shape[-2:]) < 1:
+        raise ValueError(f"expected a shape (..., m, n), got {tuple(shape)}")
+    sched = resolve_schedule(schedule, steps=steps)
+    dt = _check_dtype(dtype)
+    m, n = min(shape[-2:]), max(shape[-2:])
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    choice = kernel_choice(device, dt, m, emulate=emulate, symmetric=symmetric)
+    rs = sched.restarts if restarts is None else check_restarts(restarts, len(sched))
+    gdt = dtype_name(gram_dtype) if gram_dtype is not None else default_gram_dtype(dt, choice.gemm)
+    if method == "auto":
+        method = choose_method(
+            sched,
+            m,
+            n,
+            dt,
+            gram_dtype=gdt,
+            restarts=rs,
+            symmetric_block=choice.symmetric_block,
+            tolerance=gram_tolerance,
+        )
+    if method == "standard":
+        return Plan("standard", choice, None, (), m, n)
+    return Plan("gram", choice, gdt, tuple(rs), m, n)
+
+
 def iterates(
     G: torch.Tensor,
     schedule: Schedule | str | Path = "muon",
     *,
-    dtype: torch.dtype = torch.bfloat16,
+    dtype: Any = torch.bfloat16,
     norm: str | Normalization | None = None,
     steps: int | None = None,
     emulate: bool | None = None,
     check_finite: bool = True,
+    method: str = "auto",
+    restarts: Sequence[int] | None = None,
+    gram_dtype: Any = None,
+    gram_tolerance: float = 1.0,
+    symmetric: bool | int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield ``X_0, X_1, ..., X_T`` as (b, m, n) tensors, wide side last (``m <= n``).
 
     The tensors yielded are work buffers that later steps overwrite: copy what you keep.  ``G`` must
     already be validated and reshaped to (b, m, n) with ``m <= n`` (``orthogonalize`` does this).
+    Options as for :func:`orthogonalize`; the last tensor is ``orthogonalize``'s result (same kernels,
+    same order of operations).  For the Gram form ``X_k = Q_k X_0`` is rebuilt at every step for
+    recording only (one extra ``m x n`` product per step).
 
-    With ``emulate`` (default: automatic, on CPUs without native bf16/fp16 GEMM) the buffers are float32
-    and every GEMM result is rounded to ``dtype``: each product then sees ``dtype`` inputs, accumulates in
-    float32 and rounds its output once, which is the arithmetic of a bf16 GEMM with float32 accumulation
-    (summation order aside).  The yielded tensors are then float32 holding ``dtype`` values.
+    When emulated the buffers are float32 holding ``dtype`` values: every X-side GEMM result is rounded
+    to ``dtype``, so each product sees ``dtype`` inputs, accumulates in float32 and rounds its output once,
+    the arithmetic of a bf16 GEMM with float32 accumulation (summation order aside).
     """
+    yield from _run(
+        G,
+        schedule,
+        dtype=dtype,
+        norm=norm,
+        steps=steps,
+        emulate=emulate,
+        check_finite=check_finite,
+        method=method,
+        restarts=restarts,
+        gram_dtype=gram_dtype,
+        gram_tolerance=gram_tolerance,
+        symmetric=symmetric,
+        record=True,
+    )
+
+
+def _run(
+    G: torch.Tensor,
+    schedule: Schedule | str | Path,
+    *,
+    dtype: Any,
+    norm: str | Normalization | None,
+    steps: int | None,
+    emulate: bool | None,
+    check_finite: bool,
+    method: str,
+    restarts: Sequence[int] | None,
+    gram_dtype: Any,
+    gram_tolerance: float,
+    symmetric: bool | int | None,
+    record: bool,
+) -> Iterator[torch.Tensor]:
+    """The evaluation; with ``record=False`` the Gram form yields only ``X_0`` and the final iterate."""
     sched = resolve_schedule(schedule, norm=norm, steps=steps)
-    emulated = _emulation(dtype, G.device, emulate)
-    X = normalize(G, sched.normalization, dtype, check_finite=check_finite)
-    if emulated:
-        X = X.float()
-
-    def rnd(T: torch.Tensor) -> torch.Tensor:  # round to dtype in place (emulation only)
-        return T.copy_(T.to(dtype)) if emulated else T
-
+    dt = _check_dtype(dtype)
+    plan = evaluation_plan(
+        G.shape,
+        sched,
+        dtype=dt,
+        device=G.device,
+        method=method,
+        restarts=restarts,
+        gram_dtype=gram_dtype,
+        gram_tolerance=gram_tolerance,
+        emulate=emulate,
+        symmetric=symmetric,
+    )
+    ops = Products(plan.kernel, dt, G.device, plan.gram_dtype)
+    X = normalize(G, sched.normalization, dt, check_finite=check_finite)
+    if X.dtype != ops.compute:
+        X = X.to(ops.compute)
     b, m, n = X.shape
     if b == 1:  # plain addmm is faster than a batch of one
         X = X[0]
-    Y = torch.empty_like(X)
-    A = X.new_empty((*X.shape[:-1], m))
-    B = torch.empty_like(A)
-    B2 = torch.empty_like(A)
-    have_gram = False
+    A = None
     if sched.normalization.norm == "aol":  # the first step reuses the rescaled Gram matrix
-        X, A = _aol(X, rnd(_gram(X, A)), sched.normalization)
-        rnd(X), rnd(A)
-        have_gram = True
+        A = X.new_empty((*X.shape[:-1], m), dtype=ops.gram_compute if plan.method == "gram" else X.dtype)
+        if plan.method == "gram":
+            A = gram_matrix(X, ops, A)
+        else:
+            A = ops.rx(ops.sym(X, X.mT, A))
+        X, A = _aol(X, A, sched.normalization)
+        ops.rx(X)
+        ops.rg(A) if plan.method == "gram" else ops.rx(A)
     yield X.view(b, m, n)
-    for p in sched.steps:
-        c = p.coefficients
+    if plan.method == "gram":
+        out = torch.empty_like(X)
+        base, Q = X, None
+        for base, Q in gram_steps(X, sched.steps, ops, restarts=plan.restarts, R=A):
+            if record:
+                yield apply_q(Q, base, ops, out).view(b, m, n)
+        if not record:
+            yield apply_q(Q, base, ops, out).view(b, m, n)
+        return
+    yield from (Y.view(b, m, n) for Y in _standard_steps(X, sched.steps, ops, A))
+
+
+def _standard_steps(
+    X: torch.Tensor, steps: Sequence[Any], ops: Products, A: torch.Tensor | None
+) -> Iterator[torch.Tensor]:
+    """The standard step ``X <- c_0 X + (c_1 A + ... + c_l A^l) X``, ``A = X X^T``, on reused buffers."""
+    m = X.shape[-2]
+    Y = torch.empty_like(X)
+    have_gram = A is not None
+    if A is None:
+        A = X.new_empty((*X.shape[:-1], m))
+    B, B2 = torch.empty_like(A), torch.empty_like(A)
+    for p in steps:
+        c = [float(v) for v in p.coefficients]
         if len(c) == 1:  # degree 1: X <- c_0 X
-            rnd(X.mul_(c[0]))
+            ops.rx(X.mul_(c[0]))
             have_gram = False
-            yield X.view(b, m, n)
+            yield X
             continue
         if not have_gram:
-            rnd(_gram(X, A))  # A = X X^T
+            ops.rx(ops.sym(X, X.mT, A))  # A = X X^T
         have_gram = False
         if len(c) == 2:  # cubic: X <- c_0 X + c_1 A X
-            rnd(_mm(c[0], X, c[1], A, X, out=Y))
+            ops.rx(ops.mm(A, X, Y, C=X, beta=c[0], alpha=c[1]))
         else:  # Horner in A: B = c_{l-1} A + c_l A^2, then B <- c_j A + B A for j = l-2, ..., 1
-            Bk, spare = rnd(_mm(c[-2], A, c[-1], A, A, out=B)), B2
+            Bk, spare = ops.rx(ops.sym(A, A, B, C=A, beta=c[-2], alpha=c[-1])), B2
             for cj in reversed(c[1:-2]):
-                rnd(_mm(cj, A, 1.0, Bk, A, out=spare))
+                ops.rx(ops.sym(Bk, A, spare, C=A, beta=cj))
                 Bk, spare = spare, Bk
-            rnd(_mm(c[0], X, 1.0, Bk, X, out=Y))  # X <- c_0 X + B X
+            ops.rx(ops.mm(Bk, X, Y, C=X, beta=c[0]))  # X <- c_0 X + B X
         X, Y = Y, X
-        yield X.view(b, m, n)
+        yield X
 
 
 def orthogonalize(
     G: torch.Tensor,
     schedule: Schedule | str | Path = "muon",
     *,
-    dtype: torch.dtype = torch.bfloat16,
+    dtype: Any = torch.bfloat16,
+    method: str = "auto",
+    restarts: Sequence[int] | None = None,
     norm: str | Normalization | None = None,
     steps: int | None = None,
     emulate: bool | None = None,
     check_finite: bool = True,
+    gram_dtype: Any = None,
+    gram_tolerance: float = 1.0,
+    symmetric: bool | int | None = None,
 ) -> torch.Tensor:
     """Approximate the polar factor ``U V^T`` of ``G = U S V^T`` by a Newton–Schulz schedule.
 
     Args:
         G: real floating tensor of shape ``(..., m, n)``, tall or wide, on any device.  The iteration
             runs on the side that makes the Gram matrix small (``min(m, n)`` square) and transposes back.
-        schedule: a ``Schedule``, a registry name (``"muon"``, ``"polar-express"``, ...) or a path to
-            a schedule JSON file.  Each step may have any odd degree.
-        dtype: the working precision of the matrix products (bfloat16 by default).
+        schedule: a ``Schedule``, a registry name (``"muon"``, ``"polar-express"``, ...), a path to
+            a schedule JSON file or a list of coefficient tuples.  Each step may have any odd degree.
+        dtype: the working precision of the matrix products (bfloat16 by default; ``torch.float16``,
+            ``"bf16"``, ``"fp16"``, ``"fp32"``, ... accepted).
+        method: ``"standard"`` (``X <- q(X X^T) X`` every step), ``"gram"`` (the Gram form,
+            :mod:`nsiter.gram`: iterate on ``R = X X^T`` and ``Q``, ``X_T = Q X_0``) or ``"auto"``
+            (default): the Gram form where :func:`nsiter.gram.gram_accurate` keeps its rounding within
+            ``gram_tolerance`` and the flop model (:func:`nsiter.gram.choose_method`) says it is cheaper.
+        restarts: Gram-form restarts after these 1-based steps (default: ``schedule.restarts``).
         norm: override the schedule's normalization (``"frobenius"``, ``"spectral"``, ``"aol"`` or a
             ``Normalization``).
         steps: run this many steps instead (truncate, or repeat the last polynomial).
         emulate: run bf16/fp16 as float32 GEMMs whose every result is rounded to ``dtype`` (see
-            ``iterates``); ``None`` (default) does so exactly on CPUs without native low-precision GEMM.
+            ``iterates``); ``None`` (default) decides by measurement (:mod:`nsiter.kernels`).
         check_finite: raise on NaN/Inf entries (detected from ``max|G|``, which normalization computes
             anyway; on CUDA this costs one host synchronization per call).  ``False`` skips the check
             for training loops that guard gradients elsewhere; non-finite entries then propagate.  With
             the check on, a result with non-finite entries (the schedule diverged on this input, e.g. a
             schedule without safety factor whose bands leave their design interval under rounding)
             raises a ``RuntimeWarning``.
+        gram_dtype: precision of the Gram form's ``R`` and ``Q`` (default
+            :func:`nsiter.gram.default_gram_dtype`: float32 when bf16/fp16 is emulated, float64 for
+            float32 work, else ``dtype``).
+        gram_tolerance: the accuracy rule's tolerance (see :func:`nsiter.gram.gram_accurate`).
+        symmetric: blocked symmetric products (``None``: where the probe measured that they pay;
+            ``True``/``False``; or a block size).
 
     Returns:
         ``X_T = phi_T(X_0)`` with ``X_0 = G / (scale ||G|| + eps)``: same shape, dtype and device as
         ``G``, contiguous, computed under ``torch.no_grad()`` (not differentiable).  An all-zero
-        matrix gives zeros.
+        matrix gives zeros.  :func:`evaluation_plan` says which method and kernels ran.
 
     Raises:
         ValueError: non-floating or complex dtype, fewer than 2 dims, a zero-size dim, NaN/Inf entries,
-            an unknown schedule or a bad override.
+            an unknown schedule, method or a bad override.
     """
     validate_matrix(G, check_finite=False)  # normalize checks finiteness from max|G|
     _check_dtype(dtype)
     W, layout = wide_batch(G)
     with torch.no_grad():  # the kernel writes into reused buffers (out=): not differentiable
-        *_, last = iterates(
+        *_, last = _run(
             W,
             schedule,
             dtype=dtype,
@@ -346,6 +483,12 @@ def orthogonalize(
             steps=steps,
             emulate=emulate,
             check_finite=check_finite,
+            method=method,
+            restarts=restarts,
+            gram_dtype=gram_dtype,
+            gram_tolerance=gram_tolerance,
+            symmetric=symmetric,
+            record=False,
         )
     if check_finite and not bool(torch.isfinite(last).all()):  # the schedule diverged on this input
         name = schedule.name if isinstance(schedule, Schedule) else str(schedule)

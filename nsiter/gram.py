@@ -1,0 +1,280 @@
+"""Gram Newton–Schulz: the iteration run on the small Gram matrix ``R = X X^T``, with restarts.
+
+Write each step's odd polynomial as ``p_k(x) = x q_k(x^2)`` with ``q_k(y) = c_0 + c_1 y + ... + c_l y^l``.
+The standard step is ``X_{k+1} = q_k(R_k) X_k`` with ``R_k = X_k X_k^T`` (``m x m``, ``m <= n``).  Since
+``q_k(R_k)`` is a polynomial in the symmetric ``R_k``, it is symmetric and commutes with ``R_k``, so
+
+    R_{k+1} = X_{k+1} X_{k+1}^T = q_k(R_k) R_k q_k(R_k)^T = q_k(R_k) R_k q_k(R_k),
+    X_{k+1} = q_k(R_k) X_k = Q_{k+1} X_0   with   Q_{k+1} = q_k(R_k) Q_k,  Q_0 = I.
+
+The Gram form iterates ``(R_k, Q_k)`` (``m x m`` only) and touches the ``m x n`` matrix twice: once for
+``R_0 = X_0 X_0^T`` and once for ``X_T = Q_T X_0``.  Per step of degree ``2l + 1``: ``l - 1`` products for
+``W = q_k(R_k) - c_0 I`` (Horner), one for ``Q <- c_0 Q + W Q`` and two for
+``R <- q(R) (R q(R))`` (each fused as ``c_0 C + W C``), all ``m x m``; the last step skips the ``R``
+update.  Against ``4 m^2 n + 2 (l - 1) m^3`` flops per standard step this pays when ``n / m`` is large
+(see :func:`method_flops`).  Every ``R_k``, ``Q_k`` and the ``W``-products are polynomials in ``R_0``,
+hence symmetric: :mod:`nsiter.kernels` computes them as blocked symmetric products.
+
+A *restart after step r* sets ``X <- Q X``, ``R <- X X^T``, ``Q <- I`` before step ``r + 1``: rounding
+errors of ``R`` (eigenvalues perturbed by about ``u ||R||``, negative ones among them) are amplified by
+the following steps' slopes ``q_k(0)^2``, and a restart starts them afresh at the cost of two ``m x n``
+products.  Positions come from the caller (``restarts=``) or the schedule (``Schedule.restarts``).
+
+Method: Zhang, Amsel, Chen & Dao, "Gram Newton–Schulz" (2026; the ``gram-newton-schulz`` package,
+Dao-AILab), written here from the formulas above for any odd degree per step, batched ``(b, m, n)``,
+with an optional wider precision for ``R`` and ``Q`` (``gram_dtype``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from nsiter.dtypes import dtype_name, unit_roundoff
+from nsiter.kernels import Products, symmetric_product_flops
+from nsiter.polynomial import OddPolynomial
+from nsiter.schedule import Schedule, check_restarts
+
+__all__ = [
+    "METHODS",
+    "apply_q",
+    "choose_method",
+    "default_gram_dtype",
+    "gram_accurate",
+    "gram_growth",
+    "gram_matrix",
+    "gram_steps",
+    "method_flops",
+]
+
+METHODS = ("auto", "standard", "gram")
+AUTO_MARGIN = 0.9  # auto takes the Gram form only when its cost model is at most this share of standard's
+
+
+def default_gram_dtype(dtype: Any, gemm: str) -> str:
+    """The precision kept for ``R`` and ``Q``: float32 where the X side is emulated (a float32 GEMM
+    costs the same), float64 for float32 work, else the working dtype itself."""
+    name = dtype_name(dtype)
+    if gemm == "emulated":
+        return "float32"
+    if name == "float32":
+        return "float64"
+    return name
+
+
+def gram_growth(schedule: Schedule | Sequence[OddPolynomial], restarts: Sequence[int] = ()) -> float:
+    """An estimate of how much the Gram form amplifies a rounding error of ``R``: over each segment
+    between restarts, the product of ``q_k(0)^2 = c_{0,k}^2`` over the steps whose ``R``-update feeds a
+    later step of the segment (the slope of ``y -> y q_k(y)^2`` at 0, where perturbed eigenvalues of a
+    rank-deficient or ill-conditioned ``R`` sit); the largest over segments.  An estimate, not a bound.
+    """
+    steps = list(schedule.steps if isinstance(schedule, Schedule) else schedule)
+    cuts = set(check_restarts(list(restarts), len(steps)))
+    worst, g = 1.0, 1.0
+    for k, p in enumerate(steps, start=1):
+        if k == len(steps) or k in cuts:
+            worst, g = max(worst, g), 1.0
+        else:
+            g *= float(p.coefficients[0]) ** 2
+    return worst
+
+
+def gram_accurate(
+    schedule: Schedule,
+    dtype: Any,
+    *,
+    gram_dtype: Any,
+    restarts: Sequence[int] = (),
+    tolerance: float = 1.0,
+) -> bool:
+    """The accuracy rule of ``method="auto"``: may the Gram form run ``schedule`` in ``dtype``?
+
+    Placeholder estimate (a precision model of the restarts, ``nsiter.restarts.gram_restarts``, is to
+    replace it): the Gram form is allowed when the amplified rounding of ``R``,
+    ``u(gram_dtype) * gram_growth(schedule, restarts)``, stays within ``tolerance`` times the working
+    precision's unit roundoff ``u(dtype)`` — the level at which the standard form's own rounding already
+    sits.  With ``R`` and ``Q`` in the working precision this never holds (growth >= 1 only for
+    contracting schedules), so low precision needs a wider ``gram_dtype`` or restarts.
+    """
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be non-negative, got {tolerance!r}")
+    amplified = unit_roundoff(gram_dtype) * gram_growth(schedule, restarts)
+    return amplified <= tolerance * unit_roundoff(dtype)
+
+
+def _flops(
+    schedule: Schedule | Sequence[OddPolynomial],
+    m: int,
+    n: int,
+    method: str,
+    restarts: Sequence[int],
+    block: int | None,
+) -> tuple[int, int]:
+    """(X-side flops, Gram-side flops) per matrix, as the kernels execute them."""
+    s, t = min(m, n), max(m, n)
+    steps = list(schedule.steps if isinstance(schedule, Schedule) else schedule)
+    sq = symmetric_product_flops(s, s, block)  # one symmetric m x m product
+    gram = symmetric_product_flops(s, t, block)  # X X^T
+    full = 2 * s * s * t  # B X or Q X
+    if method == "standard":
+        x = 0
+        for p in steps:
+            l = len(p.coefficients) - 1  # noqa: E741 - degree 2l + 1
+            if l >= 1:
+                x += gram + (l - 1) * sq + full
+        return x, 0
+    if method != "gram":
+        raise ValueError(f"method must be 'standard' or 'gram' here, got {method!r}")
+    cuts = set(check_restarts(list(restarts), len(steps)))
+    x, g, fresh = 0, gram, True  # fresh: Q is the identity
+    for k, p in enumerate(steps, start=1):
+        l = len(p.coefficients) - 1  # noqa: E741
+        need_r = k < len(steps) and k not in cuts
+        if l >= 1:
+            g += (l - 1) * sq + (0 if fresh else sq) + (2 * sq if need_r else 0)
+        fresh = False
+        if k in cuts:
+            x += full
+            g += gram
+            fresh = True
+    x += full
+    return x, g
+
+
+def method_flops(
+    schedule: Schedule | Sequence[OddPolynomial],
+    m: int,
+    n: int,
+    *,
+    batch: int = 1,
+    method: str = "standard",
+    restarts: Sequence[int] | None = None,
+    symmetric_block: int | None = None,
+) -> int:
+    """GEMM flops of one evaluation, exactly as :mod:`nsiter.kernels` runs it (2 per multiply-add).
+
+    On the small side ``s <= t``, with ``sym(k)`` the flops of an ``s x s`` symmetric product of inner
+    dimension ``k`` (``2 s^2 k`` in full; :func:`nsiter.kernels.symmetric_product_flops` with row blocks):
+
+    - standard, per step of degree ``2l + 1 >= 3``: ``sym(t) + (l - 1) sym(s) + 2 s^2 t``;
+    - gram: ``sym(t)`` for ``R_0``; per step ``(l - 1) sym(s)``, plus ``sym(s)`` for ``Q`` unless it is
+      the identity, plus ``2 sym(s)`` for ``R`` unless it is the last step or a restart follows; per
+      restart ``2 s^2 t + sym(t)``; finally ``2 s^2 t`` for ``Q X``.
+
+    Degree-1 steps are scalings (no flops).  ``restarts`` defaults to the schedule's.
+    """
+    if restarts is None:
+        restarts = schedule.restarts if isinstance(schedule, Schedule) else ()
+    x, g = _flops(schedule, m, n, method, restarts, symmetric_block)
+    return (x + g) * batch
+
+
+def choose_method(
+    schedule: Schedule,
+    m: int,
+    n: int,
+    dtype: Any,
+    *,
+    gram_dtype: Any,
+    restarts: Sequence[int] = (),
+    symmetric_block: int | None = None,
+    tolerance: float = 1.0,
+) -> str:
+    """``"gram"`` or ``"standard"`` for ``method="auto"``: accuracy first, then a flop model.
+
+    The Gram form is taken only when :func:`gram_accurate` allows it and its cost, Gram-side flops
+    weighted by the relative cost of the wider ``gram_dtype`` (its byte width over the working
+    compute width: float64 GEMMs run at about half the float32 rate on CPUs), is at most
+    ``AUTO_MARGIN`` of the standard form's.  So on square matrices (where the Gram form does more
+    flops) and at small aspect ratios the standard form runs.
+    """
+    if not gram_accurate(schedule, dtype, gram_dtype=gram_dtype, restarts=restarts, tolerance=tolerance):
+        return "standard"
+    std, _ = _flops(schedule, m, n, "standard", (), symmetric_block)
+    x, g = _flops(schedule, m, n, "gram", restarts, symmetric_block)
+    w = max(1.0, torch.finfo(getattr(torch, dtype_name(gram_dtype))).bits / max(32, _bits(dtype)))
+    return "gram" if x + w * g <= AUTO_MARGIN * std else "standard"
+
+
+def _bits(dtype: Any) -> int:
+    return {"bfloat16": 16, "float16": 16, "float32": 32, "float64": 64}[dtype_name(dtype)]
+
+
+def gram_matrix(X: torch.Tensor, ops: Products, out: torch.Tensor) -> torch.Tensor:
+    """``R = X X^T`` on the Gram side (``X`` cast to the Gram compute dtype when that is wider)."""
+    Xg = X if X.dtype == ops.gram_compute else X.to(ops.gram_compute)
+    return ops.rg(ops.sym(Xg, Xg.mT, out))
+
+
+def apply_q(Q: torch.Tensor | None, X: torch.Tensor, ops: Products, out: torch.Tensor) -> torch.Tensor:
+    """``Q X`` on the X side (rounded as the path requires); ``X`` itself when ``Q`` is the identity."""
+    if Q is None:
+        return X
+    Qx = Q if Q.dtype == X.dtype else Q.to(X.dtype)
+    return ops.rx(ops.mm(Qx, X, out))
+
+
+def gram_steps(
+    X: torch.Tensor,
+    steps: Sequence[OddPolynomial],
+    ops: Products,
+    *,
+    restarts: Sequence[int] = (),
+    R: torch.Tensor | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Run the Gram form; after every step yield ``(X, Q)`` with the iterate ``X_k = Q X`` (``Q`` None:
+    the identity).  ``X`` is ``(m, n)`` or ``(b, m, n)`` with ``m <= n`` in ``ops.compute``; ``R`` may be
+    given (``X X^T`` already computed, e.g. rescaled by AOL).  The yielded tensors are work buffers.
+    """
+    cuts = set(check_restarts(list(restarts), len(steps)))
+    gshape = (*X.shape[:-1], X.shape[-2])
+
+    def new() -> torch.Tensor:
+        return torch.empty(gshape, dtype=ops.gram_compute, device=X.device)
+
+    if R is None:
+        R = gram_matrix(X, ops, new())
+    W, W2, T = new(), new(), new()
+    Qbuf = [new(), new()]
+    Q: torch.Tensor | None = None
+    Xspare: torch.Tensor | None = None
+    for k, p in enumerate(steps, start=1):
+        c = [float(v) for v in p.coefficients]
+        need_r = k < len(steps) and k not in cuts
+        if len(c) == 1:  # q = c_0: Q <- c_0 Q, R <- c_0^2 R
+            if Q is None:
+                Q = Qbuf[0]
+                Q.zero_().diagonal(dim1=-2, dim2=-1).fill_(c[0])
+            else:
+                Q.mul_(c[0])
+            ops.rg(Q)
+            if need_r:
+                ops.rg(R.mul_(c[0] ** 2))
+        else:
+            # W = q(R) - c_0 I = c_1 R + ... + c_l R^l by Horner: W <- c_j R + W R
+            if len(c) == 2:
+                Wk = ops.rg(W.copy_(R).mul_(c[1]))
+            else:
+                Wk, spare = ops.rg(ops.sym(R, R, W, C=R, beta=c[-2], alpha=c[-1])), W2
+                for cj in reversed(c[1:-2]):
+                    ops.rg(ops.sym(Wk, R, spare, C=R, beta=cj))
+                    Wk, spare = spare, Wk
+            if Q is None:  # Q = q(R) = W + c_0 I
+                Q = Qbuf[0]
+                Q.copy_(Wk).diagonal(dim1=-2, dim2=-1).add_(c[0])
+                ops.rg(Q)
+            else:  # Q <- q(R) Q = c_0 Q + W Q
+                other = Qbuf[1] if Q is Qbuf[0] else Qbuf[0]
+                Q = ops.rg(ops.sym(Wk, Q, other, C=Q, beta=c[0]))
+            if need_r:  # R <- q(R) R q(R): T = c_0 R + R W, then R = c_0 T + W T
+                ops.rg(ops.sym(R, Wk, T, C=R, beta=c[0]))
+                ops.rg(ops.sym(Wk, T, R, C=T, beta=c[0]))
+        if k in cuts:  # restart: X <- Q X, R <- X X^T, Q <- I
+            if Xspare is None:
+                Xspare = torch.empty_like(X)
+            X, Xspare = apply_q(Q, X, ops, Xspare), X
+            R = gram_matrix(X, ops, R)
+            Q = None
+        yield X, Q

@@ -134,8 +134,9 @@ class _Model:
     """The exact trajectories of the grid directions and the per-segment rounding effects (cached)."""
 
     coeffs: list[tuple[float, ...]]
-    u: float
-    big: float
+    u: float  # unit roundoff of the X side (the working dtype)
+    ug: float  # unit roundoff of R, Z and Q (gram_dtype)
+    big: float  # largest finite value of gram_dtype
     c: float
     weyl: float
     xs: list[Any]  # the directions x_0 (mpf): a log-uniform spectrum of [lo, hi], 0 first when included
@@ -188,12 +189,14 @@ class _Model:
         return self.segments[s, t]
 
     def _segment(self, s: int, t: int, sign: int) -> dict[str, Any]:
-        u, c = self.u, self.c
+        u, c = self.ug, self.c
         x_s = self.traj[s]
         eta = self.weyl * u * self.hi[s] ** 2  # Weyl: |eigenvalue shift| <= ||fl(R) - R||_2
         r = [x * x + sign * eta for x in x_s]
         g = [mpmath.mpf(1)] * len(x_s)
-        left = [mpmath.mpf(0)] * len(x_s)  # entrywise roundings of Z and Q, times the later |q| (left factors)
+        left = [mpmath.mpf(0)] * len(
+            x_s
+        )  # entrywise roundings of Z and Q, times the later |q| (left factors)
         peak = max(abs(v) for v in r)
         for k in range(s, t):
             coeffs = self.coeffs[k]
@@ -213,15 +216,23 @@ class _Model:
         out = self.traj[t]
         # the output X_t = fl(Q X_s) is rounded once more (c u rms), like every iterate
         added = [
-            abs(x * a - e) + b + c * u * self.rms[t] for x, a, e, b in zip(x_s, g, out, left, strict=True)
+            abs(x * a - e) + b + c * self.u * self.rms[t]
+            for x, a, e, b in zip(x_s, g, out, left, strict=True)
         ]
         return {"added": added, "peak": peak}
 
 
 def _model(
-    schedule: Schedule, dtype: Any, lo: float, hi: float, size_factor: float, weyl: float = WEYL_FACTOR
+    schedule: Schedule,
+    dtype: Any,
+    lo: float,
+    hi: float,
+    size_factor: float,
+    weyl: float = WEYL_FACTOR,
+    gram_dtype: Any = None,
 ) -> _Model:
     name = dtype_name(dtype)
+    gname = name if gram_dtype is None else dtype_name(gram_dtype)
     if isinstance(lo, bool) or not isinstance(lo, (int, float)) or not math.isfinite(lo) or lo < 0:
         raise ValueError(f"lo must be a finite number >= 0 (0: rank deficient), got {lo!r}")
     if isinstance(hi, bool) or not isinstance(hi, (int, float)) or not math.isfinite(hi) or not lo < hi:
@@ -237,7 +248,8 @@ def _model(
         return _Model(
             [tuple(p.coefficients) for p in schedule.steps],
             u=u,
-            big=largest_finite(name),
+            ug=unit_roundoff(gname),
+            big=largest_finite(gname),
             c=float(size_factor),
             weyl=float(weyl),
             xs=xs,
@@ -248,7 +260,7 @@ def _gram_prediction(model: _Model, restarts: Sequence[int]) -> tuple[float, flo
     """(predicted error, peak magnitude) of the Gram form with restarts after the given steps."""
     T = len(model.coeffs)
     bounds = [0, *restarts, T]
-    err = [mpmath.mpf(0)] * len(model.xs)
+    err = [model.c * model.u * model.rms[0]] * len(model.xs)  # X_0 rounded to the working dtype
     peak = mpmath.mpf(0)
     for s, t in itertools.pairwise(bounds):
         seg = model.segment(s, t)
@@ -261,7 +273,7 @@ def _gram_prediction(model: _Model, restarts: Sequence[int]) -> tuple[float, flo
 def _standard_prediction(model: _Model) -> tuple[float, float]:
     """(predicted error, peak magnitude) of the standard form ``X <- fl(c_0 X + B X)``, ``B = fl(q(A) - c_0)``."""
     u, c = model.u, model.c
-    err = [mpmath.mpf(0)] * len(model.xs)
+    err = [c * u * model.rms[0]] * len(model.xs)  # X_0 rounded to the working dtype
     peak = mpmath.mpf(0)
     for k, coeffs in enumerate(model.coeffs):
         r = [x * x for x in model.traj[k]]
@@ -295,6 +307,7 @@ def predict_error(
     dtype: Any = "float16",
     lo: float = 1e-3,
     hi: float = 1.0,
+    gram_dtype: Any = None,
     size_factor: float = SIZE_FACTOR,
 ) -> PlacementError:
     """Predicted rounding error of the Gram form with restarts after the given steps (default: the schedule's).
@@ -305,7 +318,8 @@ def predict_error(
         dtype: the working format (``"float16"``, ``"bf16"``, ``torch.float16``, ...).
         lo, hi: the normalized singular values of ``X_0`` lie in ``[lo, hi]``; ``lo = 0`` adds exact zeros
             (rank-deficient inputs).
-        size_factor: the ``c`` of ``c u ||T||`` for every rounded intermediate ``T``.
+        gram_dtype: the format of ``R``, ``Z`` and ``Q`` (default: ``dtype``; ``nsiter.gram`` can keep them wider).
+        size_factor: the ``c`` of ``c u rms(T)`` for every rounded intermediate ``T``.
 
     Returns:
         a ``PlacementError`` (``error = inf`` when an intermediate overflows ``dtype``).
@@ -313,7 +327,7 @@ def predict_error(
     sched = load_schedule(schedule)
     rs = sched.restarts if restarts is None else check_restarts(restarts, len(sched))
     with mpmath.workdps(DPS):
-        model = _model(sched, dtype, lo, hi, size_factor)
+        model = _model(sched, dtype, lo, hi, size_factor, gram_dtype=gram_dtype)
         return _placement_error(model, rs)
 
 
@@ -398,6 +412,7 @@ def gram_restarts(
     lo: float = 1e-3,
     hi: float = 1.0,
     tol: float = 2.0,
+    gram_dtype: Any = None,
     size_factor: float = SIZE_FACTOR,
 ) -> GramRestarts:
     """Search the Gram-form restart placements of ``schedule`` with the rounding model of this module.
@@ -420,7 +435,7 @@ def gram_restarts(
         raise ValueError(f"tol must be a finite factor >= 1, got {tol!r}")
     cands = placements(len(sched), max_restarts)
     with mpmath.workdps(DPS):
-        model = _model(sched, dtype, lo, hi, size_factor)
+        model = _model(sched, dtype, lo, hi, size_factor, gram_dtype=gram_dtype)
         std = _standard_prediction(model)[0]
         table = tuple(_placement_error(model, rs) for rs in cands)
     best = min(table, key=lambda p: (p.error, len(p.restarts), p.restarts))

@@ -8,7 +8,9 @@ gram_dtype=dtype)``: ``R`` and ``Q`` in the working dtype, as in the published a
 beside the model's prediction for the same normalized band of singular values (table ``placements``).
 
 The report table (``main``) compares, per schedule and dtype, the placement ``gram_restarts`` picks
-(most accurate, worst case over ``[lo, 1]``) with the placement of the peer's rule, re-implemented here
+(most accurate, worst case over ``[lo, hi]``; ``hi = 0.4``: Frobenius normalization leaves the largest
+singular value near ``1 / sqrt(effective rank)``, 0.37 on these matrices, and ``hi = 1`` would
+pretend rank one) and the default stored in the registry (``Schedule.restarts``) with the placement of the peer's rule, re-implemented here
 from its description: push a fixed spurious Gram eigenvalue ``-4e-4`` (with the singular values
 ``logspace(0, -10)``) through the scalar maps and minimize the largest condition number of ``Q`` over
 the steps, with the same number of restarts (``python -m gram_newton_schulz.autotune_restarts``,
@@ -36,6 +38,7 @@ PARAMS = {
     "spectra": ["logunif-1e-3", "logunif-1e-10", "rank-half", "clustered"],
     "max_restarts": 2,
     "lo": 1e-3,
+    "hi": 0.4,
     "tol": 2.0,
     "peer_eigenvalue": -4e-4,
     "peer_points": 10000,
@@ -199,7 +202,9 @@ def _report(ctx, placements_rows: list[dict]) -> list[dict]:
         peer = label(peer_rule(sched, k, p["peer_eigenvalue"], p["peer_points"]))
         package = _peer_package(sched, k, p["peer_eigenvalue"], p["peer_points"])
         for dt in p["dtypes"]:
-            res = gram_restarts(sched, dtype=dt, max_restarts=p["max_restarts"], lo=p["lo"], tol=p["tol"])
+            res = gram_restarts(
+                sched, dtype=dt, max_restarts=p["max_restarts"], lo=p["lo"], hi=p["hi"], tol=p["tol"]
+            )
             ours = label(res.best.restarts)
             cheapest = "" if res.cheapest is None else label(res.cheapest.restarts)
             for spectrum in p["spectra"]:
@@ -218,6 +223,10 @@ def _report(ctx, placements_rows: list[dict]) -> list[dict]:
                         "ours_predicted_worst": res.best.error,
                         "ours_cheapest": cheapest,
                         "standard_predicted_worst": res.standard,
+                        "registry": label(sched.restarts),
+                        "registry_measured": sel[label(sched.restarts)]["measured"]
+                        if label(sched.restarts) in sel
+                        else None,
                         "peer": peer,
                         "peer_package": package,
                         "ours_measured": sel[ours]["measured"],

@@ -177,3 +177,21 @@ def test_cli_search_restarts_bad_input(argv, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("nsiter: error:")
+
+
+def test_peer_rule_reimplementation_matches_the_published_autotuner():
+    """The experiment's re-implementation of the peer's placement rule against the package itself."""
+    tune = pytest.importorskip("gram_newton_schulz.restart_autotune")
+    import contextlib
+    import io
+
+    import numpy as np
+
+    from experiments.gram_restarts import peer_rule
+
+    for name in ("muon", "polar-express-5", "cesista-5"):
+        sched = load_schedule(name)
+        coefs = [tuple(p.coefficients) for p in sched.steps]
+        with contextlib.redirect_stdout(io.StringIO()):
+            theirs = tune.find_best_restarts(np.logspace(0, -10, 2000), coefs, -4e-4, num_restarts=2)
+        assert peer_rule(sched, 2, -4e-4, 2000) == tuple(theirs)

@@ -11,9 +11,10 @@ arithmetic this is the standard iteration.  In a low working precision it is not
 ``x^2`` instead of ``x``, so rounding ``R`` perturbs each eigenvalue by about ``eta = c u ||R||``
 (Weyl), and every eigenvalue below ``eta`` — every singular value below about ``sqrt(c u) ||X||`` —
 is replaced by noise of either sign.  The later steps map the perturbed eigenvalue through
-``r -> r q_k(r)^2`` and ``Q`` accumulates ``q_k(r)``: a negative spurious eigenvalue grows like
-``|r| q_k(|r|... )^2`` until ``R`` or ``Q`` overflow (float16's 65504) or until their rounding
-(``u ||Q||``) swamps every direction.  A restart re-forms ``R`` from the iterate, whose small singular
+``r -> r q_k(r)^2`` and ``Q`` accumulates ``q_k(r)``: a negative spurious eigenvalue ``-e`` grows by
+``q_k(-e)^2 > q_k(0)^2`` per step (for the usual signs of the coefficients), faster and faster,
+until ``R`` or ``Q`` overflow (float16's 65504) or until their rounding (``u ||Q||``) swamps every
+direction.  A restart re-forms ``R`` from the iterate, whose small singular
 values have by then been amplified above ``sqrt(u)``: it caps the damage at the price of two
 rectangular products (``restart_cost``).
 
@@ -37,9 +38,11 @@ accumulation):
   ``X``: multiplied by the slope ``psi'(x)`` of the remaining composed map along the direction.
 
 The predicted error is ``max_x`` of the accumulated error of the direction: an estimate of the
-2-norm distance ``||X_T - X_T^(float64)||_2`` that ignores how errors mix between directions.  The
-size factor ``SIZE_FACTOR`` (the ``c`` of every ``u``) is calibrated against measured float16/bfloat16
-runs (``experiments/gram_restarts.py``).  Overflow: any ``|r~|``, ``|q(r~)|``, ``|r~ q(r~)|``, ``|g~|``
+2-norm distance ``||X_T - X_T^(float64)||_2``.  Entrywise roundings enter at the size of their
+root-mean-square (``c u rms(T)``, over a log-uniform spectrum of ``[lo, hi]``); errors of ``X`` are
+amplified by ``max(|psi'|, |psi(x) / x|)`` (the skew part and the null space are never contracted).
+``SIZE_FACTOR`` and ``WEYL_FACTOR`` were fitted to the measured float16/bfloat16 runs of
+``experiments/gram_restarts.py`` (6 schedules, 4 spectra, every placement with at most 2 restarts).  Overflow: any ``|r~|``, ``|q(r~)|``, ``|r~ q(r~)|``, ``|g~|``
 above the working format's largest finite value.  This is an estimate, not a certified bound.
 """
 

@@ -6,8 +6,9 @@
     nsiter search budget --budget 15 --degrees 3,5,7 --out b15.json
     nsiter search calibrate --steps 5 --dtype bfloat16 --out cal5.json
     nsiter search gradient --steps 5 --iters 300 --out grad5.json
+    nsiter search restarts polar-express --dtype fp16 --max-restarts 2 --json
 
-The output file is a schedule (usable by name/path in ``nsiter analyze`` / ``nsiter run``) whose
+The output file is a schedule (``restarts`` writes none unless ``--out`` is given) (usable by name/path in ``nsiter analyze`` / ``nsiter run``) whose
 provenance carries the objective, its parameters and the result metrics.  Long searches show a tqdm
 progress bar on stderr.
 """
@@ -29,10 +30,12 @@ from nsiter.cli import (
     echo,
     emit_json,
     finite_float,
+    nonnegative_int,
     positive_float,
     seed,
     seed_list,
 )
+from nsiter.polynomial import step_matmuls
 from nsiter.search.calibrate import CRITERIA
 
 # Limits on the inputs that size a search, checked before it starts.  Published schedules have at most
@@ -260,6 +263,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--seed", type=seed, default=0, help="matrix seed (--matrix), 0 <= seed < 2**63")
     _common(q)
 
+    q = objs.add_parser(
+        "restarts", help="Gram-form restart placement from the rounding model (nsiter.restarts)"
+    )
+    q.add_argument("schedule", help="registry name or schedule file")
+    q.add_argument("--dtype", default="float16", help="working dtype (fp16, bf16, ...)")
+    q.add_argument("--gram-dtype", default=None, help="dtype of R and Q (default: --dtype)")
+    q.add_argument("--max-restarts", type=nonnegative_int, default=2)
+    q.add_argument(
+        "--lo", type=_nonnegative_float, default=1e-3, help="smallest singular value (0: rank deficient)"
+    )
+    q.add_argument("--hi", type=positive_float, default=1.0)
+    q.add_argument(
+        "--tol", type=positive_float, default=2.0, help="allowed factor over the standard form's error"
+    )
+    q.add_argument("--out", default=None, help="write the schedule with the most accurate placement here")
+    q.add_argument("--json", action="store_true", help="print the result (every placement) as JSON")
+    q.set_defaults(func=run_restarts)
+
     p.set_defaults(func=run)
 
 
@@ -269,7 +290,7 @@ def budget_prefixes(budget: int, degrees: list[int], max_steps: int) -> int:
     A step of degree ``2l + 1`` costs ``l + 1`` products (``Schedule.matmuls``); counted by dynamic
     programming over (length, cost) before the search starts.
     """
-    costs = [(d + 1) // 2 for d in sorted(set(degrees))]
+    costs = [step_matmuls(d) for d in sorted(set(degrees))]
     ways = [0] * (budget + 1)  # sequences of the current length by cost
     ways[0] = 1
     total = 0
@@ -305,6 +326,42 @@ def _check_work(args: argparse.Namespace) -> None:
         check_memory(MEASURE_BUFFERS * 8 * biggest**2, f"a measurement on {biggest}x{biggest} matrices")
     if args.objective == "calibrate":
         check_device(args.device)
+
+
+def _nonnegative_float(text: str) -> float:
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
+    return value
+
+
+def run_restarts(args: argparse.Namespace) -> int:
+    """``nsiter search restarts``: print (or ``--json``) the placements the rounding model prefers."""
+    from nsiter import load_schedule
+    from nsiter.restarts import describe, gram_restarts
+
+    sched = load_schedule(args.schedule)
+    res = gram_restarts(
+        sched,
+        dtype=args.dtype,
+        gram_dtype=args.gram_dtype,
+        max_restarts=args.max_restarts,
+        lo=args.lo,
+        hi=args.hi,
+        tol=args.tol,
+    )
+    if args.out is not None:
+        try:
+            sched.with_restarts(res.best.restarts).save(args.out)
+        except OSError as err:
+            raise CliError(f"cannot write {args.out!r}: {err.strerror}") from err
+    if args.json:
+        emit_json({**res.to_dict(), "out": args.out})
+        return 0
+    print(describe(res))
+    if args.out is not None:
+        print(f"  -> {args.out}")
+    return 0
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:

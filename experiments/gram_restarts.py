@@ -1,0 +1,346 @@
+"""Gram Newton–Schulz restarts: the rounding model of ``nsiter.restarts`` against measured runs.
+
+For each schedule, working dtype (fp16, bf16) and hard spectrum (log-uniform down to 1e-3 and to 1e-10,
+half rank deficient, three clusters down to 1e-6), every restart placement with at most
+``max_restarts`` restarts is run by the Gram kernel (``orthogonalize(method="gram", restarts=...,
+gram_dtype=dtype)``: ``R`` and ``Q`` in the working dtype, as in the published algorithm) on seeded
+``m x n`` matrices, and its rounding error ``max ||X_T - X_T^(float64)||_2`` over the batch is set
+beside the model's prediction for the same normalized band of singular values (table ``placements``).
+
+The report table (``main``) compares, per schedule and dtype, the placement ``gram_restarts`` picks
+(most accurate, worst case over ``[lo, hi]``; ``hi = 0.4``: Frobenius normalization leaves the largest
+singular value near ``1 / sqrt(effective rank)``, 0.37 on these matrices, and ``hi = 1`` would
+pretend rank one) and the default stored in the registry (``Schedule.restarts``) with the placement of the peer's rule, re-implemented here
+from its description: push a fixed spurious Gram eigenvalue ``-4e-4`` (with the singular values
+``logspace(0, -10)``) through the scalar maps and minimize the largest condition number of ``Q`` over
+the steps, with the same number of restarts (``python -m gram_newton_schulz.autotune_restarts``,
+Zhang, Amsel, Chen & Dao 2026, package ``gram-newton-schulz``).  When that package is installed its
+own ``find_best_restarts`` runs too (column ``peer_package``) as a check of the re-implementation.
+Measured errors of both and of the standard form, per spectrum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import math
+import warnings
+
+import numpy as np
+
+NAME = "gram_restarts"
+PARAMS = {
+    "schedules": ["muon", "polar-express", "polar-express-5", "cesista-5", "nsiter-5step", "nsiter-7step"],
+    "dtypes": ["fp16", "bf16"],
+    "shape": [96, 384],
+    "batch": 2,
+    "spectra": ["logunif-1e-3", "logunif-1e-10", "rank-half", "clustered"],
+    "max_restarts": 2,
+    "lo": 1e-3,
+    "hi": 0.4,
+    "tol": 2.0,
+    "peer_eigenvalue": -4e-4,
+    "peer_points": 10000,
+}
+QUICK = {
+    "schedules": ["muon", "polar-express-5"],
+    "dtypes": ["fp16"],
+    "shape": [16, 64],
+    "spectra": ["logunif-1e-3"],
+    "max_restarts": 1,
+    "peer_points": 500,
+}
+SEED = 0
+
+
+def _matrix(spectrum: str, m: int, n: int, seed: int, batch: int):
+    from nsiter import matrices
+
+    if spectrum == "logunif-1e-3":
+        return matrices.log_uniform(m, n, 1e-3, seed, batch=batch)
+    if spectrum == "logunif-1e-10":
+        return matrices.log_uniform(m, n, 1e-10, seed, batch=batch)
+    if spectrum == "rank-half":
+        return matrices.rank_deficient(m, n, m // 2, seed, batch=batch)
+    if spectrum == "clustered":
+        return matrices.clustered(m, n, (1e-6, 1e-3, 1.0), seed, batch=batch)
+    raise ValueError(f"unknown spectrum {spectrum!r}")
+
+
+def _band(G, sched) -> tuple[float, float]:
+    """The normalized singular values of ``X_0`` (float64): (smallest nonzero or 0 when rank deficient, largest)."""
+    import torch
+
+    from nsiter.evaluate import normalize
+
+    sv = torch.linalg.svdvals(normalize(G, sched.normalization, torch.float64))
+    hi = float(sv.max())
+    small = float(sv.min())
+    return (0.0 if small < 1e-13 * hi else small), hi
+
+
+def _error(X, ref) -> float:
+    import torch
+
+    if not bool(torch.isfinite(X).all()):
+        return math.inf
+    return float(torch.linalg.matrix_norm(X.double() - ref, ord=2).max())
+
+
+def _measure(sched, G, dt: str, cands) -> tuple[float, dict]:
+    import torch
+
+    from nsiter.dtypes import torch_dtype
+    from nsiter.evaluate import orthogonalize
+
+    tdt = torch_dtype(dt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # divergence is a measured result here
+        ref = orthogonalize(G, sched, dtype=torch.float64, method="standard")
+        std = _error(orthogonalize(G, sched, dtype=tdt, method="standard"), ref)
+        gram = {
+            rs: _error(orthogonalize(G, sched, dtype=tdt, method="gram", restarts=rs, gram_dtype=tdt), ref)
+            for rs in cands
+        }
+    return std, gram
+
+
+def peer_rule(sched, restarts: int, eigenvalue: float = -4e-4, points: int = 10000) -> tuple[int, ...]:
+    """The peer's placement rule, re-implemented from its description (float64, numpy).
+
+    Singular values ``x = logspace(0, -10, points)``; at the start and after each restart the Gram
+    eigenvalues are ``x^2 + eigenvalue`` (``eigenvalue < 0``: a spurious negative one) and ``Q = 1``;
+    each step multiplies ``Q`` by ``q_k(r)`` and maps ``r -> r q_k(r)^2``; a restart multiplies ``x`` by
+    the segment's ``Q``.  The placement with exactly ``restarts`` restarts minimizing the largest
+    ``max|Q| / min|Q|`` over the steps wins (first one on ties).
+    """
+    x0 = np.logspace(0, -10, points)
+    best, best_cond = (), math.inf
+    for cand in itertools.combinations(range(1, len(sched)), restarts):
+        x, q, worst = x0.copy(), np.ones_like(x0), 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k, p in enumerate(sched.steps):
+                if k == 0 or k in cand:
+                    if k:
+                        x = x * q
+                    r, q = x * x + eigenvalue, np.ones_like(x)
+                z = np.polynomial.polynomial.polyval(r, p.coefficients)  # q_k(r)
+                q = q * z
+                r = r * z * z
+                a = np.abs(q)
+                cond = a.max() / a.min()
+                worst = max(worst, cond) if np.isfinite(cond) else math.inf
+        if worst < best_cond:
+            best, best_cond = cand, worst
+    return best
+
+
+def _peer_package(sched, restarts: int, eigenvalue: float, points: int) -> str:
+    """The installed peer's own autotuner on the same inputs (its progress output swallowed); '' if absent."""
+    try:
+        from gram_newton_schulz.restart_autotune import find_best_restarts
+    except ImportError:
+        return ""
+    from nsiter.restarts import label
+
+    if any(len(p.coefficients) != 3 for p in sched.steps):
+        return "n/a (quintics only)"
+    coefs = [tuple(p.coefficients) for p in sched.steps]
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            out = find_best_restarts(np.logspace(0, -10, points), coefs, eigenvalue, num_restarts=restarts)
+        except ValueError:
+            return "blowup"
+    return label(out)
+
+
+def _unit(ctx, name: str, dt: str, spectrum: str) -> list[dict]:
+    from nsiter import load_schedule
+    from nsiter.restarts import gram_restarts, label, placements
+
+    p = ctx.params
+    sched = load_schedule(name)
+    m, n = p["shape"]
+    G = _matrix(spectrum, m, n, ctx.seed, p["batch"])
+    lo, hi = _band(G, sched)
+    cands = placements(len(sched), p["max_restarts"])
+    std, gram = _measure(sched, G, dt, cands)
+    res = gram_restarts(sched, dtype=dt, max_restarts=p["max_restarts"], lo=lo, hi=hi)
+    std_pred, preds = res.standard, res.table
+    return [
+        {
+            "schedule": name,
+            "dtype": dt,
+            "spectrum": spectrum,
+            "m": m,
+            "n": n,
+            "lo": lo,
+            "hi": hi,
+            "restarts": label(pe.restarts),
+            "n_restarts": len(pe.restarts),
+            "predicted": pe.error,
+            "predicted_peak": pe.peak,
+            "predicted_overflow": pe.overflow,
+            "measured": gram[pe.restarts],
+            "standard_predicted": std_pred,
+            "standard_measured": std,
+        }
+        for pe in preds
+    ]
+
+
+def _report(ctx, placements_rows: list[dict]) -> list[dict]:
+    from nsiter import load_schedule
+    from nsiter.restarts import gram_restarts, label
+
+    p = ctx.params
+    rows = []
+    for name in p["schedules"]:
+        sched = load_schedule(name)
+        k = min(p["max_restarts"], len(sched) - 1)
+        peer = label(peer_rule(sched, k, p["peer_eigenvalue"], p["peer_points"]))
+        package = _peer_package(sched, k, p["peer_eigenvalue"], p["peer_points"])
+        for dt in p["dtypes"]:
+            res = gram_restarts(
+                sched, dtype=dt, max_restarts=p["max_restarts"], lo=p["lo"], hi=p["hi"], tol=p["tol"]
+            )
+            ours = label(res.best.restarts)
+            cheapest = "" if res.cheapest is None else label(res.cheapest.restarts)
+            for spectrum in p["spectra"]:
+                sel = {
+                    r["restarts"]: r
+                    for r in placements_rows
+                    if (r["schedule"], r["dtype"], r["spectrum"]) == (name, dt, spectrum)
+                }
+                best_measured = min(sel.values(), key=lambda r: r["measured"])
+                rows.append(
+                    {
+                        "schedule": name,
+                        "dtype": dt,
+                        "spectrum": spectrum,
+                        "ours": ours,
+                        "ours_predicted_worst": res.best.error,
+                        "ours_cheapest": cheapest,
+                        "standard_predicted_worst": res.standard,
+                        "registry": label(sched.restarts),
+                        "registry_measured": sel[label(sched.restarts)]["measured"]
+                        if label(sched.restarts) in sel
+                        else None,
+                        "peer": peer,
+                        "peer_package": package,
+                        "ours_measured": sel[ours]["measured"],
+                        "peer_measured": sel[peer]["measured"],
+                        "none_measured": sel["-"]["measured"],
+                        "standard_measured": best_measured["standard_measured"],
+                        "best_measured": best_measured["measured"],
+                        "best_measured_restarts": best_measured["restarts"],
+                    }
+                )
+    return rows
+
+
+def compute(ctx) -> dict:
+    p = ctx.params
+    rows = []
+    for name, dt, spectrum in itertools.product(p["schedules"], p["dtypes"], p["spectra"]):
+        rows += ctx.unit((name, dt, spectrum), lambda a=name, b=dt, c=spectrum: _unit(ctx, a, b, c))
+    return {"main": _report(ctx, rows), "placements": rows}
+
+
+def model_quality(rows: list[dict]) -> dict:
+    """How well the model predicts: ratios predicted/measured (finite, unsaturated cases), the
+    Spearman rank correlation per (schedule, dtype, spectrum), the measured rank of the predicted best
+    placement, and agreement on overflow/divergence."""
+    from scipy.stats import spearmanr
+
+    ratios, rhos, ranks, agree, total = [], [], [], 0, 0
+    keyf = lambda r: (r["schedule"], r["dtype"], r["spectrum"])  # noqa: E731
+    for _, grp in itertools.groupby(sorted(rows, key=keyf), key=keyf):
+        grp = list(grp)
+        for r in grp:
+            bad_m = not (r["measured"] < 1.0)  # diverged, overflowed or lost every digit
+            bad_p = not (r["predicted"] < 1.0)
+            agree += bad_m == bad_p
+            total += 1
+            if not bad_m and not bad_p:
+                ratios.append(r["predicted"] / r["measured"])
+        meas = [min(r["measured"], 1e9) for r in grp]
+        pred = [min(r["predicted"], 1e9) for r in grp]
+        if len(grp) > 2 and len(set(meas)) > 1 and len(set(pred)) > 1:
+            rhos.append(float(spearmanr(meas, pred).correlation))
+        best = min(grp, key=lambda r: (r["predicted"], r["n_restarts"]))
+        order = sorted(meas)
+        ranks.append(order.index(min(best["measured"], 1e9)))
+    lr = np.log(ratios) if ratios else np.array([math.nan])
+    return {
+        "ratio_median": float(np.exp(np.median(lr))),
+        "ratio_q05": float(np.exp(np.quantile(lr, 0.05))),
+        "ratio_q95": float(np.exp(np.quantile(lr, 0.95))),
+        "ratio_count": len(ratios),
+        "spearman_mean": float(np.mean(rhos)) if rhos else math.nan,
+        "spearman_min": float(np.min(rhos)) if rhos else math.nan,
+        "best_rank_mean": float(np.mean(ranks)),
+        "best_rank_max": int(np.max(ranks)),
+        "failure_agreement": agree / total,
+    }
+
+
+def numbers(tables) -> dict:
+    q = model_quality(tables["placements"])
+    return {
+        "restartRatioMedian": q["ratio_median"],
+        "restartRatioLow": q["ratio_q05"],
+        "restartRatioHigh": q["ratio_q95"],
+        "restartSpearman": q["spearman_mean"],
+        "restartBestRank": q["best_rank_mean"],
+    }
+
+
+def latex(tables) -> dict:
+    from experiments.common import latex_table, tex_number
+
+    def num(v):
+        return "overflow" if v is None or not math.isfinite(v) else f"${tex_number(v, 2)}$"
+
+    rows = [r for r in tables["main"] if r["spectrum"] == "logunif-1e-3"]
+    cols = [
+        ("schedule", "schedule", None),
+        ("dtype", "dtype", None),
+        ("ours", "ours", None),
+        ("peer", "peer rule", None),
+        ("ours_measured", "error, ours", num),
+        ("peer_measured", "error, peer", num),
+        ("none_measured", "no restart", num),
+        ("standard_measured", "standard", num),
+    ]
+    return {"table": latex_table(rows, cols)}
+
+
+def plot(tables, ctx):
+    import matplotlib.pyplot as plt
+
+    from nsiter.plot import use_style
+
+    use_style()
+    rows = [r for r in tables["placements"] if r["measured"] < 1e3 and r["predicted"] < 1e3]
+    fig, ax = plt.subplots(figsize=(4.6, 4.0), layout="constrained")
+    for dt, marker in (("fp16", "o"), ("bf16", "s")):
+        sel = [r for r in rows if r["dtype"] == dt]
+        ax.scatter(
+            [r["measured"] for r in sel],
+            [r["predicted"] for r in sel],
+            s=10,
+            marker=marker,
+            label=dt,
+            alpha=0.6,
+        )
+    lims = [1e-3, 1e3]
+    ax.plot(lims, lims, "k-", lw=0.8)
+    for f in (1 / 3, 3):
+        ax.plot(lims, [f * v for v in lims], "k:", lw=0.6)
+    ax.set(xscale="log", yscale="log", xlim=lims, ylim=lims)
+    ax.set_xlabel(r"measured $\|X_T - X_T^{64}\|_2$ (Gram form)")
+    ax.set_ylabel("predicted (nsiter.restarts)")
+    ax.legend(title="dtype")
+    return fig

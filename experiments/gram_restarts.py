@@ -21,6 +21,12 @@ Measured errors of both and of the standard form, per spectrum.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import contextlib
 import io
 import itertools
@@ -298,7 +304,7 @@ def numbers(tables) -> dict:
 
 
 def latex(tables) -> dict:
-    from experiments.common import latex_table, tex_number
+    from experiments.tables import latex_table, tex_number
 
     def num(v):
         return "overflow" if v is None or not math.isfinite(v) else f"${tex_number(v, 2)}$"
@@ -344,3 +350,9 @@ def plot(tables, ctx):
     ax.set_ylabel("predicted (nsiter.restarts)")
     ax.legend(title="dtype")
     return fig
+
+
+if __name__ == "__main__":
+    from experiments.__main__ import main
+
+    sys.exit(main([NAME, *sys.argv[1:]]))

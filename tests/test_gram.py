@@ -119,10 +119,13 @@ def test_flop_closed_forms():
     muon = load_schedule("muon")
     m, n = 64, 256
     assert method_flops(muon, m, n) == 5 * (4 * m * m * n + 2 * m**3)
-    assert method_flops(muon, m, n, method="gram") == 4 * m * m * n + 17 * 2 * m**3
+    assert method_flops(muon, m, n, method="gram", restarts=()) == 4 * m * m * n + 17 * 2 * m**3
     # a restart after step 2 costs Q X and X X^T, saves step 2's R update and step 3's Q product
     assert method_flops(muon, m, n, method="gram", restarts=[2]) == 8 * m * m * n + 14 * 2 * m**3
     assert method_flops(muon, n, m, batch=3, method="gram") == 3 * method_flops(muon, m, n, method="gram")
+    assert muon.restarts and method_flops(muon, m, n, method="gram") == method_flops(
+        muon, m, n, method="gram", restarts=muon.restarts
+    )  # the schedule's stored restarts by default
 
 
 def test_auto_picks_by_flops_and_accuracy():

@@ -264,16 +264,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(q)
 
     q = objs.add_parser(
-        "restarts", help="Gram-form restart placement from the rounding model (nsiter.restarts)"
+        "restarts",
+        help="Gram-form restart placement from the rounding model (nsiter.restarts)",
+        description="Predict, for every placement of at most --max-restarts restarts, the rounding error of "
+        "SCHEDULE's Gram form in --dtype (a rounding model evaluated in mpmath, fitted to measured fp16/bf16 "
+        "runs: an estimate, not a certificate) and print the most accurate placement and the cheapest one "
+        "within --tol times the standard form's error.  Each restart costs two m x n products.",
     )
     q.add_argument("schedule", help="registry name or schedule file")
     q.add_argument("--dtype", default="float16", help="working dtype (fp16, bf16, ...)")
     q.add_argument("--gram-dtype", default=None, help="dtype of R and Q (default: --dtype)")
-    q.add_argument("--max-restarts", type=nonnegative_int, default=2)
+    q.add_argument("--max-restarts", type=nonnegative_int, default=2, help="at most this many restarts")
     q.add_argument(
         "--lo", type=_nonnegative_float, default=1e-3, help="smallest singular value (0: rank deficient)"
     )
-    q.add_argument("--hi", type=positive_float, default=1.0)
+    q.add_argument("--hi", type=positive_float, default=1.0, help="largest normalized singular value")
     q.add_argument(
         "--tol", type=positive_float, default=2.0, help="allowed factor over the standard form's error"
     )

@@ -51,6 +51,7 @@ from nsiter.dynamics import (
 )
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
+from nsiter.restarts import gram_restarts
 from nsiter.schedule import Schedule
 
 __all__ = [
@@ -69,6 +70,7 @@ __all__ = [
     "cycles",
     "decimal_up",
     "fixed_points",
+    "gram_restarts",
     "image_interval",
     "periodic_points",
     "repeated_attractor",

@@ -38,6 +38,7 @@ import torch
 
 from nsiter.dtypes import dtype_name, largest_finite, torch_dtype
 from nsiter.gram import (
+    GRAM_TOLERANCE,
     METHODS,
     apply_q,
     choose_method,
@@ -271,7 +272,7 @@ def evaluation_plan(
     method: str = "auto",
     restarts: Sequence[int] | None = None,
     gram_dtype: Any = None,
-    gram_tolerance: float = 1.0,
+    gram_tolerance: float = GRAM_TOLERANCE,
     emulate: bool | None = None,
     symmetric: bool | int | None = None,
     steps: int | None = None,
@@ -329,7 +330,7 @@ def iterates(
     method: str = "auto",
     restarts: Sequence[int] | None = None,
     gram_dtype: Any = None,
-    gram_tolerance: float = 1.0,
+    gram_tolerance: float = GRAM_TOLERANCE,
     symmetric: bool | int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield ``X_0, X_1, ..., X_T`` as (b, m, n) tensors, wide side last (``m <= n``).
@@ -466,7 +467,7 @@ def orthogonalize(
     emulate: bool | None = None,
     check_finite: bool = True,
     gram_dtype: Any = None,
-    gram_tolerance: float = 1.0,
+    gram_tolerance: float = GRAM_TOLERANCE,
     symmetric: bool | int | None = None,
 ) -> torch.Tensor:
     """Approximate the polar factor ``U V^T`` of ``G = U S V^T`` by a Newton–Schulz schedule.

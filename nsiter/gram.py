@@ -27,6 +27,8 @@ with an optional wider precision for ``R`` and ``Q`` (``gram_dtype``).
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -36,6 +38,7 @@ import torch
 from nsiter.dtypes import dtype_name, unit_roundoff
 from nsiter.kernels import Products, symmetric_product_flops
 from nsiter.polynomial import OddPolynomial
+from nsiter.restarts import predict_error, standard_error
 from nsiter.schedule import Schedule, check_restarts
 
 __all__ = [
@@ -52,6 +55,7 @@ __all__ = [
 
 METHODS = ("auto", "standard", "gram")
 AUTO_MARGIN = 0.9  # auto takes the Gram form only when its cost model is at most this share of standard's
+GRAM_TOLERANCE = 2.0  # auto's accuracy rule: modelled Gram error at most this times the standard form's
 
 
 def default_gram_dtype(dtype: Any, gemm: str) -> str:
@@ -72,25 +76,45 @@ def gram_accurate(
     *,
     gram_dtype: Any,
     restarts: Sequence[int] = (),
-    tolerance: float = 1.0,
+    tolerance: float = GRAM_TOLERANCE,
 ) -> bool:
     """The accuracy rule of ``method="auto"``: may the Gram form run ``schedule`` in ``dtype``?
 
-    Rule (a conservative placeholder until a precision model of restart placements,
-    ``nsiter.restarts.gram_restarts``, decides per schedule): the Gram form is allowed when ``R`` and
-    ``Q`` are kept at least at the square of the working precision, ``u(gram_dtype) <= tolerance *
-    u(dtype)^2``.  ``R = X X^T`` squares the singular values, so a matrix holding ``R`` to relative
-    ``u^2`` keeps every direction that ``X`` resolves at relative ``u``: rounding ``R`` then loses
-    nothing that rounding ``X`` did not.  Measured (128x512, log-uniform spectra down to 1e-8 and
-    rank-deficient; Muon, Polar Express 5 and 8 steps, Cesista, Jiacheng, nsiter-21mm-bf16): with
-    ``R, Q`` in float32 the bf16/fp16 Gram form's rounding error was 0.7-0.99x the standard form's with
-    no restart, while with ``R, Q`` in the working precision and a restart after step 2 it was 1.1x to
-    overflow (tests/test_gram.py checks both sides on a few cases).  ``schedule`` and ``restarts`` are
-    not used by this rule; they are the inputs of the precision model that is to replace it.
+    Accuracy first, in two cases:
+
+    1. ``R`` and ``Q`` kept at least at the square of the working precision (``u(gram_dtype) <= u(dtype)^2``,
+       e.g. float32 for bf16 work on CPUs, where the X side is emulated in float32 anyway): ``R = X X^T``
+       squares the singular values, so holding it to relative ``u^2`` keeps every direction that ``X``
+       resolves at relative ``u``.  Allowed.  Measured (128x512, log-uniform spectra down to 1e-8 and
+       rank-deficient; Muon, Polar Express 5 and 8 steps, Cesista, Jiacheng, nsiter-21mm-bf16): the bf16/fp16
+       Gram form's rounding error was 0.7-0.99x the standard form's, with no restart.
+    2. Otherwise (``R``, ``Q`` in the working precision, as on GPUs with native bf16): the rounding model of
+       :mod:`nsiter.restarts` (evaluated in mpmath on the schedule's scalar maps, fitted to measured
+       fp16/bf16 runs) predicts the Gram form's error with these ``restarts``; allowed when nothing overflows
+       and it is at most ``tolerance`` times the model's standard-form error on ``[1e-3, 1/scale]``.
     """
     if not tolerance >= 0:
         raise ValueError(f"tolerance must be non-negative, got {tolerance!r}")
-    return unit_roundoff(gram_dtype) <= tolerance * unit_roundoff(dtype) ** 2
+    if unit_roundoff(gram_dtype) <= unit_roundoff(dtype) ** 2:
+        return True
+    key = (
+        tuple(p.coefficients for p in schedule.steps),
+        schedule.normalization.scale,
+        tuple(check_restarts(list(restarts), len(schedule))),
+        dtype_name(dtype),
+        dtype_name(gram_dtype),
+    )
+    gram, standard = _modelled_errors(key)
+    return math.isfinite(gram) and gram <= tolerance * standard
+
+
+@functools.lru_cache(maxsize=256)
+def _modelled_errors(key: tuple) -> tuple[float, float]:
+    """(Gram-form error with the given restarts, standard-form error) predicted by :mod:`nsiter.restarts`."""
+    coefficients, scale, restarts, dtype, gram_dtype = key
+    sched = Schedule.from_coefficients([tuple(c) for c in coefficients])
+    gram = predict_error(sched, restarts, dtype=dtype, gram_dtype=gram_dtype, lo=1e-3, hi=1.0 / scale)
+    return gram.error, standard_error(sched, dtype=dtype, lo=1e-3, hi=1.0 / scale)
 
 
 def gram_magnitude(schedule: Schedule | Sequence[OddPolynomial], restarts: Sequence[int] = ()) -> float:
@@ -195,7 +219,7 @@ def choose_method(
     gram_dtype: Any,
     restarts: Sequence[int] = (),
     symmetric_block: int | None = None,
-    tolerance: float = 1.0,
+    tolerance: float = GRAM_TOLERANCE,
     gram_cost: float = 1.0,
 ) -> str:
     """``"gram"`` or ``"standard"`` for ``method="auto"``: accuracy first, then a flop model.

@@ -119,15 +119,10 @@ def machine() -> dict[str, str]:
     import torch
 
     from nsiter.evaluate import evaluation_path
+    from nsiter.kernels import cpu_model
 
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
-    except OSError:
-        pass
     return {
-        "cpu": model,
+        "cpu": cpu_model(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "bf16_path": evaluation_path("cpu", "bfloat16"),
         "fp16_path": evaluation_path("cpu", "float16"),

@@ -48,6 +48,7 @@ __all__ = [
     "Products",
     "cache_path",
     "clear_cache",
+    "cpu_model",
     "device_name",
     "gemm_path",
     "kernel_choice",
@@ -119,11 +120,12 @@ def device_name(device: torch.device | str = "cpu") -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     cap = torch.backends.cpu.get_cpu_capability()
-    return f"cpu ({_cpu_model()}; {cap}; {torch.get_num_threads()} threads)"
+    return f"cpu ({cpu_model()}; {cap}; {torch.get_num_threads()} threads)"
 
 
 @functools.lru_cache(maxsize=1)
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform`` elsewhere): results record where they ran."""
     model = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
@@ -148,7 +150,7 @@ def _machine_key(device: torch.device) -> str:
     if device.type == "cuda":
         hw = torch.cuda.get_device_name(device)
     else:
-        hw = f"{_cpu_model()}; {torch.backends.cpu.get_cpu_capability()}; {torch.get_num_threads()} threads"
+        hw = f"{cpu_model()}; {torch.backends.cpu.get_cpu_capability()}; {torch.get_num_threads()} threads"
     return f"{device.type}|{hw}|torch {torch.__version__}"
 
 

@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"experiments: error: unknown experiment(s) {unknown}; see --list", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    results = run_all(args.names, quick=args.quick, root=args.out, force=args.force)
+    try:
+        results = run_all(args.names, quick=args.quick, root=args.out, force=args.force)
+    except KeyboardInterrupt:  # results are written atomically, so finished experiments stay cached
+        print("interrupted; rerun to resume", file=sys.stderr)
+        return 130
     cached = sum(r.cached for r in results)
     print(
         f"{len(results)} experiments ({cached} cached) in {time.perf_counter() - t0:.1f} s",

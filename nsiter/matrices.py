@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from nsiter.seeds import check_seed
 from nsiter.spectra import SpectraSource, measured_spectrum
 
 __all__ = [
@@ -46,9 +47,7 @@ def _check_shape(m: int, n: int) -> None:
 
 
 def _check_seed(seed: int) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return seed
+    return check_seed(seed)  # one rule everywhere: 0 <= seed < 2**63 (nsiter.seeds)
 
 
 def _check_interval(lo: float, hi: float) -> None:

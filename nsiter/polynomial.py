@@ -15,25 +15,65 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MAX_DEGREE", "OddPolynomial", "as_float", "step_matmuls"]
+__all__ = [
+    "MAX_DEGREE",
+    "MAX_EXACT_CHARS",
+    "MAX_SYMBOLIC_DEGREE",
+    "OddPolynomial",
+    "as_float",
+    "step_matmuls",
+]
 
 MAX_DEGREE = 1001  # largest odd degree accepted anywhere (a degree-1001 step already costs 501 products)
+# Largest degree derived symbolically (nsiter.symbolic).  Measured on a 2-core AVX2 CPU:
+# newton_schulz_family(101) takes about 2 s (degree 201: 7 s; the exact real roots of the convergence
+# bound dominate), newton_schulz(101) about 1 s, pade_iteration(l, m) with l + m = 50 under 2 s.
+MAX_SYMBOLIC_DEGREE = 101
+
+
+MAX_EXACT_CHARS = 4096  # longest exact coefficient string accepted ("p/q" of at most this many characters)
+
+
+def _echo(value: Any, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters with the full length said (a 5000-digit echo helps no one)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer (or a Fraction of integers) past Python's 4300-digit conversion limit
+        return f"a {type(value).__name__} too long to print"
+    return text if len(text) <= limit else f"{text[: limit - 10]}... ({len(text)} characters)"
 
 
 def _as_fraction(value: Any) -> Fraction:
-    """Parse an exact rational from an int, Fraction or ``"p/q"`` string; reject floats (inexact)."""
+    """Parse an exact rational from an int, Fraction or ``"p/q"`` string; reject floats (inexact).
+
+    Strings are ``"p/q"``, integers or decimals (``"1e-3"`` is exactly 1/1000) of at most ``MAX_EXACT_CHARS``
+    characters, and the value must lie in the float range, since each exact coefficient carries its nearest
+    double: ``"1e999"`` is rejected by name, not with an ``OverflowError``.
+    """
     if isinstance(value, bool):
         raise ValueError(f"exact coefficient must be a rational, got {value!r}")
     if isinstance(value, (int, Fraction)):
-        return Fraction(value)
-    if isinstance(value, str):
+        out = Fraction(value)
+    elif isinstance(value, str):
+        if len(value) > MAX_EXACT_CHARS:
+            raise ValueError(
+                f"exact coefficient {_echo(value)} is longer than the limit MAX_EXACT_CHARS = {MAX_EXACT_CHARS}"
+            )
         try:
-            return Fraction(value.strip())
+            out = Fraction(value.strip())
         except (ValueError, ZeroDivisionError) as err:
-            raise ValueError(f"exact coefficient {value!r} is not a rational 'p/q'") from err
-    if hasattr(value, "p") and hasattr(value, "q"):  # sympy.Rational without importing sympy
-        return Fraction(int(value.p), int(value.q))
-    raise ValueError(f"exact coefficient must be int, Fraction or 'p/q' string, got {value!r}")
+            raise ValueError(f"exact coefficient {_echo(value)} is not a rational 'p/q'") from err
+    elif hasattr(value, "p") and hasattr(value, "q"):  # sympy.Rational without importing sympy
+        out = Fraction(int(value.p), int(value.q))
+    else:
+        raise ValueError(f"exact coefficient must be int, Fraction or 'p/q' string, got {_echo(value)}")
+    try:
+        float(out)
+    except OverflowError as err:
+        raise ValueError(
+            f"exact coefficient {_echo(value)} is outside the float range (|c| < 1.8e308)"
+        ) from err
+    return out
 
 
 def step_matmuls(degree: int) -> int:
@@ -48,13 +88,15 @@ def step_matmuls(degree: int) -> int:
 
 
 def as_float(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        if isinstance(value, Fraction):
-            return float(value)
-        raise ValueError(f"{what} must be a real number, got {value!r}")
-    out = float(value)
+    """``value`` as a finite float, or ``ValueError`` naming ``what`` and the value (ints past 1.8e308 too)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating, Fraction)):
+        raise ValueError(f"{what} must be a real number, got {_echo(value)}")
+    try:
+        out = float(value)
+    except OverflowError:
+        out = math.inf
     if not math.isfinite(out):
-        raise ValueError(f"{what} must be finite, got {value!r}")
+        raise ValueError(f"{what} must be finite, got {_echo(value)}")
     return out
 
 
@@ -79,6 +121,9 @@ class OddPolynomial:
     ) -> None:
         if coefficients is None and exact is None:
             raise ValueError("OddPolynomial needs coefficients or exact rationals, got neither")
+        for given in (coefficients, exact):  # bound the work before parsing anything
+            if hasattr(given, "__len__") and 2 * len(given) - 1 > MAX_DEGREE:
+                raise ValueError(f"degree {2 * len(given) - 1} exceeds the limit MAX_DEGREE = {MAX_DEGREE}")
         exact_t = None
         if exact is not None:
             if isinstance(exact, (str, bytes)) or not isinstance(exact, Iterable):
@@ -164,7 +209,15 @@ class OddPolynomial:
         return cls(exact=odd) if exact else cls([float(v) for v in odd])
 
     def compose(self, inner: OddPolynomial) -> OddPolynomial:
-        """``(self o inner)(x) = self(inner(x))``: odd of degree ``deg(self) deg(inner)``; exact if both are."""
+        """``(self o inner)(x) = self(inner(x))``: odd of degree ``deg(self) deg(inner)``; exact if both are.
+
+        The degree is checked against ``MAX_DEGREE`` before any work (composing is quadratic in it).
+        """
+        if self.degree * inner.degree > MAX_DEGREE:
+            raise ValueError(
+                f"the composition has degree {self.degree} x {inner.degree} = {self.degree * inner.degree}, "
+                f"above the limit MAX_DEGREE = {MAX_DEGREE}"
+            )
         if self.exact is not None and inner.exact is not None:
             result = _compose_dense(self.dense_exact(), inner.dense_exact(), Fraction(0))
             return OddPolynomial.from_dense(result, exact=True)

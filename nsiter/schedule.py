@@ -164,6 +164,8 @@ class Schedule:
         """A fixed iteration: ``polynomial`` applied ``steps`` times."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise ValueError(f"steps must be a positive integer, got {steps!r}")
+        if steps > MAX_STEPS:  # before building the tuple
+            raise ValueError(f"steps = {steps} exceeds the limit MAX_STEPS = {MAX_STEPS}")
         return cls(name, (polynomial,) * steps, provenance, **kw)
 
     def __len__(self) -> int:
@@ -319,9 +321,13 @@ class Schedule:
     def load(cls, path: str | Path) -> Schedule:
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise ValueError(f"cannot read schedule file {str(path)!r}: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            raise ValueError(
+                f"schedule file {str(path)!r} is not UTF-8 text (byte {err.start}); expected schedule JSON"
+            ) from err
         return cls.from_json(text)
 
 

@@ -17,16 +17,18 @@ comparison (they all fix ``x = 1``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import sympy as sp
 
-from nsiter.polynomial import OddPolynomial
+from nsiter.polynomial import MAX_DEGREE, MAX_SYMBOLIC_DEGREE, OddPolynomial
 from nsiter.schedule import Provenance, Schedule
 
 __all__ = [
+    "MAX_SYMBOLIC_DEGREE",
     "FamilyMember",
     "compose_exact",
     "newton_schulz",
@@ -45,6 +47,10 @@ def _check_degree(degree: Any) -> int:
         raise ValueError(f"degree must be an odd integer >= 3, got {degree!r}")
     if degree < 3 or degree % 2 == 0:
         raise ValueError(f"degree must be an odd integer >= 3, got {degree}")
+    if degree > MAX_SYMBOLIC_DEGREE:
+        raise ValueError(
+            f"degree {degree} exceeds the limit MAX_SYMBOLIC_DEGREE = {MAX_SYMBOLIC_DEGREE} of the exact derivation"
+        )
     return degree
 
 
@@ -63,6 +69,11 @@ def pade_iteration(l: int, m: int) -> sp.Expr:  # noqa: E741 (l is the literatur
     """
     l = _check_order(l, "l")  # noqa: E741
     m = _check_order(m, "m")
+    if 2 * (l + m) + 1 > MAX_SYMBOLIC_DEGREE:
+        raise ValueError(
+            f"[{l}/{m}]: l + m = {l + m} exceeds the limit (MAX_SYMBOLIC_DEGREE - 1) / 2 = "
+            f"{(MAX_SYMBOLIC_DEGREE - 1) // 2}"
+        )
     n = l + m
     series = [sp.binomial(2 * j, j) / sp.Integer(4) ** j for j in range(n + 1)]
     q = sp.symbols(f"q1:{m + 1}") if m else ()
@@ -148,11 +159,18 @@ def to_sympy(p: OddPolynomial, *, decimal: bool = True) -> sp.Expr:
 def compose_exact(schedule: Schedule, k: int | None = None, *, decimal: bool = True) -> sp.Poly:
     """The composed map ``phi_k = p_k o ... o p_1`` of a schedule as an exact sympy ``Poly`` in ``x``.
 
-    Float coefficients are read as their printed decimals (see ``to_sympy``).
+    Float coefficients are read as their printed decimals (see ``to_sympy``).  The composed degree (the
+    product of the step degrees) is checked against ``MAX_DEGREE`` before any work: degree 625 takes about
+    1 s, while Muon's five quintics (degree 3125) would take minutes.
     """
     k = len(schedule) if k is None else k
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(schedule):
         raise ValueError(f"k must be in 1..{len(schedule)}, got {k!r}")
+    degree = math.prod(p.degree for p in schedule.steps[:k])
+    if degree > MAX_DEGREE:
+        raise ValueError(
+            f"the composition of {k} steps has degree {degree}, above the limit MAX_DEGREE = {MAX_DEGREE}"
+        )
     out = sp.Poly(to_sympy(schedule[0], decimal=decimal), x)
     for p in schedule.steps[1:k]:
         out = sp.Poly(to_sympy(p, decimal=decimal), x).compose(out)

@@ -30,7 +30,7 @@ USER = Provenance("user", "tests/test_measure.py")
 def test_float64_run_is_the_scalar_map_on_the_spectrum():
     """In float64 the singular values of X_T are phi_T(sigma_i) (exact spectral normalization), so the
     measured worst error meets the certified one at the spectrum's endpoints lo and 1."""
-    plain, _ = greedy_minimax(1e-3, 1.0, 4, 5)
+    plain, _ = greedy_minimax(4, 5, lo=1e-3, hi=1.0)
     m = measured_errors(plain, sizes=24, seeds=(0,), dtype="float64")
     y = np.logspace(0, -3, 24)
     for p in plain.steps:

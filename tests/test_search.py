@@ -44,7 +44,7 @@ def rel(a, b) -> float:
 
 # ----------------------------------------------------------------------------------- reproduction
 def test_polar_express_paper_list_reproduced():
-    sched, diag = greedy_minimax(1e-3, 1.0, 8, 5, cushion=PE_CUSHION, interval="symmetric")
+    sched, diag = greedy_minimax(8, 5, lo=1e-3, hi=1.0, cushion=PE_CUSHION, interval="symmetric")
     for k, (p, ref) in enumerate(zip(sched.steps, PE_PRINTED, strict=True)):
         # steps 1-6 to ~14 digits; 7-8 sit at lo/hi ~ 1 - 1e-6 where rounding decides (>= 8 digits)
         assert rel(p.coefficients, ref) < (1e-12 if k < 6 else 1e-8), k
@@ -52,7 +52,7 @@ def test_polar_express_paper_list_reproduced():
 
 
 def test_polar_express_registry_is_paper_list_with_safety_factor():
-    sched, _ = greedy_minimax(1e-3, 1.0, 8, 5, cushion=PE_CUSHION, interval="symmetric")
+    sched, _ = greedy_minimax(8, 5, lo=1e-3, hi=1.0, cushion=PE_CUSHION, interval="symmetric")
     runnable = with_safety_factor(sched, 1.01)
     reg = load_schedule("polar-express")
     for p, q in zip(runnable.steps, reg.steps, strict=True):
@@ -61,7 +61,7 @@ def test_polar_express_registry_is_paper_list_with_safety_factor():
 
 def test_modded_nanogpt_list_reproduced():
     # cushion 0.02, safety factor 1.02 on steps 1-4, interval propagated through the scaled polynomial
-    sched, _ = greedy_minimax(1e-3, 1.0, 5, 5, cushion=0.02, safety=1.02, interval="symmetric")
+    sched, _ = greedy_minimax(5, 5, lo=1e-3, hi=1.0, cushion=0.02, safety=1.02, interval="symmetric")
     for p, ref in zip(sched.steps, PE5_PRINTED, strict=True):
         assert rel(p.coefficients, ref) < 1e-12
     for p, q in zip(sched.steps, load_schedule("polar-express-5").steps, strict=True):
@@ -162,18 +162,18 @@ def test_fast_interval_matches_certified():
 
 
 def test_greedy_error_agrees_with_analysis_and_beats_cushioned():
-    sched, diag = greedy_minimax(1e-3, 1.0, 6, 5)
+    sched, diag = greedy_minimax(6, 5, lo=1e-3, hi=1.0)
     res = analyze(sched, 1e-3, 1.0)
     for row, band in zip(diag.intervals, res.steps[1:], strict=True):
         assert row["error"] == pytest.approx(band.error, rel=1e-9, abs=1e-14)
     # Thm 4.1 of Amsel et al.: greedy is optimal, so the cushioned variant cannot do better
-    cushioned, _ = greedy_minimax(1e-3, 1.0, 6, 5, cushion=PE_CUSHION)
+    cushioned, _ = greedy_minimax(6, 5, lo=1e-3, hi=1.0, cushion=PE_CUSHION)
     assert diag.metrics["final_error"] <= schedule_error_fast(cushioned, 1e-3, 1.0)
 
 
 def test_safety_factor_only_inner_steps():
-    plain, _ = greedy_minimax(1e-3, 1.0, 3, 5, interval="symmetric")
-    safe, _ = greedy_minimax(1e-3, 1.0, 3, 5, safety=1.05, interval="symmetric")
+    plain, _ = greedy_minimax(3, 5, lo=1e-3, hi=1.0, interval="symmetric")
+    safe, _ = greedy_minimax(3, 5, lo=1e-3, hi=1.0, safety=1.05, interval="symmetric")
     assert rel(safe.steps[0].coefficients, plain.steps[0].scaled_input(1.05).coefficients) < 1e-15
     # the last step is unscaled: it equioscillates on its own interval around 1
     last = safe.steps[-1]
@@ -206,7 +206,7 @@ def test_band_is_widest():
     sched, diag = band_schedule(0.3, band_steps=2, degree=5)
     lo = diag.metrics["lo_star"]
     assert schedule_error_fast(sched, lo, 1.0) == pytest.approx(0.3, abs=1e-9)
-    smaller, _ = greedy_minimax(lo * 0.99, 1.0, 2, 5, interval="symmetric")
+    smaller, _ = greedy_minimax(2, 5, lo=lo * 0.99, hi=1.0, interval="symmetric")
     assert schedule_error_fast(smaller, lo * 0.99, 1.0) > 0.3
 
 
@@ -215,7 +215,7 @@ def test_budget_search_is_best_over_sequences():
     sched, diag = budget_search(10, degrees=(3, 5))
     assert sched.matmuls() <= 10
     for seq in ((5, 5, 3), (3, 5, 5), (5, 3, 5), (3, 3, 3, 3, 3), (5, 5)):
-        other, _ = greedy_minimax(1e-3, 1.0, len(seq), list(seq))
+        other, _ = greedy_minimax(len(seq), list(seq), lo=1e-3, hi=1.0)
         assert diag.metrics["final_error"] <= schedule_error_fast(other, 1e-3, 1.0) + 1e-15
 
 
@@ -275,7 +275,9 @@ def test_registry_precision_aware_winner():
     seq = params["sequence"]
     assert [p.degree for p in sched.steps] == seq and sched.matmuls() == 21
     # its steps are the greedy minimax construction for that degree sequence
-    again, _ = greedy_minimax(1e-3, 1.0, len(seq), seq, cushion=params["cushion"], safety=params["safety"])
+    again, _ = greedy_minimax(
+        len(seq), seq, lo=1e-3, hi=1.0, cushion=params["cushion"], safety=params["safety"]
+    )
     for p, q in zip(again.steps, sched.steps, strict=True):
         assert rel(p.coefficients, q.coefficients) < 1e-12
     ours = certified_error(sched)
@@ -338,14 +340,14 @@ def test_gradient_mean_under_a_worst_case_constraint():
         "gradient", steps=3, worst_weight=0.0, max_error=bound, iters=40, lr=3e-3, points=256
     )
     assert certified_error(sched) <= bound
-    init, _ = greedy_minimax(1e-3, 1.0, 3, 5, safety=1.01)
+    init, _ = greedy_minimax(3, 5, lo=1e-3, hi=1.0, safety=1.01)
     x = np.logspace(-3, 0, 256)
     y0 = x
     for p in init.steps:
         y0 = p(y0)
     assert diag.metrics["mean_error"] <= np.abs(y0 - 1).mean() + 1e-12
     # below the greedy minimax error no 3-step quintic schedule exists (Amsel et al. 2025, Thm. 4.1)
-    optimal = schedule_error_fast(greedy_minimax(1e-3, 1.0, 3, 5)[0], 1e-3, 1.0)
+    optimal = schedule_error_fast(greedy_minimax(3, 5, lo=1e-3, hi=1.0)[0], 1e-3, 1.0)
     with pytest.raises(ValueError, match="smallest worst-case"):
         search("gradient", steps=3, max_error=0.99 * optimal, iters=2)
     with pytest.raises(ValueError, match="matrix=True"):

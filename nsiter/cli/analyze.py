@@ -8,14 +8,25 @@ from nsiter.cli import emit_json, finite_float, positive_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("analyze", help="certified singular-value bands of a schedule on [lo, hi]")
+    p = sub.add_parser(
+        "analyze",
+        help="certified singular-value bands of a schedule on [lo, hi]",
+        description="Map the interval [lo, hi] of normalized singular values through every step of SCHEDULE "
+        "with interval arithmetic (endpoints and critical points at 50 digits, rounded outward): the "
+        "certified band after each step, its worst-case error max|1 - phi_k|, the slope at zero and, for a "
+        "repeated step, its fixed points, cycles and attracting band.",
+    )
     p.add_argument("schedule", help="registry name or path to a schedule JSON file")
     p.add_argument(
-        "--lo", type=positive_float, default=1e-3, help="smallest normalized singular value (1e-3)"
+        "--lo", type=positive_float, default=1e-3, help="smallest normalized singular value, 0 < lo < hi"
     )
-    p.add_argument("--hi", type=finite_float, default=1.0, help="largest normalized singular value (1)")
+    p.add_argument("--hi", type=finite_float, default=1.0, help="largest normalized singular value")
     p.add_argument(
-        "--steps", type=positive_int, default=None, help="number of steps (repeat the last beyond)"
+        "--steps",
+        type=positive_int,
+        default=None,
+        help="number of steps, at most nsiter.schedule.MAX_STEPS (default: the schedule's; the last step "
+        "repeats beyond it)",
     )
     p.add_argument(
         "--tol",

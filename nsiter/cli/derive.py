@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import argparse
 
-from nsiter.cli import emit_json
+from nsiter.cli import bounded_int, emit_json
+from nsiter.polynomial import MAX_SYMBOLIC_DEGREE
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("derive", help="exact Newton–Schulz polynomial of an odd degree")
-    p.add_argument("--degree", type=int, required=True, help="odd degree 2l+1 >= 3")
+    p = sub.add_parser(
+        "derive",
+        help="exact Newton–Schulz polynomial of an odd degree",
+        description="Derive the classical Newton–Schulz polynomial of odd degree 2l+1 exactly (sympy): the "
+        "[l/0] Padé approximant of (1 - xi)^(-1/2) at xi = 1 - x^2, with its order of convergence, error "
+        "constant and convergence interval (Higham, Functions of Matrices, 2008, §8.3).",
+    )
+    p.add_argument(
+        "--degree",
+        type=bounded_int(3, MAX_SYMBOLIC_DEGREE),
+        required=True,
+        help=f"odd degree 2l+1, 3 <= degree <= {MAX_SYMBOLIC_DEGREE} (the limit keeps the derivation to seconds)",
+    )
     p.add_argument("--latex", action="store_true", help="print the polynomial in LaTeX only")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)

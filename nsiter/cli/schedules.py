@@ -8,7 +8,12 @@ from nsiter.cli import emit_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("schedules", help="list registry schedules with their sources")
+    p = sub.add_parser(
+        "schedules",
+        help="list registry schedules with their sources",
+        description="List the published schedules shipped with nsiter (nsiter/registry/data): steps, "
+        "degrees, matrix products, slope at zero, normalization and the paper or repository each comes from.",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 

@@ -20,46 +20,111 @@ import sys
 from dataclasses import replace
 from typing import Any
 
-from nsiter.cli import CliError, emit_json, finite_float, positive_float, positive_int
+from nsiter.cli import (
+    CliError,
+    bounded_int,
+    check_device,
+    check_memory,
+    check_writable,
+    echo,
+    emit_json,
+    finite_float,
+    positive_float,
+    seed,
+    seed_list,
+)
 from nsiter.search.calibrate import CRITERIA
+
+# Limits on the inputs that size a search, checked before it starts.  Published schedules have at most
+# 10 steps and degree 7; a minimax step of degree 63 takes ~0.02 s.
+MAX_SEARCH_STEPS = 64
+MAX_SEARCH_DEGREE = 63
+MAX_ITERS = 100_000  # gradient: Adam iterations (scalar mode ~1 ms each)
+MAX_BUDGET_STEPS = 16  # budget: longest degree sequence
+MAX_BUDGET_PREFIXES = 200_000  # budget: degree-sequence prefixes explored (~1 ms each on a 2-core CPU)
+MAX_MATRIX_SIZE = 4096  # calibrate / gradient / budget measurements: n x n matrices
+MAX_FACTORS = 256  # calibrate: candidate safety factors
+MEASURE_BUFFERS = 16  # float64 n x n copies a measurement holds (matrix, SVD factors, references, iterate)
 
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        vals = [int(v) for v in text.split(",") if v.strip()] if len(text) <= 200 else None
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {echo(text)}") from err
+    if not vals:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers (at most 200 characters), got {echo(text)}"
+        )
+    return vals
+
+
+def _degrees(text: str) -> list[int]:
+    vals = _ints(text)
+    bad = [d for d in vals if not (3 <= d <= MAX_SEARCH_DEGREE and d % 2 == 1)]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"degrees must be odd integers in 3..{MAX_SEARCH_DEGREE}, got {echo(text)}"
+        )
+    return vals
+
+
+def _sizes(text: str) -> list[int]:
+    vals = _ints(text)
+    if any(not 1 <= n <= MAX_MATRIX_SIZE for n in vals):
+        raise argparse.ArgumentTypeError(
+            f"matrix sizes must be integers in 1..{MAX_MATRIX_SIZE}, got {echo(text)}"
+        )
+    return vals
 
 
 def _floats(text: str) -> list[float]:
     try:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from err
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {echo(text)}") from err
     if not vals or not all(math.isfinite(v) for v in vals):
-        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {echo(text)}")
+    if len(vals) > MAX_FACTORS:
+        raise argparse.ArgumentTypeError(f"{len(vals)} values exceed the limit of {MAX_FACTORS}")
     return vals
 
 
+_steps = bounded_int(1, MAX_SEARCH_STEPS)
+_degree = bounded_int(3, MAX_SEARCH_DEGREE)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--out", required=True, help="where to write the schedule JSON")
+    p.add_argument(
+        "--out", required=True, help="where to write the schedule JSON (checked before the search)"
+    )
     p.add_argument("--name", default=None, help="schedule name (default: derived from the objective)")
     p.add_argument("--json", action="store_true", help="print the diagnostics as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
 
+def _objective(objs: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+    return objs.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "search", help="search coefficients (minimax, max-slope, band, budget, calibrate, gradient)"
+        "search",
+        help="search coefficients (minimax, max-slope, band, budget, calibrate, gradient)",
+        description="Search the coefficients of a schedule with one of six objectives and write it as a "
+        "schedule file whose provenance records the objective, its parameters and the result metrics.  "
+        "`nsiter search OBJECTIVE --help` lists each objective's options.",
     )
     objs = p.add_subparsers(dest="objective", metavar="OBJECTIVE", parser_class=type(p))
     objs.required = True
 
-    q = objs.add_parser("minimax", help="greedy per-step minimax (Polar Express construction)")
-    q.add_argument("--lo", type=positive_float, default=1e-3)
-    q.add_argument("--hi", type=positive_float, default=1.0)
-    q.add_argument("--steps", type=positive_int, default=8)
-    q.add_argument("--degree", type=_ints, default=[5], help="odd degree, or one per step: 5 or 3,5,5")
+    q = _objective(
+        objs, "minimax", "greedy per-step minimax (the Polar Express construction, Amsel et al. 2025)"
+    )
+    q.add_argument("--lo", type=positive_float, default=1e-3, help="left end of the singular-value interval")
+    q.add_argument("--hi", type=positive_float, default=1.0, help="right end of the interval")
+    q.add_argument("--steps", type=_steps, default=8, help=f"number of steps, 1..{MAX_SEARCH_STEPS}")
+    q.add_argument("--degree", type=_degrees, default="5", help="odd degree, or one per step: 5 or 3,5,5")
     q.add_argument(
         "--cushion", type=finite_float, default=0.0, help="relative floor on lo (Polar Express 0.024)"
     )
@@ -67,86 +132,179 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--safety", type=positive_float, default=1.0, help="safety factor p(x/s), all but last step"
     )
     q.add_argument("--safety-last", action="store_true", help="apply the safety factor to the last step too")
-    q.add_argument("--interval", choices=("exact", "symmetric"), default="exact")
+    q.add_argument(
+        "--interval",
+        choices=("exact", "symmetric"),
+        default="exact",
+        help="how each step's interval is propagated",
+    )
     _common(q)
 
-    q = objs.add_parser("max-slope", help="Jordan's objective: max p'(0) with the band inside 1 +- delta")
-    q.add_argument("--delta", type=positive_float, default=0.3)
-    q.add_argument("--degree", type=positive_int, default=5)
-    q.add_argument("--escape", type=finite_float, default=1e-3)
-    q.add_argument("--steps", type=positive_int, default=5)
-    q.add_argument("--lo", type=positive_float, default=1e-3)
+    q = _objective(
+        objs, "max-slope", "Jordan's objective: max p'(0) with the attracting band inside 1 +- delta"
+    )
+    q.add_argument("--delta", type=positive_float, default=0.3, help="half-width of the band around 1")
+    q.add_argument("--degree", type=_degree, default=5, help=f"odd degree, 3..{MAX_SEARCH_DEGREE}")
+    q.add_argument("--escape", type=finite_float, default=1e-3, help="start of the escape from 0")
+    q.add_argument("--steps", type=_steps, default=5, help=f"number of steps, 1..{MAX_SEARCH_STEPS}")
+    q.add_argument("--lo", type=positive_float, default=1e-3, help="interval of the reported errors")
     _common(q)
 
-    q = objs.add_parser("band", help="CANS delta-orthogonalization: widest [lo*, hi] into 1 +- delta")
-    q.add_argument("--delta", type=positive_float, default=0.3)
-    q.add_argument("--band-steps", type=positive_int, default=1)
-    q.add_argument("--degree", type=positive_int, default=5)
-    q.add_argument("--steps", type=positive_int, default=None)
-    q.add_argument("--hi", type=positive_float, default=1.0)
+    q = _objective(objs, "band", "CANS delta-orthogonalization: the widest [lo*, hi] mapped into 1 +- delta")
+    q.add_argument("--delta", type=positive_float, default=0.3, help="half-width of the target band around 1")
+    q.add_argument(
+        "--band-steps",
+        type=_steps,
+        default=1,
+        help=f"steps that map [lo*, hi] into the band, 1..{MAX_SEARCH_STEPS}",
+    )
+    q.add_argument("--degree", type=_degree, default=5, help=f"odd degree, 3..{MAX_SEARCH_DEGREE}")
+    q.add_argument("--steps", type=_steps, default=None, help="total steps (default: --band-steps)")
+    q.add_argument("--hi", type=positive_float, default=1.0, help="right end of the interval")
     q.add_argument(
         "--lo", type=positive_float, default=None, help="require this left end (error if infeasible)"
     )
     _common(q)
 
-    q = objs.add_parser("budget", help="best greedy schedule within a matmul budget, mixing degrees")
-    q.add_argument("--budget", type=positive_int, required=True, help="matrix products allowed")
-    q.add_argument("--lo", type=positive_float, default=1e-3)
-    q.add_argument("--hi", type=positive_float, default=1.0)
-    q.add_argument("--degrees", type=_ints, default=[3, 5, 7])
-    q.add_argument("--cushion", type=finite_float, default=0.0)
-    q.add_argument("--safety", type=positive_float, default=1.0)
-    q.add_argument("--exact-budget", action="store_true")
-    q.add_argument("--max-steps", type=positive_int, default=12)
+    q = _objective(objs, "budget", "best greedy schedule within a matmul budget, mixing degrees")
+    q.add_argument("--budget", type=bounded_int(2, 1000), required=True, help="matrix products allowed")
+    q.add_argument("--lo", type=positive_float, default=1e-3, help="left end of the interval")
+    q.add_argument("--hi", type=positive_float, default=1.0, help="right end of the interval")
+    q.add_argument("--degrees", type=_degrees, default="3,5,7", help="odd step degrees to mix")
+    q.add_argument("--cushion", type=finite_float, default=0.0, help="relative floor on lo")
+    q.add_argument("--safety", type=positive_float, default=1.0, help="safety factor of the inner steps")
+    q.add_argument("--exact-budget", action="store_true", help="only sequences costing exactly --budget")
+    q.add_argument(
+        "--max-steps",
+        type=bounded_int(1, MAX_BUDGET_STEPS),
+        default=12,
+        help=f"longest degree sequence, 1..{MAX_BUDGET_STEPS}; with --budget, at most "
+        f"{MAX_BUDGET_PREFIXES} sequence prefixes may be explored",
+    )
     q.add_argument(
         "--dtype",
         default=None,
-        help="precision-aware: among sequences certified below --floor, keep the most accurate measured in this dtype",
+        help="precision-aware: among sequences certified below --floor, keep the most accurate measured in "
+        "this dtype (default: certified error only)",
     )
-    q.add_argument("--floor", type=positive_float, default=None, help="default: the dtype's unit roundoff")
     q.add_argument(
-        "--sizes", type=_ints, default=None, help="matrix sizes of the measurement (default 64,128)"
+        "--floor",
+        type=positive_float,
+        default=None,
+        help="certified error below which rounding decides (default: the dtype's unit roundoff)",
     )
-    q.add_argument("--seeds", type=_ints, default=None, help="seeds of the measurement (default 100-131)")
+    q.add_argument(
+        "--sizes",
+        type=_sizes,
+        default=None,
+        help=f"matrix sizes of the measurement, each 1..{MAX_MATRIX_SIZE} (default: 64,128)",
+    )
+    q.add_argument(
+        "--seeds", type=seed_list, default=None, help="seeds of the measurement (default: 100-131)"
+    )
     _common(q)
 
-    q = objs.add_parser("calibrate", help="safety factor from measured low-precision runs")
-    q.add_argument("--steps", type=positive_int, default=5)
-    q.add_argument("--degree", type=positive_int, default=5)
-    q.add_argument("--lo", type=positive_float, default=1e-3)
-    q.add_argument("--hi", type=positive_float, default=1.0)
-    q.add_argument("--cushion", type=finite_float, default=0.0)
-    q.add_argument("--factors", type=_floats, default=None, help="candidate safety factors, comma-separated")
-    q.add_argument("--size", type=_ints, default=[32, 64, 128], help="matrix sizes, comma-separated")
-    q.add_argument("--seeds", type=_ints, default=list(range(8)))
-    q.add_argument("--dtype", default="bfloat16")
-    q.add_argument("--device", default="cpu")
+    q = _objective(objs, "calibrate", "safety factor from measured low-precision runs")
+    q.add_argument("--steps", type=_steps, default=5, help=f"number of steps, 1..{MAX_SEARCH_STEPS}")
+    q.add_argument("--degree", type=_degree, default=5, help=f"odd degree, 3..{MAX_SEARCH_DEGREE}")
+    q.add_argument("--lo", type=positive_float, default=1e-3, help="left end of the interval")
+    q.add_argument("--hi", type=positive_float, default=1.0, help="right end of the interval")
+    q.add_argument("--cushion", type=finite_float, default=0.0, help="relative floor on lo")
+    q.add_argument(
+        "--factors",
+        type=_floats,
+        default=None,
+        help=f"candidate safety factors, comma-separated, at most {MAX_FACTORS} (default: the library's grid)",
+    )
+    q.add_argument(
+        "--size",
+        type=_sizes,
+        default="32,64,128",
+        help=f"matrix sizes, comma-separated, each 1..{MAX_MATRIX_SIZE}",
+    )
+    q.add_argument("--seeds", type=seed_list, default="0,1,2,3,4,5,6,7", help="matrix seeds, comma-separated")
+    q.add_argument("--dtype", default="bfloat16", help="precision of the measured runs")
+    q.add_argument("--device", default="cpu", help="torch device of the measured runs: cpu or cuda[:INDEX]")
     q.add_argument(
         "--criterion",
         default="mean_max_direction_error",
         choices=CRITERIA,
+        help="the measured error to minimize",
     )
     _common(q)
 
-    q = objs.add_parser("gradient", help="Adam on the composed error over a spectrum (torch)")
-    q.add_argument("--steps", type=positive_int, default=5)
-    q.add_argument("--degree", type=positive_int, default=5)
-    q.add_argument("--lo", type=positive_float, default=1e-3)
-    q.add_argument("--hi", type=positive_float, default=1.0)
-    q.add_argument("--iters", type=positive_int, default=300)
-    q.add_argument("--lr", type=positive_float, default=1e-4)
-    q.add_argument("--worst-weight", type=finite_float, default=0.5)
+    q = _objective(objs, "gradient", "Adam on the composed error over a spectrum (torch autograd)")
+    q.add_argument("--steps", type=_steps, default=5, help=f"number of steps, 1..{MAX_SEARCH_STEPS}")
+    q.add_argument("--degree", type=_degree, default=5, help=f"odd degree, 3..{MAX_SEARCH_DEGREE}")
+    q.add_argument("--lo", type=positive_float, default=1e-3, help="left end of the interval")
+    q.add_argument("--hi", type=positive_float, default=1.0, help="right end of the interval")
+    q.add_argument(
+        "--iters", type=bounded_int(1, MAX_ITERS), default=300, help=f"Adam iterations, 1..{MAX_ITERS}"
+    )
+    q.add_argument("--lr", type=positive_float, default=1e-4, help="Adam learning rate")
+    q.add_argument(
+        "--worst-weight", type=finite_float, default=0.5, help="weight of the worst error in the loss"
+    )
     q.add_argument(
         "--max-error", type=positive_float, default=None, help="constrain the worst error (scalar mode)"
     )
-    q.add_argument("--safety", type=positive_float, default=1.01)
+    q.add_argument("--safety", type=positive_float, default=1.01, help="safety factor of the result")
     q.add_argument("--matrix", action="store_true", help="loss measured on matrices in --dtype")
-    q.add_argument("--size", type=positive_int, default=64)
-    q.add_argument("--dtype", default="bfloat16")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument(
+        "--size",
+        type=bounded_int(1, MAX_MATRIX_SIZE),
+        default=64,
+        help=f"matrix size (--matrix), 1..{MAX_MATRIX_SIZE}",
+    )
+    q.add_argument("--dtype", default="bfloat16", help="precision of the matrix mode")
+    q.add_argument("--seed", type=seed, default=0, help="matrix seed (--matrix), 0 <= seed < 2**63")
     _common(q)
 
     p.set_defaults(func=run)
+
+
+def budget_prefixes(budget: int, degrees: list[int], max_steps: int) -> int:
+    """Degree sequences the budget search explores: length <= ``max_steps``, cost <= ``budget``.
+
+    A step of degree ``2l + 1`` costs ``l + 1`` products (``Schedule.matmuls``); counted by dynamic
+    programming over (length, cost) before the search starts.
+    """
+    costs = [(d + 1) // 2 for d in sorted(set(degrees))]
+    ways = [0] * (budget + 1)  # sequences of the current length by cost
+    ways[0] = 1
+    total = 0
+    for _ in range(max_steps):
+        nxt = [0] * (budget + 1)
+        for spent, w in enumerate(ways):
+            if w:
+                for c in costs:
+                    if spent + c <= budget:
+                        nxt[spent + c] += w
+        ways = nxt
+        total += sum(ways)
+        if not any(ways) or total > MAX_BUDGET_PREFIXES:
+            break
+    return total
+
+
+def _check_work(args: argparse.Namespace) -> None:
+    """Limits that need several arguments together, checked before the search (and its progress bar)."""
+    check_writable(args.out)
+    if args.objective == "budget":
+        n = budget_prefixes(args.budget, args.degrees, args.max_steps)
+        if n > MAX_BUDGET_PREFIXES:
+            raise CliError(
+                f"--budget {args.budget} with degrees {args.degrees} and --max-steps {args.max_steps} explores "
+                f"more than {MAX_BUDGET_PREFIXES} degree sequences: lower --budget or --max-steps"
+            )
+    sizes = {"calibrate": args.__dict__.get("size"), "gradient": None, "budget": args.__dict__.get("sizes")}
+    if args.objective == "gradient" and args.matrix:
+        sizes["gradient"] = [args.size]
+    biggest = max(sizes.get(args.objective) or [0])
+    if biggest:
+        check_memory(MEASURE_BUFFERS * 8 * biggest**2, f"a measurement on {biggest}x{biggest} matrices")
+    if args.objective == "calibrate":
+        check_device(args.device)
 
 
 def _params(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,24 +337,26 @@ def _scalars(metrics: dict[str, Any]) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from nsiter.search import search
 
+    _check_work(args)
     params = _params(args)
-    bar = None
+    bars: list[Any] = []  # the progress bar opens at the first report, after the library checked its input
     if args.objective in ("budget", "calibrate", "gradient") and not args.no_progress:
-        from tqdm import tqdm
-
         total = {"gradient": params.get("iters"), "calibrate": None, "budget": None}[args.objective]
-        bar = tqdm(total=total, desc=f"search {args.objective}", file=sys.stderr, leave=False)
         last = [0]
 
         def progress(n: int) -> None:
-            bar.update(n - last[0])
+            if not bars:
+                from tqdm import tqdm
+
+                bars.append(tqdm(total=total, desc=f"search {args.objective}", file=sys.stderr, leave=False))
+            bars[0].update(n - last[0])
             last[0] = n
 
         params["progress"] = progress
     try:
         schedule, diag = search(args.objective, **params)
     finally:
-        if bar is not None:
+        for bar in bars:
             bar.close()
     prov = schedule.provenance
     stored = {**prov.parameters, "objective": args.objective, "metrics": _scalars(diag.metrics)}

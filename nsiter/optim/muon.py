@@ -12,8 +12,11 @@ One step for a matrix parameter ``W`` (rows x cols) with gradient ``G_t`` (Jorda
 The averaged momentum is ``(1 - mu)`` times the textbook ``B_t = mu B_{t-1} + G_t``; the normalization
 before the first Newton–Schulz step removes that factor, so the two forms give the same update.  The
 conventions (lerp momentum, Nesterov form, weight decay with the unscaled ``lr``) are those of
-``torch.optim.Muon`` and of github.com/KellerJordan/Muon, so with ``schedule="muon"`` this optimizer agrees with
-``torch.optim.Muon`` step for step up to bf16 rounding.
+``torch.optim.Muon`` and of github.com/KellerJordan/Muon, so with ``schedule="muon"`` and the same
+hyperparameters this optimizer agrees with ``torch.optim.Muon`` step for step up to bf16 rounding.  The
+defaults differ: ``weight_decay`` is 0 here, as in KellerJordan/Muon's ``Muon``, but 0.1 in
+``torch.optim.Muon`` (torch 2.13), so pass ``weight_decay=0.1`` here (or ``weight_decay=0`` to torch) to
+compare them.
 
 Update scaling ``s(rows, cols)`` (``adjust_lr``):
 
@@ -105,14 +108,20 @@ def _as_matrix(p: torch.Tensor) -> torch.Tensor:
 
 
 def _check_matrix(p: torch.Tensor, name: str = "") -> None:
+    what = f" {name!r}" if name else ""
+    if not isinstance(p, torch.Tensor):
+        raise ValueError(f"Muon optimizes tensors; parameter{what} is a {type(p).__name__}")
     if p.ndim < 2:
-        what = f" {name!r}" if name else ""
         raise ValueError(
             f"Muon optimizes matrices; parameter{what} has shape {tuple(p.shape)} (ndim {p.ndim}): "
             "give 0-D/1-D parameters (biases, gains) to AdamW, e.g. with nsiter.optim.muon_param_groups"
         )
-    if torch.is_complex(p):
-        raise ValueError(f"Muon needs real parameters, got dtype {p.dtype}")
+    if p.numel() == 0:
+        raise ValueError(
+            f"Muon cannot orthogonalize an empty matrix: parameter{what} has shape {tuple(p.shape)}"
+        )
+    if torch.is_complex(p) or not torch.is_floating_point(p):
+        raise ValueError(f"Muon needs real floating-point parameters; parameter{what} has dtype {p.dtype}")
 
 
 class Muon(torch.optim.Optimizer):
@@ -125,7 +134,8 @@ class Muon(torch.optim.Optimizer):
         momentum: ``mu`` in [0, 1).
         nesterov: use the Nesterov look-ahead ``(1 - mu) G_t + mu B_t``.
         schedule: registry name, schedule file path or :class:`nsiter.Schedule` used to orthogonalize.
-        weight_decay: decoupled weight decay ``wd`` (``W <- (1 - lr wd) W``).
+        weight_decay: decoupled weight decay ``wd`` (``W <- (1 - lr wd) W``); default 0 as in KellerJordan/Muon,
+            while ``torch.optim.Muon`` defaults to 0.1.
         adjust_lr: ``"jordan"`` | ``"moonlight"`` | ``None`` (torch's ``"original"`` / ``"match_rms_adamw"``
             are accepted as aliases).
         dtype: precision of the Newton–Schulz iteration (bf16 as in Muon).
@@ -241,6 +251,31 @@ class Muon(torch.optim.Optimizer):
         denom = (state["exp_avg_sq"].sqrt() / bias2_sqrt).add_(group["eps"])
         p.addcdiv_(state["exp_avg"], denom, value=-lr / bias1)
 
+    def check_gradients(self) -> None:
+        """Raise ``ValueError`` naming the parameter if any gradient is sparse, misshapen or not finite.
+
+        :meth:`step` calls this before it mutates anything, so a NaN or Inf gradient leaves the parameters and
+        every momentum buffer as they were (otherwise a NaN in the buffer would poison every later step).
+        """
+        for gi, group in enumerate(self.param_groups):
+            for pi, p in enumerate(group["params"]):
+                g = p.grad
+                if g is None:
+                    continue
+                name = self._names.get(p) or f"param_groups[{gi}]['params'][{pi}]"
+                if g.is_sparse:
+                    raise ValueError(f"Muon does not support sparse gradients: parameter {name!r}")
+                if g.shape != p.shape:
+                    raise ValueError(
+                        f"gradient of parameter {name!r} has shape {tuple(g.shape)}, not {tuple(p.shape)}"
+                    )
+                if not bool(torch.isfinite(g).all()):
+                    bad = int((~torch.isfinite(g)).sum())
+                    raise ValueError(
+                        f"gradient of parameter {name!r} (shape {tuple(p.shape)}) has {bad} non-finite "
+                        f"entries of {g.numel()}; nothing was updated"
+                    )
+
     def update_parameter(self, group: dict[str, Any], p: torch.Tensor) -> None:
         """Apply one step to one parameter in place (Muon or AdamW according to its group)."""
         if p.grad.is_sparse:
@@ -252,11 +287,12 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One optimization step over every parameter that has a gradient."""
+        """One optimization step over every parameter that has a gradient (checked first: see ``check_gradients``)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        self.check_gradients()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:

@@ -16,6 +16,12 @@ gradient   mean/worst composed error on a spectrum (torch)        :func:`gradien
 calibrate  safety factor from measured low-precision runs         :func:`calibrate.calibrate`
 ========== ====================================================== ==================================
 
+One argument convention for every objective: its defining parameter first (``steps``, ``delta`` or
+``budget``), then ``degree`` (or ``degrees``), then keyword-only ``lo``, ``hi`` and the rest::
+
+    greedy_minimax(5, 5, lo=1e-3)      calibrate(5, 5, lo=1e-3)      gradient_search(5, 5, lo=1e-3)
+    max_slope(0.3, 5, steps=5)         band_schedule(0.3, 1, 5)      budget_search(15, (3, 5), lo=1e-3)
+
 The torch-based objectives (``gradient``, ``calibrate``) import torch only when called.
 """
 

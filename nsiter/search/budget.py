@@ -51,10 +51,10 @@ __all__ = ["budget_search"]
 
 def budget_search(
     budget: int,
-    lo: float = 1e-3,
-    hi: float = 1.0,
     degrees: Sequence[int] = (3, 5, 7),
     *,
+    lo: float = 1e-3,
+    hi: float = 1.0,
     cushion: float = 0.0,
     safety: float = 1.0,
     exact_budget: bool = False,

@@ -86,7 +86,7 @@ def calibrate(
     table = []
     best = None
     for k, f in enumerate(cands, start=1):
-        sched, _ = greedy_minimax(lo, hi, steps, degree, cushion=cushion, safety=f)
+        sched, _ = greedy_minimax(steps, degree, lo=lo, hi=hi, cushion=cushion, safety=f)
         agg = measured_errors(sched, sizes=sizes, lo=lo, hi=hi, seeds=seeds, dtype=dtype, device=device)
         m = {
             k: agg[k]

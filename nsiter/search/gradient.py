@@ -98,14 +98,14 @@ def gradient_search(
     lr = check_positive(lr, "lr")
     if not 0 <= worst_weight <= 1:
         raise ValueError(f"worst_weight must be in [0, 1], got {worst_weight!r}")
-    init, init_diag = greedy_minimax(lo, hi, steps, degree, safety=safety)
+    init, init_diag = greedy_minimax(steps, degree, lo=lo, hi=hi, safety=safety)
     if max_error is not None:
         max_error = check_positive(max_error, "max_error")
         if matrix:
             raise ValueError(
                 "max_error constrains the scalar composed error; it cannot be combined with matrix=True"
             )
-        optimal, optimal_diag = greedy_minimax(lo, hi, steps, degree)
+        optimal, optimal_diag = greedy_minimax(steps, degree, lo=lo, hi=hi)
         best_error = optimal_diag.metrics["final_error"]
         if max_error < best_error:
             raise ValueError(

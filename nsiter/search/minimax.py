@@ -302,11 +302,11 @@ def _degrees(degree: int | Sequence[int], steps: int) -> list[int]:
 
 
 def greedy_minimax(
-    lo: float = 1e-3,
-    hi: float = 1.0,
     steps: int = 8,
     degree: int | Sequence[int] = 5,
     *,
+    lo: float = 1e-3,
+    hi: float = 1.0,
     cushion: float = 0.0,
     safety: float = 1.0,
     safety_last: bool = False,

@@ -196,7 +196,7 @@ def max_slope(
 
 
 def _band_error(lo: float, hi: float, band_steps: int, degree: int) -> float:
-    _, d = greedy_minimax(lo, hi, band_steps, degree, interval="symmetric")
+    _, d = greedy_minimax(band_steps, degree, lo=lo, hi=hi, interval="symmetric")
     return d.intervals[-1]["remez_error"]
 
 
@@ -260,10 +260,10 @@ def band_schedule(
         if lb - la < 1e-15:
             break
     lo_star = math.exp(lb)
-    head, dh = greedy_minimax(lo_star, hi, band_steps, degree, interval="symmetric")
+    head, dh = greedy_minimax(band_steps, degree, lo=lo_star, hi=hi, interval="symmetric")
     polys = list(head.steps)
     if steps > band_steps:
-        tail, _ = greedy_minimax(1 - delta, 1 + delta, steps - band_steps, degree, interval="symmetric")
+        tail, _ = greedy_minimax(steps - band_steps, degree, lo=1 - delta, hi=1 + delta, interval="symmetric")
         polys += list(tail.steps)
     params = {
         "delta": delta,

@@ -1,0 +1,76 @@
+"""Execute the example notebooks in place and store them with their outputs (``make notebooks``).
+
+``python examples/execute.py [NAME.ipynb ...]`` (default: every notebook in ``examples/``).  The stored
+outputs are deterministic: the notebooks fix their seeds and print no timings or paths, plots are
+stored as PNG (matplotlib's inline backend), and this script drops what would change from run to run
+(per-cell execution timestamps, the kernel's Python version).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+EXAMPLES = Path(__file__).resolve().parent
+TIMEOUT_S = 300  # per cell
+
+
+def execute(path: Path, timeout: int = TIMEOUT_S) -> nbformat.NotebookNode:
+    """Run every cell of the notebook at ``path`` (working directory: its folder); return it with outputs."""
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=False,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.execute()
+    return clean(nb)
+
+
+def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """Drop run-to-run variation: execution timestamps, the kernel's version details, and where the kernel
+    happened to split a cell's printed text into several stream outputs."""
+    for cell in nb.cells:
+        cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":  # one stream output per run of prints, however the kernel split it
+            merged: list = []
+            for out in cell.outputs:
+                last = merged[-1] if merged else None
+                if (
+                    out.output_type == "stream"
+                    and last is not None
+                    and last.output_type == "stream"
+                    and last.name == out.name
+                ):
+                    last.text += out.text
+                else:
+                    merged.append(out)
+            cell.outputs = merged
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    return nb
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python examples/execute.py", description=__doc__)
+    parser.add_argument("notebooks", nargs="*", help="notebooks to execute (default: all in examples/)")
+    args = parser.parse_args(argv)
+    paths = [Path(p) for p in args.notebooks] or sorted(EXAMPLES.glob("*.ipynb"))
+    for path in paths:
+        nb = execute(path.resolve())
+        tmp = path.with_name(f".{path.name}.tmp")  # then a rename: never half a notebook
+        tmp.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+        print(f"executed {path}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -87,6 +87,8 @@ class DistributedMuon(MuonWithAuxAdam):
         items = [(g, p) for g in self.param_groups for p in g["params"]]
         live = [(g, p, o) for (g, p), o in zip(items, owners, strict=True) if p.grad is not None]
         if not live:
+            if self.qk_clip is not None:
+                self.qk_clip.apply()
             return loss
         dtype = live[0][1].dtype
         for _, p, _ in live:
@@ -112,6 +114,8 @@ class DistributedMuon(MuonWithAuxAdam):
             if o != rank:
                 p.copy_(gathered[o][offsets[o] : offsets[o] + n].view_as(p))
             offsets[o] += n
+        if self.qk_clip is not None:  # after the all-gather, on every rank alike (maxima all-reduced)
+            self.qk_clip.apply()
         return loss
 
     def consolidated_state_dict(self) -> dict[str, Any]:

@@ -40,7 +40,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["ShardLayout", "apply_on_owners", "assign_owners", "is_dtensor", "matrix_cost", "shard_layout"]
+__all__ = [
+    "ShardLayout",
+    "apply_on_owners",
+    "assign_owners",
+    "is_dtensor",
+    "matrix_cost",
+    "redistribute_like",
+    "shard_layout",
+]
 
 
 def assign_owners(costs: Sequence[int], world_size: int) -> list[int]:
@@ -75,6 +83,15 @@ def is_dtensor(t: Any) -> bool:
     """Whether ``t`` is a ``torch.distributed.tensor.DTensor`` (without importing that module)."""
     module = sys.modules.get("torch.distributed.tensor")
     return module is not None and isinstance(t, module.DTensor)
+
+
+def redistribute_like(full: torch.Tensor, like: Any) -> Any:
+    """A DTensor with the mesh and placements of ``like`` whose global value is ``full`` (present on every rank).
+
+    Each rank keeps its own piece of its own copy (``src_data_rank=None``): no communication.
+    """
+    module = sys.modules["torch.distributed.tensor"]
+    return module.distribute_tensor(full, like.device_mesh, like.placements, src_data_rank=None)
 
 
 @dataclass(frozen=True)
@@ -170,7 +187,9 @@ def apply_on_owners(
         raise ValueError(f"got {len(shards)} shards for {len(layouts)} layouts")
     for i, (s, lay) in enumerate(zip(shards, layouts, strict=True)):
         if tuple(s.shape) != lay.local_shape(lay.rank):
-            raise ValueError(f"shard {i} has shape {tuple(s.shape)}, its layout says {lay.local_shape(lay.rank)}")
+            raise ValueError(
+                f"shard {i} has shape {tuple(s.shape)}, its layout says {lay.local_shape(lay.rank)}"
+            )
     costs = [matrix_cost(lay.shape) for lay in layouts] if costs is None else list(costs)
     results: list[torch.Tensor | None] = [None] * len(shards)
     owners = [0] * len(shards)

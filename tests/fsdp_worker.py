@@ -8,6 +8,7 @@ Runs on every rank and writes ``OUT_DIR/rank{r}.pt``:
    on an unsharded copy (in the same process), 4 steps; every orthogonalize call is counted with its flops.
 3. Different halves of the batch per rank, float64 everywhere (``"polar-express-5"``): 4 steps vs the
    single-process optimizer on the full batch; then a DCP checkpoint (``OUT_DIR/ckpt``) and a 5th step.
+4. QK-Clip of sharded query/key projections, each rank recording its half of a batch, vs the single-process clip.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import Shard, distribute_tensor
 
 import nsiter.optim.muon as muon_module
-from nsiter.optim import MuonWithAuxAdam, apply_on_owners
+from experiments.training import ScaledDotProductAttention
+from nsiter.optim import AttentionHeads, MaxLogitRecorder, MuonWithAuxAdam, QKClip, apply_on_owners
 from nsiter.optim.fsdp import matrix_cost, shard_layout
 
 torch.set_num_threads(1)
@@ -175,6 +177,37 @@ def main(out: str) -> None:
     step(net, opt, x[mine], y[mine])
     res["after_resume_step"] = [full(p) for p in net.parameters()]
     res["x"], res["y"] = x, y
+
+    # 4. QK-Clip on sharded projections: each rank records the logits of its half of the batch; the maxima are
+    # all-reduced, and each rank rescales its rows: the result is the single-process clip on the whole batch
+    heads, dm = 2, 8
+
+    def attention() -> torch.nn.ModuleDict:
+        torch.manual_seed(7)
+        return torch.nn.ModuleDict({"q": torch.nn.Linear(dm, dm), "k": torch.nn.Linear(dm, dm)}).to(f64)
+
+    sharded, single = attention(), attention()
+    fully_shard(sharded["q"], mesh=mesh)
+    fully_shard(sharded["k"], mesh=mesh)
+    xa = 3 * torch.randn(4, 5, dm, generator=torch.Generator().manual_seed(8), dtype=f64)
+    clips = []
+    for mod, batch in ((sharded, xa[rank * 2 : rank * 2 + 2]), (single, xa)):
+        core = ScaledDotProductAttention()
+        rec = MaxLogitRecorder(core)
+        q = mod["q"](batch).view(batch.shape[0], 5, heads, -1).transpose(1, 2)
+        k = mod["k"](batch).view(batch.shape[0], 5, heads, -1).transpose(1, 2)
+        core(q, k, k)
+        layer = AttentionHeads(mod["q"].weight, mod["k"].weight, heads, rec, mod["q"].bias, mod["k"].bias)
+        clips.append((QKClip([layer], tau=1.0), rec.value.clone()))
+    res["clip_local_max"] = clips[0][1]
+    res["clip_global_max"] = clips[1][1]
+    with torch.no_grad():
+        gammas = [c.apply()[0] for c, _ in clips]
+    res["clip_gammas"] = gammas
+    res["clip_max_diff"] = max(
+        (full(a) - b.detach()).abs().max().item()
+        for a, b in zip(sharded.parameters(), single.parameters(), strict=True)
+    )
     torch.save(res, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 

@@ -149,3 +149,16 @@ def test_dcp_checkpoint_resumes_on_one_process(ranks):
     assert diff <= F64_TOL * scale
     for p, q in zip(r0["after_resume_step"], r1["after_resume_step"], strict=True):
         assert torch.equal(p, q)
+
+
+def test_qk_clip_on_shards_equals_the_single_process_clip(ranks):
+    # each rank saw half of the batch: the maxima are all-reduced before the per-head factors, so both ranks clip
+    # by the factors of the whole batch, and the sharded rows match the single-process clip to float64 rounding
+    r0, r1, _ = ranks
+    both = torch.maximum(r0["clip_local_max"], r1["clip_local_max"])
+    torch.testing.assert_close(both, r0["clip_global_max"], rtol=1e-14, atol=0)
+    assert not torch.equal(r0["clip_local_max"], r1["clip_local_max"])  # the all-reduce had something to do
+    for res in (r0, r1):
+        assert bool((res["clip_global_max"] > 1.0).all())  # tau = 1: every head is clipped
+        torch.testing.assert_close(res["clip_gammas"][0], res["clip_gammas"][1], rtol=1e-14, atol=0)
+        assert res["clip_max_diff"] <= 1e-14

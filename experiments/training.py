@@ -350,5 +350,15 @@ def train(
     for _, rec in recorders:
         rec.remove()
     return TrainResult(
-        task, optimizer, seed, losses, val_loss, val_acc, seconds, cpu_seconds, spectra, step_seconds, max_logits
+        task,
+        optimizer,
+        seed,
+        losses,
+        val_loss,
+        val_acc,
+        seconds,
+        cpu_seconds,
+        spectra,
+        step_seconds,
+        max_logits,
     )

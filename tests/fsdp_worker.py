@@ -8,6 +8,7 @@ Runs on every rank and writes ``OUT_DIR/rank{r}.pt``:
    on an unsharded copy (in the same process), 4 steps; every orthogonalize call is counted with its flops.
 3. Different halves of the batch per rank, float64 everywhere (``"polar-express-5"``): 4 steps vs the
    single-process optimizer on the full batch; then a DCP checkpoint (``OUT_DIR/ckpt``) and a 5th step.
+   A NaN in one rank's piece of a gradient: both ranks refuse the step.
 4. QK-Clip of sharded query/key projections, each rank recording its half of a batch, vs the single-process clip.
 """
 
@@ -177,6 +178,19 @@ def main(out: str) -> None:
     step(net, opt, x[mine], y[mine])
     res["after_resume_step"] = [full(p) for p in net.parameters()]
     res["x"], res["y"] = x, y
+
+    # a NaN in one rank's piece of a gradient: every rank refuses the step, nothing moves
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(net(x[mine]), y[mine]).backward()
+    if rank == 1:
+        net[4].weight.grad.to_local()[0, 0] = float("nan")
+    before = [full(p) for p in net.parameters()]
+    try:
+        opt.step()
+        res["nan_refused"] = ""
+    except ValueError as e:
+        res["nan_refused"] = str(e)
+    res["nan_unchanged"] = all(torch.equal(full(p), b) for p, b in zip(net.parameters(), before, strict=True))
 
     # 4. QK-Clip on sharded projections: each rank records the logits of its half of the batch; the maxima are
     # all-reduced, and each rank rescales its rows: the result is the single-process clip on the whole batch

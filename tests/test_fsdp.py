@@ -116,6 +116,14 @@ def test_fsdp_muon_equals_single_process(ranks):
         assert res["split_batch_max_diff"] <= F64_TOL * res["param_scale"]
 
 
+def test_non_finite_piece_on_one_rank_stops_every_rank(ranks):
+    # rank 1 alone holds the NaN; the max-reduced counts make both ranks raise before anything is mutated
+    r0, r1, _ = ranks
+    assert "in this rank's piece" in r1["nan_refused"] and "1 in" in r1["nan_refused"]
+    assert "0 in this rank's piece" in r0["nan_refused"]
+    assert r0["nan_unchanged"] and r1["nan_unchanged"]
+
+
 @pytest.mark.filterwarnings("ignore:torch.distributed is disabled:UserWarning")  # DCP's note: one process
 def test_dcp_checkpoint_resumes_on_one_process(ranks):
     # the 2-rank DCP checkpoint (sharded model and optimizer state) loads into an unsharded model and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -179,7 +180,7 @@ def test_train_muon_experiment_quick(tmp_path, monkeypatch):
     assert len(free) == len(clipped) == clip["steps"]
     first = next(t for t, v in enumerate(free) if v > tau)
     assert clipped[: first + 1] == free[: first + 1]
-    growth = max(b - a for a, b in zip(free, free[1:], strict=False))
+    growth = max(b - a for a, b in itertools.pairwise(free))
     assert max(clipped[first + 1 :]) <= tau + growth < max(free)
     methods = tables.read_csv(results / "train_muon.methods.csv")
     assert sorted((r["task"], r["method"]) for r in methods) == sorted(

@@ -350,16 +350,23 @@ class Muon(torch.optim.Optimizer):
                 checked.append((name, p, g))
         if not checked:
             return
-        # non-finite entries per gradient: one reduction each on the local data; for DTensor (FSDP2) gradients the
-        # counts of every rank are summed in one all_reduce, so that every rank raises, or none does
-        bad = torch.stack([(~torch.isfinite(_local(g))).sum().cpu() for _, _, g in checked])
-        if any(is_dtensor(g) for _, _, g in checked) and dist.is_initialized():
-            dist.all_reduce(bad)
-        if bool(bad.any()):
-            i = int(torch.nonzero(bad)[0])
+        # non-finite entries per gradient, on the local data (one transfer to the host for all of them); a DTensor
+        # (FSDP2) gradient's pieces live on several ranks, so the counts are max-reduced over its mesh: every rank
+        # raises, or none does
+        local = [(~torch.isfinite(_local(g))).sum() for _, _, g in checked]
+        bad = torch.stack([c.to(local[0].device) for c in local])
+        anywhere = bad.clone()
+        meshes = {id(g.device_mesh): g.device_mesh for _, _, g in checked if is_dtensor(g)}
+        for mesh in meshes.values():
+            for dim in range(mesh.ndim):
+                dist.all_reduce(anywhere, op=dist.ReduceOp.MAX, group=mesh.get_group(dim))
+        bad, anywhere = bad.cpu(), anywhere.cpu()
+        if bool(anywhere.any()):
+            i = int(torch.nonzero(anywhere)[0])
             name, p, g = checked[i]
+            where = f"{int(bad[i])} in this rank's piece" if is_dtensor(g) else str(int(bad[i]))
             raise ValueError(
-                f"gradient of parameter {name!r} (shape {tuple(p.shape)}) has {int(bad[i])} non-finite "
+                f"gradient of parameter {name!r} (shape {tuple(p.shape)}) has {where} non-finite "
                 f"entries of {g.numel()}; nothing was updated"
             )
 

@@ -11,10 +11,21 @@ Learning rates come from a one-seed sweep (AdamW over {1e-3, 3e-3, 1e-2, 3e-2}: 
 Muon over {0.01, 0.02, 0.05} with its auxiliary AdamW at 1e-2: 0.02).  Newton–Schulz runs in bfloat16,
 as in Muon (at these sizes, <= 192 x 48, bf16 costs the CPU about 1.5x the time of float32).
 
+Two more comparisons on the same problems:
+
+- **MuonClip** (``clip``): modular addition with a Muon step large enough (lr 0.05, no weight decay) that the
+  attention logits keep growing; Muon alone vs Muon with QK-Clip (Kimi K2, arXiv:2507.20534, Sec. 2.1) at
+  threshold ``tau``.  ``train_muon.logits.csv``: the largest logit ``q.k/sqrt(d)`` over all heads and the loss at
+  every step.
+- **Evaluation method** (``methods``): Muon (Jordan's coefficients) with the Newton–Schulz schedule evaluated
+  the standard way or in the Gram form (``nsiter.evaluate.orthogonalize(method=...)``); the same seeds, so the
+  loss curves can be compared with the seed-to-seed spread, and the median wall time of ``optimizer.step()``.
+  ``train_muon.methods.csv``: one row per run.
+
 Outputs: loss curves (``train_muon.csv``), per-run summary (``train_muon.summary.csv``: steps to the
 target loss, final loss, held-out loss/accuracy, wall time), and the singular-value spectra of the
 momentum matrices Muon orthogonalized (``train_muon.spectra.csv``, readable by
-``nsiter.spectra.load_spectra`` / ``measured_interval`` / ``measured_matrix``).
+``nsiter.spectra.load_spectra`` / ``measured_interval`` / ``measured_matrix``); the two tables above.
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ if __package__ in (None, ""):  # run as `python experiments/NAME.py`: make the r
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import statistics
+from collections.abc import Sequence
 
 import torch
 
@@ -62,6 +74,15 @@ PARAMS = {
     "spectra_optimizer": "muon:muon",
     "spectra_seed": 0,
     "spectra_steps": [1, 10, 50, 150],
+    "clip": {
+        "task": "modadd",
+        "optimizer": "muon:muon",
+        "lr": 0.05,
+        "steps": 300,
+        "taus": [None, 30.0],
+        "seeds": [0, 1, 2],
+    },
+    "methods": {"optimizer": "muon:muon", "methods": ["standard", "gram"]},
 }
 QUICK = {
     "optimizers": ["adamw", "muon:muon"],
@@ -71,6 +92,14 @@ QUICK = {
     },
     "seeds": [0],
     "spectra_steps": [1, 10],
+    "clip": {
+        "task": "modadd",
+        "optimizer": "muon:muon",
+        "lr": 0.1,
+        "steps": 12,
+        "taus": [None, 1.5],
+        "seeds": [0],
+    },
 }
 
 LABELS = {"adamw": "AdamW", "muon:muon": "Muon (Jordan)", "muon:polar-express-5": "Muon (Polar Express 5)"}
@@ -121,6 +150,59 @@ def _run(ctx, task: str, opt: str, seed: int) -> list[dict]:
     return rows
 
 
+def _run_clip(ctx, tau: float | None, seed: int) -> list[dict]:
+    """Muon with or without QK-Clip at ``tau``: the largest attention logit and the loss at every step."""
+    p, c = ctx.params, ctx.params["clip"]
+    spec = p["tasks"][c["task"]]
+    res = train(
+        c["task"],
+        c["optimizer"],
+        seed=seed,
+        steps=c["steps"],
+        lr=c["lr"],
+        adam_lr=p["adam_lr"],
+        config=spec["config"],
+        dtype=p["ns_dtype"],
+        qk_clip_tau=tau,
+    )
+    return [
+        {"table": "logits", "tau": tau, "seed": seed, "step": t + 1, "max_logit": m, "loss": v}
+        for t, (m, v) in enumerate(zip(res.max_logits, res.losses, strict=True))
+    ]
+
+
+def _run_method(ctx, task: str, method: str, seed: int) -> list[dict]:
+    """Muon with the schedule evaluated by ``method``: steps to target, final loss, optimizer-step time."""
+    p = ctx.params
+    spec = p["tasks"][task]
+    opt = p["methods"]["optimizer"]
+    res = train(
+        task,
+        opt,
+        seed=seed,
+        steps=spec["steps"],
+        lr=p["lr"],
+        adam_lr=p["adam_lr"],
+        weight_decay=p["weight_decay"],
+        config=spec["config"],
+        dtype=p["ns_dtype"],
+        method=method,
+    )
+    return [
+        {
+            "table": "methods",
+            "task": task,
+            "optimizer": opt,
+            "method": method,
+            "seed": seed,
+            "steps_to_target": res.steps_to(spec["target"]),
+            "final_loss": statistics.fmean(res.losses[-10:]),
+            "step_ms_median": 1e3 * statistics.median(res.step_seconds),
+            "seconds": res.seconds,
+        }
+    ]
+
+
 def compute(ctx) -> dict:
     p = ctx.params
     threads = torch.get_num_threads()
@@ -131,13 +213,72 @@ def compute(ctx) -> dict:
             for opt in p["optimizers"]:
                 for seed in p["seeds"]:
                     rows += ctx.unit((task, opt, seed), lambda t=task, o=opt, s=seed: _run(ctx, t, o, s))
+        for tau in p["clip"]["taus"]:
+            for seed in p["clip"]["seeds"]:
+                rows += ctx.unit(("clip", tau, seed), lambda u=tau, s=seed: _run_clip(ctx, u, s))
+        for task in p["tasks"]:
+            for method in p["methods"]["methods"]:
+                for seed in p["seeds"]:
+                    rows += ctx.unit(
+                        ("method", task, method, seed),
+                        lambda t=task, m=method, s=seed: _run_method(ctx, t, m, s),
+                    )
     finally:
         torch.set_num_threads(threads)
-    tables: dict[str, list[dict]] = {"main": [], "summary": [], "spectra": []}
+    tables: dict[str, list[dict]] = {"main": [], "summary": [], "spectra": [], "logits": [], "methods": []}
     for r in rows:
         name = r.pop("table")
         tables["main" if name == "curves" else name].append(r)
     return tables
+
+
+def clip_table(rows: list[dict], steps: Sequence[int]) -> list[dict]:
+    """Per threshold (None: no clip) and chosen step: the median and range over seeds of the largest logit and
+    the median loss."""
+    out = []
+    for tau in dict.fromkeys(r["tau"] for r in rows):
+        for step in steps:
+            at = [r for r in rows if r["tau"] == tau and r["step"] == step]
+            if not at:
+                continue
+            logits = [r["max_logit"] for r in at]
+            out.append(
+                {
+                    "tau": tau,
+                    "step": step,
+                    "max_logit_median": statistics.median(logits),
+                    "max_logit_min": min(logits),
+                    "max_logit_max": max(logits),
+                    "loss_median": statistics.median(r["loss"] for r in at),
+                }
+            )
+    return out
+
+
+def method_table(rows: list[dict]) -> list[dict]:
+    """Per (task, method): median and range over seeds of the final loss, median optimizer-step time, and the
+    final loss paired with the same seed's first method (the seed-to-seed spread is the min-max range)."""
+    out = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        methods = list(dict.fromkeys(r["method"] for r in rows if r["task"] == task))
+        base = {r["seed"]: r["final_loss"] for r in rows if r["task"] == task and r["method"] == methods[0]}
+        for method in methods:
+            runs = [r for r in rows if r["task"] == task and r["method"] == method]
+            finals = [r["final_loss"] for r in runs]
+            d = paired_difference({r["seed"]: r["final_loss"] for r in runs}, base)
+            out.append(
+                {
+                    "task": task,
+                    "method": method,
+                    "seeds": len(runs),
+                    "final_median": statistics.median(finals),
+                    "final_min": min(finals),
+                    "final_max": max(finals),
+                    "paired_median": None if d is None or method == methods[0] else d.median,
+                    "step_ms": statistics.median(r["step_ms_median"] for r in runs),
+                }
+            )
+    return out
 
 
 def _summary(rows: list[dict]) -> list[dict]:
@@ -244,6 +385,32 @@ def plot(tables, ctx):
             ax.set_title(f"{task}: momentum spectra (one line per matrix)")
             ax.legend()
         figs["spectra"] = fig2
+
+    logits = tables.get("logits", [])
+    if logits:
+        fig3, (ax_l, ax_s) = plt.subplots(1, 2, figsize=(8.8, 3.3), layout="constrained")
+        for tau in dict.fromkeys(r["tau"] for r in logits):
+            label = "Muon" if tau is None else rf"MuonClip ($\tau = {tau:g}$)"
+            for ax, column in ((ax_l, "max_logit"), (ax_s, "loss")):
+                runs: dict[int, list[float]] = {}
+                for r in logits:
+                    if r["tau"] == tau:
+                        runs.setdefault(r["seed"], []).append(r[column])
+                y = np.array(list(runs.values()))
+                steps = np.arange(1, y.shape[1] + 1)
+                (line,) = ax.plot(steps, np.median(y, axis=0), label=label)
+                ax.fill_between(steps, y.min(axis=0), y.max(axis=0), color=line.get_color(), alpha=0.2, lw=0)
+            if tau is not None:
+                ax_l.axhline(tau, color="0.4", ls="--", lw=0.8)
+        ax_l.set_xlabel("step")
+        ax_l.set_ylabel(r"largest attention logit $\max_h S^h_{\max}$")
+        ax_s.set_xlabel("step")
+        ax_s.set_ylabel("training loss")
+        ax_s.set_yscale("log")
+        task = ctx.params["clip"]["task"]
+        ax_l.set_title(f"{task}, Muon lr {ctx.params['clip']['lr']:g} (median, min-max over seeds)")
+        ax_l.legend()
+        figs["clip"] = fig3
     return figs
 
 
@@ -268,6 +435,20 @@ def numbers(tables) -> dict:
         out[stem + "Final"] = s["final_median"]
         if s["paired_median"] is not None:
             out[stem + "PairedSteps"] = s["paired_median"]
+    logits = tables.get("logits", [])
+    for tau in dict.fromkeys(r["tau"] for r in logits):
+        stem = "trainClipFree" if tau is None else "trainClip"
+        runs = [r for r in logits if r["tau"] == tau]
+        last = max(r["step"] for r in runs)
+        out[stem + "FinalLogit"] = statistics.median(r["max_logit"] for r in runs if r["step"] == last)
+        out[stem + "PeakLogit"] = max(r["max_logit"] for r in runs)
+        out[stem + "FinalLoss"] = statistics.median(r["loss"] for r in runs if r["step"] == last)
+        if tau is not None:
+            out["trainClipTau"] = tau
+    for m in method_table(tables.get("methods", [])):
+        stem = "train" + _macro(m["task"]) + _macro(m["method"])
+        out[stem + "StepMs"] = m["step_ms"]
+        out[stem + "FinalLoss"] = m["final_median"]
     if tables.get("spectra"):
         lo, hi = measured_interval(tables["spectra"])
         out["trainSpectrumLo"], out["trainSpectrumHi"] = lo, hi
@@ -307,7 +488,31 @@ def latex(tables) -> dict:
         ("time", "wall (s)", None),
         ("cpu", "CPU (s)", None),
     ]
-    return {"table": latex_table(rows, cols, align="llrrrrr")}
+    out = {"table": latex_table(rows, cols, align="llrrrrr")}
+    logits = tables.get("logits", [])
+    if logits:
+        last = max(r["step"] for r in logits)
+        marks = sorted({1, *range(50, last + 1, 50), last})
+        clip_rows = clip_table(logits, marks)
+        for r in clip_rows:
+            r["run"] = "Muon" if r["tau"] is None else f"MuonClip, $\\tau = {r['tau']:g}$"
+            r["logit"] = f"{r['max_logit_median']:.1f} [{r['max_logit_min']:.1f}, {r['max_logit_max']:.1f}]"
+            r["loss"] = f"${tex_number(r['loss_median'], 2)}$"
+        clip_cols = [("run", "optimizer", None), ("step", "step", None), ("logit", "largest logit", None)]
+        out["clip"] = latex_table(clip_rows, [*clip_cols, ("loss", "loss", None)], align="lrrr")
+    methods = method_table(tables.get("methods", []))
+    if methods:
+        for r in methods:
+            r["final"] = (
+                f"${tex_number(r['final_median'], 2)}$ [${tex_number(r['final_min'], 2)}$, "
+                f"${tex_number(r['final_max'], 2)}$]"
+            )
+            r["paired"] = "" if r["paired_median"] is None else f"${tex_number(r['paired_median'], 2)}$"
+            r["ms"] = f"{r['step_ms']:.2f}"
+        method_cols = [("task", "task", None), ("method", "evaluation", None), ("final", "final loss", None)]
+        method_cols += [("paired", "vs first (same seed)", None), ("ms", "step (ms)", None)]
+        out["methods"] = latex_table(methods, method_cols, align="llrrr")
+    return out
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nsiter.optim.clip import AttentionHeads, MaxLogitRecorder, QKClip
 from nsiter.optim.muon import MuonWithAuxAdam
 from nsiter.optim.spectra import momentum_spectra
 from nsiter.registry import load_schedule
@@ -36,8 +37,11 @@ from nsiter.schedule import Schedule
 __all__ = [
     "MLP",
     "TASKS",
+    "ScaledDotProductAttention",
     "TinyTransformer",
     "TrainResult",
+    "attention_clip",
+    "attention_recorders",
     "make_optimizer",
     "modular_addition",
     "parse_schedule_spec",
@@ -86,6 +90,23 @@ def teacher_classification(
 
 
 # ----------------------------------------------------------------------------------------------- models
+class ScaledDotProductAttention(nn.Module):
+    """``F.scaled_dot_product_attention`` as a module, so a forward hook sees its ``q, k`` (e.g.
+    :class:`nsiter.optim.MaxLogitRecorder` for QK-Clip)."""
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        dropout_p: float = 0.0,
+        is_causal: bool = False,
+        scale: float | None = None,
+    ) -> torch.Tensor:
+        return F.scaled_dot_product_attention(query, key, value, attn_mask, dropout_p, is_causal, scale=scale)
+
+
 class _Block(nn.Module):
     """Pre-norm transformer block: ``x + Attn(LN x)``, then ``x + MLP(LN x)`` (Xiong et al. 2020)."""
 
@@ -94,6 +115,7 @@ class _Block(nn.Module):
         self.heads = heads
         self.ln1 = nn.LayerNorm(d)
         self.q, self.k, self.v, self.o = (nn.Linear(d, d, bias=False) for _ in range(4))
+        self.attend = ScaledDotProductAttention()
         self.ln2 = nn.LayerNorm(d)
         self.up = nn.Linear(d, mlp, bias=False)
         self.down = nn.Linear(mlp, d, bias=False)
@@ -104,7 +126,7 @@ class _Block(nn.Module):
         q, k, v = (
             f(h).view(b, t, self.heads, d // self.heads).transpose(1, 2) for f in (self.q, self.k, self.v)
         )
-        att = F.scaled_dot_product_attention(q, k, v)
+        att = self.attend(q, k, v)
         x = x + self.o(att.transpose(1, 2).reshape(b, t, d))
         return x + self.down(F.gelu(self.up(self.ln2(x))))
 
@@ -166,12 +188,18 @@ def make_optimizer(
     adam_lr: float,
     weight_decay: float = 0.0,
     dtype: torch.dtype | str = torch.bfloat16,
+    method: str = "auto",
+    qk_clip: QKClip | None = None,
 ) -> torch.optim.Optimizer:
     """``"adamw"`` -> ``torch.optim.AdamW(lr=adam_lr, betas=(0.9, 0.95))`` on everything;
-    ``"muon:SCHEDULE"`` (or ``"muon:SCHEDULE@K"``, see :func:`parse_schedule_spec`) -> :class:`MuonWithAuxAdam` (Muon ``lr`` with Jordan's scaling; AdamW ``adam_lr`` on the
-    embeddings, ``head``, biases and gains; Newton–Schulz in ``dtype``).  Weight decay applies to both parts.
+    ``"muon:SCHEDULE"`` (or ``"muon:SCHEDULE@K"``, see :func:`parse_schedule_spec`) -> :class:`MuonWithAuxAdam`
+    (Muon ``lr`` with Jordan's scaling; AdamW ``adam_lr`` on the embeddings, ``head``, biases and gains;
+    Newton–Schulz in ``dtype`` evaluated by ``method``; MuonClip when ``qk_clip`` is given, see
+    :func:`attention_clip`).  Weight decay applies to both parts.
     """
     if spec == "adamw":
+        if qk_clip is not None:
+            raise ValueError("qk_clip is a Muon option (MuonClip); use a 'muon:SCHEDULE' optimizer")
         return torch.optim.AdamW(model.parameters(), lr=adam_lr, betas=(0.9, 0.95), weight_decay=weight_decay)
     if spec.startswith("muon:"):
         return MuonWithAuxAdam(
@@ -183,8 +211,20 @@ def make_optimizer(
             adam_weight_decay=weight_decay,
             adam_names=("head",),
             dtype=dtype,
+            method=method,
+            qk_clip=qk_clip,
         )
     raise ValueError(f"optimizer must be 'adamw' or 'muon:SCHEDULE', got {spec!r}")
+
+
+def attention_recorders(model: nn.Module) -> list[tuple[_Block, MaxLogitRecorder]]:
+    """A :class:`MaxLogitRecorder` on the attention of every transformer block of ``model`` (none for an MLP)."""
+    return [(m, MaxLogitRecorder(m.attend)) for m in model.modules() if isinstance(m, _Block)]
+
+
+def attention_clip(recorders: Sequence[tuple[_Block, MaxLogitRecorder]], tau: float) -> QKClip:
+    """QK-Clip (Kimi K2) at threshold ``tau`` over the blocks' query and key projections, fed by ``recorders``."""
+    return QKClip([AttentionHeads(b.q.weight, b.k.weight, b.heads, rec) for b, rec in recorders], tau)
 
 
 # ----------------------------------------------------------------------------------------------- training
@@ -192,7 +232,9 @@ def make_optimizer(
 class TrainResult:
     """What :func:`train` measured.  ``losses[t]`` is the training (mini-)batch loss before step ``t + 1``;
     ``seconds`` is the wall time of the training loop and ``cpu_seconds`` its process CPU time (the steadier
-    number on a shared machine)."""
+    number on a shared machine); ``step_seconds[t]`` the wall time of ``optimizer.step()`` alone at step ``t + 1``;
+    ``max_logits[t]`` the largest attention logit ``q.k/sqrt(d)`` over all heads in the forward pass before step
+    ``t + 1`` (transformers only: empty for an MLP)."""
 
     task: str
     optimizer: str
@@ -203,6 +245,8 @@ class TrainResult:
     seconds: float
     cpu_seconds: float = 0.0
     spectra: list[dict[str, Any]] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    max_logits: list[float] = field(default_factory=list)
 
     def steps_to(self, target: float) -> int | None:
         """First step count after which the training loss is <= ``target`` (None if never)."""
@@ -240,6 +284,8 @@ def train(
     record_spectra_at: Sequence[int] = (),
     config: dict[str, Any] | None = None,
     dtype: torch.dtype | str = torch.bfloat16,
+    method: str = "auto",
+    qk_clip_tau: float | None = None,
 ) -> TrainResult:
     """Train ``task`` with ``optimizer`` for ``steps`` steps and return the measurements.
 
@@ -247,15 +293,32 @@ def train(
     buffers are recorded after the steps listed in ``record_spectra_at`` (Muon optimizers only).
     ``config`` overrides the task's sizes (``p``, ``d``, ``heads``; ``dim``, ``width``, ``depth``, ``batch``).
     ``dtype`` is Muon's Newton–Schulz precision (bf16 as in Muon; float32 is faster on CPUs without bf16 matrix
-    units, by 15-60x per product at 64-256 on this project's 2-core AMD EPYC).
+    units, by 15-60x per product at 64-256 on this project's 2-core AMD EPYC).  ``method`` is how Muon evaluates
+    its schedule (``"auto"``, ``"standard"``, ``"gram"``); ``qk_clip_tau`` turns Muon into MuonClip with that
+    threshold (transformers only).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps!r}")
     model, (xt, yt, xv, yv), batch = _setup(task, seed, config or {})
-    opt = make_optimizer(optimizer, model, lr=lr, adam_lr=adam_lr, weight_decay=weight_decay, dtype=dtype)
+    recorders = attention_recorders(model)
+    if qk_clip_tau is not None and not recorders:
+        raise ValueError(f"qk_clip_tau needs a model with attention; task {task!r} has none")
+    clip = attention_clip(recorders, qk_clip_tau) if qk_clip_tau is not None else None
+    opt = make_optimizer(
+        optimizer,
+        model,
+        lr=lr,
+        adam_lr=adam_lr,
+        weight_decay=weight_decay,
+        dtype=dtype,
+        method=method,
+        qk_clip=clip,
+    )
     names = {p: n for n, p in model.named_parameters()}
     gen = torch.Generator().manual_seed(seed + 1)
     losses: list[float] = []
+    step_seconds: list[float] = []
+    max_logits: list[float] = []
     spectra: list[dict[str, Any]] = []
     record = set(record_spectra_at)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -268,7 +331,13 @@ def train(
         loss = F.cross_entropy(model(xb), yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        opt.step()
+        if recorders:
+            max_logits.append(max(float(rec.value.max()) for _, rec in recorders))
+        s0 = time.perf_counter()
+        opt.step()  # MuonClip: clips by the maxima just read, then resets the recorders
+        step_seconds.append(time.perf_counter() - s0)
+        for _, rec in recorders:
+            rec.reset()
         losses.append(loss.item())
         if t + 1 in record and isinstance(opt, MuonWithAuxAdam):
             for row in momentum_spectra(opt, names):
@@ -278,4 +347,18 @@ def train(
         logits = model(xv)
         val_loss = float(F.cross_entropy(logits, yv))
         val_acc = float((logits.argmax(dim=1) == yv).float().mean())
-    return TrainResult(task, optimizer, seed, losses, val_loss, val_acc, seconds, cpu_seconds, spectra)
+    for _, rec in recorders:
+        rec.remove()
+    return TrainResult(
+        task,
+        optimizer,
+        seed,
+        losses,
+        val_loss,
+        val_acc,
+        seconds,
+        cpu_seconds,
+        spectra,
+        step_seconds,
+        max_logits,
+    )

@@ -10,7 +10,9 @@ import torch
 from torch import nn
 from torch.optim import _muon as torch_muon
 
-from nsiter.optim import Muon, MuonWithAuxAdam, muon_param_groups, update_scale
+import nsiter.optim.muon as muon_module
+from nsiter.evaluate import orthogonalize
+from nsiter.optim import METHODS, Muon, MuonWithAuxAdam, muon_param_groups, update_scale
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
 from nsiter.schedule import Normalization, Provenance, Schedule
@@ -245,3 +247,34 @@ def test_state_dict_round_trip_continues_identically():
         assert torch.equal(a, b)
     assert opt.param_groups[0]["schedule"]["name"] == "polar-express-5"
     assert opt.schedule_of(opt.param_groups[0]).name == "polar-express-5"
+
+
+@pytest.mark.skipif(not muon_module._HAS_METHOD, reason="the Gram evaluator (branch gram) is not merged yet")
+@pytest.mark.parametrize("method", METHODS)
+def test_method_reaches_the_evaluator(method):
+    # each group's method is the evaluator's: one step's update is -lr s(m, n) orthogonalize(U, method=...), with
+    # U the Nesterov momentum (1 - mu) G + mu B, B = (1 - mu) G at the first step; the stored restarts apply
+    torch.manual_seed(3)
+    w0 = torch.randn(40, 12, dtype=torch.float64)
+    g = torch.randn(40, 12, dtype=torch.float64)
+    w = w0.clone().requires_grad_()
+    opt = Muon([w], lr=0.1, schedule="polar-express-gram", dtype=torch.float32, method=method)
+    w.grad = g.clone()
+    opt.step()
+    mu = 0.95
+    U = g.lerp(torch.zeros_like(g).lerp_(g, 1 - mu), mu)  # torch.optim.Muon's arithmetic, as in Muon
+    ortho = orthogonalize(U, load_schedule("polar-express-gram"), dtype=torch.float32, method=method)
+    torch.testing.assert_close(
+        w.detach(), w0 - 0.1 * update_scale("jordan", 40, 12) * ortho, rtol=0, atol=1e-15
+    )
+    assert opt.state_dict()["param_groups"][0]["method"] == method
+
+
+def test_method_per_group_and_bad_method():
+    a, b = torch.zeros(8, 4, requires_grad=True), torch.zeros(4, 8, requires_grad=True)
+    opt = Muon([{"params": [a], "method": "gram"}, {"params": [b]}], lr=0.1, method="standard")
+    assert [g["method"] for g in opt.param_groups] == ["gram", "standard"]
+    with pytest.raises(ValueError, match="method must be one of"):
+        Muon([a], lr=0.1, method="fast")
+    with pytest.raises(ValueError, match="method must be one of"):
+        opt.add_param_group({"params": [torch.zeros(3, 3, requires_grad=True)], "method": "newton"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -166,7 +167,26 @@ def test_train_muon_experiment_quick(tmp_path, monkeypatch):
     assert all(np.sum(s.x**2) == pytest.approx(1.0, rel=1e-9) for s in spectra)
     assert (tmp_path / "figures" / "train_muon.pdf").is_file()
     assert (tmp_path / "figures" / "train_muon-spectra.png").is_file()
-    assert "trainTeacherAdamwSteps" in (tmp_path / "paper" / "generated" / "train_muon.tex").read_text()
+    assert (tmp_path / "figures" / "train_muon-clip.png").is_file()
+    macros = (tmp_path / "paper" / "generated" / "train_muon.tex").read_text()
+    assert "trainTeacherAdamwSteps" in macros
+    assert "trainClipFreePeakLogit" in macros and "trainModaddGramStepMs" in macros
+    # MuonClip: the same run as Muon until a head's logit first passes tau, bounded after it by one step's growth
+    clip = train_muon.QUICK["clip"]
+    logits = tables.read_csv(results / "train_muon.logits.csv")
+    free = [r["max_logit"] for r in logits if r["tau"] is None]
+    clipped = [r["max_logit"] for r in logits if r["tau"] is not None]
+    tau = clip["taus"][1]
+    assert len(free) == len(clipped) == clip["steps"]
+    first = next(t for t, v in enumerate(free) if v > tau)
+    assert clipped[: first + 1] == free[: first + 1]
+    growth = max(b - a for a, b in itertools.pairwise(free))
+    assert max(clipped[first + 1 :]) <= tau + growth < max(free)
+    methods = tables.read_csv(results / "train_muon.methods.csv")
+    assert sorted((r["task"], r["method"]) for r in methods) == sorted(
+        (t, m) for t in train_muon.QUICK["tasks"] for m in train_muon.PARAMS["methods"]["methods"]
+    )
+    assert all(r["step_ms_median"] > 0 for r in methods)
 
 
 def test_shipped_spectra_are_the_training_experiments_recording():

@@ -28,33 +28,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from nsiter.optim.muon import MuonWithAuxAdam, _as_matrix
+from nsiter.optim.fsdp import assign_owners, matrix_cost
+from nsiter.optim.muon import MuonWithAuxAdam
 
 __all__ = ["DistributedMuon", "assign_owners"]
 
 
 def _cost(p: torch.Tensor, use_muon: bool) -> int:
-    if use_muon:
-        rows, cols = _as_matrix(p).shape
-        return rows * cols * min(rows, cols)
-    return p.numel()
-
-
-def assign_owners(costs: list[int], world_size: int) -> list[int]:
-    """Longest-processing-time assignment: owner rank of each item, largest cost first onto the least-loaded rank.
-
-    Ties break by the item's index and then by the lowest rank, so every rank computes the same assignment.
-    The makespan is at most ``4/3 - 1/(3 m)`` times the optimum (Graham 1969).
-    """
-    if world_size < 1:
-        raise ValueError(f"world_size must be >= 1, got {world_size!r}")
-    load = [0] * world_size
-    owner = [0] * len(costs)
-    for i in sorted(range(len(costs)), key=lambda i: (-costs[i], i)):
-        r = min(range(world_size), key=lambda r: (load[r], r))
-        owner[i] = r
-        load[r] += costs[i]
-    return owner
+    return matrix_cost(p.shape) if use_muon else p.numel()
 
 
 class DistributedMuon(MuonWithAuxAdam):
@@ -106,6 +87,8 @@ class DistributedMuon(MuonWithAuxAdam):
         items = [(g, p) for g in self.param_groups for p in g["params"]]
         live = [(g, p, o) for (g, p), o in zip(items, owners, strict=True) if p.grad is not None]
         if not live:
+            if self.qk_clip is not None:
+                self.qk_clip.apply()
             return loss
         dtype = live[0][1].dtype
         for _, p, _ in live:
@@ -131,6 +114,8 @@ class DistributedMuon(MuonWithAuxAdam):
             if o != rank:
                 p.copy_(gathered[o][offsets[o] : offsets[o] + n].view_as(p))
             offsets[o] += n
+        if self.qk_clip is not None:  # after the all-gather, on every rank alike (maxima all-reduced)
+            self.qk_clip.apply()
         return loss
 
     def consolidated_state_dict(self) -> dict[str, Any]:

@@ -35,18 +35,26 @@ Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, arXiv:1
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from nsiter.evaluate import orthogonalize
+from nsiter.optim.clip import QKClip
+from nsiter.optim.fsdp import ShardLayout, apply_on_owners, is_dtensor, redistribute_like, shard_layout
 from nsiter.registry import load_schedule
 from nsiter.schedule import Schedule
 
-__all__ = ["ADJUST_LR", "Muon", "MuonWithAuxAdam", "muon_param_groups", "update_scale"]
+__all__ = ["ADJUST_LR", "METHODS", "Muon", "MuonWithAuxAdam", "muon_param_groups", "update_scale"]
+
+# how orthogonalize evaluates the schedule (nsiter.evaluate.orthogonalize's ``method``)
+METHODS = ("auto", "standard", "gram")
+_HAS_METHOD = "method" in inspect.signature(orthogonalize).parameters  # until the Gram evaluator is merged
 
 # accepted names for the update-scaling convention -> canonical name (torch's names are aliases)
 ADJUST_LR: dict[str | None, str | None] = {
@@ -88,6 +96,17 @@ def _canonical_adjust(adjust_lr: str | None) -> str | None:
 def _schedule_dict(schedule: str | Any) -> dict[str, Any]:
     """Resolve a registry name, schedule file or ``Schedule`` into its JSON dict (what the state_dict keeps)."""
     return load_schedule(schedule).to_dict()
+
+
+def _check_method(method: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
+
+
+def _local(t: torch.Tensor) -> torch.Tensor:
+    """The local piece of a DTensor (a view: in-place updates reach the DTensor), else ``t`` itself."""
+    return t.to_local() if is_dtensor(t) else t
 
 
 def _dtype_name(dtype: torch.dtype | str) -> str:
@@ -139,7 +158,18 @@ class Muon(torch.optim.Optimizer):
         adjust_lr: ``"jordan"`` | ``"moonlight"`` | ``None`` (torch's ``"original"`` / ``"match_rms_adamw"``
             are accepted as aliases).
         dtype: precision of the Newton–Schulz iteration (bf16 as in Muon).
+        method: how the schedule is evaluated (:func:`nsiter.evaluate.orthogonalize`'s ``method``): ``"auto"``
+            (default: the Gram form where it is accurate and cheaper), ``"standard"`` or ``"gram"``; settable per
+            group.  A schedule's stored Gram restarts apply.
+        qk_clip: a :class:`nsiter.optim.QKClip` applied after every step (MuonClip, Kimi K2), or None.
         names: optional ``{param: name}`` used in error messages.
+
+    **FSDP2.** Parameters sharded by ``torch.distributed.fsdp.fully_shard`` (DTensors split along one mesh
+    dimension) are stepped on their shards: the momentum stays a sharded DTensor, each matrix's Nesterov input is
+    assembled on one owner rank (balanced by :func:`nsiter.optim.fsdp.assign_owners`), orthogonalized there only,
+    and the owner's result is scattered back (:func:`nsiter.optim.fsdp.apply_on_owners`); AdamW parameters are
+    stepped on their local pieces.  ``step()`` is then a collective: call it on every rank.  See
+    docs/distributed.md.
 
     The param groups store the schedule as its JSON dict and the dtype by name, so ``state_dict()`` is plain data
     (loads with ``torch.load(..., weights_only=True)``) and records the coefficients that were used.
@@ -156,11 +186,15 @@ class Muon(torch.optim.Optimizer):
         adjust_lr: str | None = "jordan",
         *,
         dtype: torch.dtype | str = torch.bfloat16,
+        method: str = "auto",
         adam_betas: tuple[float, float] = (0.9, 0.95),
         adam_eps: float = 1e-8,
+        qk_clip: QKClip | None = None,
         names: dict[torch.Tensor, str] | None = None,
     ) -> None:
         _check_hyper(lr, momentum, weight_decay)
+        if qk_clip is not None and not isinstance(qk_clip, QKClip):
+            raise ValueError(f"qk_clip must be a nsiter.optim.QKClip or None, got {type(qk_clip).__name__}")
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -169,11 +203,13 @@ class Muon(torch.optim.Optimizer):
             "weight_decay": weight_decay,
             "adjust_lr": _canonical_adjust(adjust_lr),
             "dtype": _dtype_name(dtype),
+            "method": _check_method(method),
             "use_muon": True,
             "betas": tuple(adam_betas),
             "eps": adam_eps,
         }
         self._names = dict(names or {})
+        self.qk_clip = qk_clip
         self._schedules: dict[int, tuple[dict[str, Any], Schedule]] = {}
         super().__init__(params, defaults)
 
@@ -186,6 +222,8 @@ class Muon(torch.optim.Optimizer):
             group["adjust_lr"] = _canonical_adjust(group["adjust_lr"])
         if "dtype" in group:
             group["dtype"] = _dtype_name(group["dtype"])
+        if "method" in group:
+            _check_method(group["method"])
         super().add_param_group(group)
         group = self.param_groups[-1]
         _check_hyper(group["lr"], group["momentum"], group["weight_decay"])
@@ -216,10 +254,16 @@ class Muon(torch.optim.Optimizer):
         buf = state["momentum_buffer"]
         mu = group["momentum"]
         buf.lerp_(grad, 1.0 - mu)  # B_t = mu B_{t-1} + (1 - mu) G_t
-        ortho = orthogonalize(
-            newton_schulz_input(group, grad, buf), self.schedule_of(group), dtype=_DTYPES[group["dtype"]]
-        )
-        return ortho.reshape(p.shape)
+        U = newton_schulz_input(group, grad, buf)
+        if is_dtensor(U):  # a layout apply_on_owners does not handle: every rank gathers and orthogonalizes
+            ortho = self.orthogonalize(group, U.full_tensor()).reshape(p.shape)
+            return redistribute_like(ortho, p)
+        return self.orthogonalize(group, U).reshape(p.shape)
+
+    def orthogonalize(self, group: dict[str, Any], U: torch.Tensor) -> torch.Tensor:
+        """``phi_T(U / ||U||)``: the group's schedule, precision and method applied to the matrix ``U``."""
+        kwargs = {"method": group.get("method", "auto")} if _HAS_METHOD else {}
+        return orthogonalize(U, self.schedule_of(group), dtype=_DTYPES[group["dtype"]], **kwargs)
 
     def _muon_step(self, group: dict[str, Any], p: torch.Tensor) -> None:
         ortho = self.orthogonalized_update(group, p)
@@ -228,12 +272,42 @@ class Muon(torch.optim.Optimizer):
         p.mul_(1.0 - lr * group["weight_decay"])
         p.add_(ortho.to(p.dtype), alpha=-lr * update_scale(group["adjust_lr"], rows, cols))
 
+    def _sharded_muon_steps(self, items: list[tuple[dict[str, Any], torch.Tensor, ShardLayout]]) -> list[int]:
+        """Muon on FSDP2 shards: momentum on the local pieces, each matrix orthogonalized by its owner only.
+
+        Every step of :meth:`_muon_step` is elementwise except the orthogonalization, so the local pieces carry
+        the momentum, the Nesterov input, weight decay and the update; :func:`apply_on_owners` assembles each
+        Nesterov input on its owner, orthogonalizes it there and returns every rank its piece.  Returns the
+        owners.
+        """
+        inputs = []
+        for group, p, _ in items:
+            state = self.state[p]
+            if "momentum_buffer" not in state:  # a DTensor sharded like p: the state stays sharded
+                state["momentum_buffer"] = torch.zeros_like(p.grad)
+            grad, buf = _local(p.grad), _local(state["momentum_buffer"])
+            mu = group["momentum"]
+            buf.lerp_(grad, 1.0 - mu)  # B_t = mu B_{t-1} + (1 - mu) G_t
+            inputs.append(grad.lerp(buf, mu) if group["nesterov"] else buf)
+
+        def orthogonalize_full(i: int, full: torch.Tensor) -> torch.Tensor:
+            return self.orthogonalize(items[i][0], _as_matrix(full)).reshape(full.shape)
+
+        results, owners = apply_on_owners(inputs, [lay for _, _, lay in items], orthogonalize_full)
+        for (group, p, lay), ortho in zip(items, results, strict=True):
+            rows = lay.shape[0]
+            cols = math.prod(lay.shape[1:])
+            lr = group["lr"]
+            local = _local(p)
+            local.mul_(1.0 - lr * group["weight_decay"])
+            local.add_(ortho.to(local.dtype), alpha=-lr * update_scale(group["adjust_lr"], rows, cols))
+        return owners
+
     def _adamw_step(self, group: dict[str, Any], p: torch.Tensor) -> None:
         """AdamW (Loshchilov & Hutter 2019) in torch.optim.AdamW's arithmetic:
 
         m_t = b1 m + (1-b1) g;  v_t = b2 v + (1-b2) g^2;  W <- (1 - lr wd) W - lr (m_t/(1-b1^t)) / (sqrt(v_t/(1-b2^t)) + eps)
         """
-        grad = p.grad
         state = self.state[p]
         if "step" not in state:
             state["step"] = torch.tensor(0.0)
@@ -243,13 +317,16 @@ class Muon(torch.optim.Optimizer):
         t = float(state["step"])
         beta1, beta2 = group["betas"]
         lr = group["lr"]
-        p.mul_(1.0 - lr * group["weight_decay"])
-        state["exp_avg"].lerp_(grad, 1.0 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        w, grad, m, v = p, p.grad, state["exp_avg"], state["exp_avg_sq"]
+        if is_dtensor(p) and p.grad.placements == p.placements:  # elementwise: on the local pieces
+            w, grad, m, v = (_local(x) for x in (w, grad, m, v))
+        w.mul_(1.0 - lr * group["weight_decay"])
+        m.lerp_(grad, 1.0 - beta1)
+        v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
         bias1 = 1.0 - beta1**t
         bias2_sqrt = math.sqrt(1.0 - beta2**t)
-        denom = (state["exp_avg_sq"].sqrt() / bias2_sqrt).add_(group["eps"])
-        p.addcdiv_(state["exp_avg"], denom, value=-lr / bias1)
+        denom = (v.sqrt() / bias2_sqrt).add_(group["eps"])
+        w.addcdiv_(m, denom, value=-lr / bias1)
 
     def check_gradients(self) -> None:
         """Raise ``ValueError`` naming the parameter if any gradient is sparse, misshapen or not finite.
@@ -257,6 +334,7 @@ class Muon(torch.optim.Optimizer):
         :meth:`step` calls this before it mutates anything, so a NaN or Inf gradient leaves the parameters and
         every momentum buffer as they were (otherwise a NaN in the buffer would poison every later step).
         """
+        checked: list[tuple[str, torch.Tensor, torch.Tensor]] = []
         for gi, group in enumerate(self.param_groups):
             for pi, p in enumerate(group["params"]):
                 g = p.grad
@@ -269,12 +347,28 @@ class Muon(torch.optim.Optimizer):
                     raise ValueError(
                         f"gradient of parameter {name!r} has shape {tuple(g.shape)}, not {tuple(p.shape)}"
                     )
-                if not bool(torch.isfinite(g).all()):
-                    bad = int((~torch.isfinite(g)).sum())
-                    raise ValueError(
-                        f"gradient of parameter {name!r} (shape {tuple(p.shape)}) has {bad} non-finite "
-                        f"entries of {g.numel()}; nothing was updated"
-                    )
+                checked.append((name, p, g))
+        if not checked:
+            return
+        # non-finite entries per gradient, on the local data (one transfer to the host for all of them); a DTensor
+        # (FSDP2) gradient's pieces live on several ranks, so the counts are max-reduced over its mesh: every rank
+        # raises, or none does
+        local = [(~torch.isfinite(_local(g))).sum() for _, _, g in checked]
+        bad = torch.stack([c.to(local[0].device) for c in local])
+        anywhere = bad.clone()
+        meshes = {id(g.device_mesh): g.device_mesh for _, _, g in checked if is_dtensor(g)}
+        for mesh in meshes.values():
+            for dim in range(mesh.ndim):
+                dist.all_reduce(anywhere, op=dist.ReduceOp.MAX, group=mesh.get_group(dim))
+        bad, anywhere = bad.cpu(), anywhere.cpu()
+        if bool(anywhere.any()):
+            i = int(torch.nonzero(anywhere)[0])
+            name, p, g = checked[i]
+            where = f"{int(bad[i])} in this rank's piece" if is_dtensor(g) else str(int(bad[i]))
+            raise ValueError(
+                f"gradient of parameter {name!r} (shape {tuple(p.shape)}) has {where} non-finite "
+                f"entries of {g.numel()}; nothing was updated"
+            )
 
     def update_parameter(self, group: dict[str, Any], p: torch.Tensor) -> None:
         """Apply one step to one parameter in place (Muon or AdamW according to its group)."""
@@ -287,16 +381,28 @@ class Muon(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One optimization step over every parameter that has a gradient (checked first: see ``check_gradients``)."""
+        """One optimization step over every parameter that has a gradient (checked first: see ``check_gradients``),
+        then QK-Clip when the optimizer has one.  Muon matrices sharded by FSDP2 are stepped together, each
+        orthogonalized on one owner rank (see the class docstring)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         self.check_gradients()
+        sharded = []
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad is not None:
+                if p.grad is None:
+                    continue
+                layout = shard_layout(p) if group["use_muon"] else None
+                if layout is not None and p.grad.placements == p.placements:
+                    sharded.append((group, p, layout))
+                else:
                     self.update_parameter(group, p)
+        if sharded:
+            self._sharded_muon_steps(sharded)
+        if self.qk_clip is not None:
+            self.qk_clip.apply()
         return loss
 
 
@@ -359,7 +465,8 @@ class MuonWithAuxAdam(Muon):
     Args:
         model_or_groups: an ``nn.Module`` (split by :func:`muon_param_groups` with ``adam_names``), explicit
             groups carrying ``use_muon`` (default True), or a list of matrices (all Muon).
-        lr, momentum, nesterov, schedule, weight_decay, adjust_lr, dtype: Muon's settings (see :class:`Muon`).
+        lr, momentum, nesterov, schedule, weight_decay, adjust_lr, dtype, method, qk_clip: Muon's settings (see
+            :class:`Muon`).
         adam_lr, adam_betas, adam_eps, adam_weight_decay: the AdamW group's settings.
         adam_names: qualified-name prefixes sent to AdamW (e.g. the output head).
     """
@@ -375,11 +482,13 @@ class MuonWithAuxAdam(Muon):
         adjust_lr: str | None = "jordan",
         *,
         dtype: torch.dtype | str = torch.bfloat16,
+        method: str = "auto",
         adam_lr: float = 3e-4,
         adam_betas: tuple[float, float] = (0.9, 0.95),
         adam_eps: float = 1e-8,
         adam_weight_decay: float = 0.0,
         adam_names: Sequence[str] = (),
+        qk_clip: QKClip | None = None,
     ) -> None:
         if isinstance(model_or_groups, nn.Module):
             groups = muon_param_groups(model_or_groups, adam_names=adam_names)
@@ -406,7 +515,9 @@ class MuonWithAuxAdam(Muon):
             weight_decay,
             adjust_lr,
             dtype=dtype,
+            method=method,
             adam_betas=adam_betas,
             adam_eps=adam_eps,
+            qk_clip=qk_clip,
             names=names,
         )

@@ -10,7 +10,6 @@ import torch
 from torch import nn
 from torch.optim import _muon as torch_muon
 
-import nsiter.optim.muon as muon_module
 from nsiter.evaluate import orthogonalize
 from nsiter.optim import METHODS, Muon, MuonWithAuxAdam, muon_param_groups, update_scale
 from nsiter.polynomial import OddPolynomial
@@ -249,7 +248,6 @@ def test_state_dict_round_trip_continues_identically():
     assert opt.schedule_of(opt.param_groups[0]).name == "polar-express-5"
 
 
-@pytest.mark.skipif(not muon_module._HAS_METHOD, reason="the Gram evaluator (branch gram) is not merged yet")
 @pytest.mark.parametrize("method", METHODS)
 def test_method_reaches_the_evaluator(method):
     # each group's method is the evaluator's: one step's update is -lr s(m, n) orthogonalize(U, method=...), with

@@ -35,7 +35,6 @@ Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, arXiv:1
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -44,17 +43,24 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from nsiter.dtypes import dtype_name
 from nsiter.evaluate import orthogonalize
+from nsiter.gram import METHODS  # how orthogonalize evaluates the schedule (its ``method``)
 from nsiter.optim.clip import QKClip
 from nsiter.optim.fsdp import ShardLayout, apply_on_owners, is_dtensor, redistribute_like, shard_layout
 from nsiter.registry import load_schedule
 from nsiter.schedule import Schedule
 
-__all__ = ["ADJUST_LR", "METHODS", "Muon", "MuonWithAuxAdam", "muon_param_groups", "update_scale"]
+__all__ = [
+    "ADJUST_LR",
+    "METHODS",
+    "Muon",
+    "MuonWithAuxAdam",
+    "as_matrix",
+    "muon_param_groups",
+    "update_scale",
+]
 
-# how orthogonalize evaluates the schedule (nsiter.evaluate.orthogonalize's ``method``)
-METHODS = ("auto", "standard", "gram")
-_HAS_METHOD = "method" in inspect.signature(orthogonalize).parameters  # until the Gram evaluator is merged
 
 # accepted names for the update-scaling convention -> canonical name (torch's names are aliases)
 ADJUST_LR: dict[str | None, str | None] = {
@@ -63,13 +69,6 @@ ADJUST_LR: dict[str | None, str | None] = {
     "moonlight": "moonlight",
     "match_rms_adamw": "moonlight",
     None: None,
-}
-
-_DTYPES = {
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-    "float32": torch.float32,
-    "float64": torch.float64,
 }
 
 
@@ -109,19 +108,12 @@ def _local(t: torch.Tensor) -> torch.Tensor:
     return t.to_local() if is_dtensor(t) else t
 
 
-def _dtype_name(dtype: torch.dtype | str) -> str:
-    for name, value in _DTYPES.items():
-        if dtype in (name, value):
-            return name
-    raise ValueError(f"orthogonalization dtype must be one of {sorted(_DTYPES)}, got {dtype!r}")
-
-
 def newton_schulz_input(group: dict[str, Any], grad: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
     """The matrix Muon orthogonalizes: ``(1 - mu) G_t + mu B_t`` (Nesterov) or ``B_t``, as a matrix."""
-    return _as_matrix(grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf)
+    return as_matrix(grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf)
 
 
-def _as_matrix(p: torch.Tensor) -> torch.Tensor:
+def as_matrix(p: torch.Tensor) -> torch.Tensor:
     """View a parameter (or its gradient) as the matrix Muon orthogonalizes: (out, prod(rest))."""
     return p.reshape(p.shape[0], -1)
 
@@ -202,7 +194,7 @@ class Muon(torch.optim.Optimizer):
             "schedule": _schedule_dict(schedule),
             "weight_decay": weight_decay,
             "adjust_lr": _canonical_adjust(adjust_lr),
-            "dtype": _dtype_name(dtype),
+            "dtype": dtype_name(dtype),
             "method": _check_method(method),
             "use_muon": True,
             "betas": tuple(adam_betas),
@@ -221,7 +213,7 @@ class Muon(torch.optim.Optimizer):
         if "adjust_lr" in group:
             group["adjust_lr"] = _canonical_adjust(group["adjust_lr"])
         if "dtype" in group:
-            group["dtype"] = _dtype_name(group["dtype"])
+            group["dtype"] = dtype_name(group["dtype"])
         if "method" in group:
             _check_method(group["method"])
         super().add_param_group(group)
@@ -262,12 +254,13 @@ class Muon(torch.optim.Optimizer):
 
     def orthogonalize(self, group: dict[str, Any], U: torch.Tensor) -> torch.Tensor:
         """``phi_T(U / ||U||)``: the group's schedule, precision and method applied to the matrix ``U``."""
-        kwargs = {"method": group.get("method", "auto")} if _HAS_METHOD else {}
-        return orthogonalize(U, self.schedule_of(group), dtype=_DTYPES[group["dtype"]], **kwargs)
+        return orthogonalize(
+            U, self.schedule_of(group), dtype=group["dtype"], method=group.get("method", "auto")
+        )
 
     def _muon_step(self, group: dict[str, Any], p: torch.Tensor) -> None:
         ortho = self.orthogonalized_update(group, p)
-        rows, cols = _as_matrix(p).shape
+        rows, cols = as_matrix(p).shape
         lr = group["lr"]
         p.mul_(1.0 - lr * group["weight_decay"])
         p.add_(ortho.to(p.dtype), alpha=-lr * update_scale(group["adjust_lr"], rows, cols))
@@ -291,7 +284,7 @@ class Muon(torch.optim.Optimizer):
             inputs.append(grad.lerp(buf, mu) if group["nesterov"] else buf)
 
         def orthogonalize_full(i: int, full: torch.Tensor) -> torch.Tensor:
-            return self.orthogonalize(items[i][0], _as_matrix(full)).reshape(full.shape)
+            return self.orthogonalize(items[i][0], as_matrix(full)).reshape(full.shape)
 
         results, owners = apply_on_owners(inputs, [lay for _, _, lay in items], orthogonalize_full)
         for (group, p, lay), ortho in zip(items, results, strict=True):

@@ -379,7 +379,7 @@ def _case(
     plan = evaluation_plan(G.shape, sched, dtype=dtype, device=dev)
     emulated = plan.kernel.emulated
     gemm_dtype = torch.float32 if emulated else dtype
-    for d in {gemm_dtype, dtype, torch.float16}:
+    for d in {gemm_dtype, dtype, torch.float16, torch.float32}:
         if d not in rates:
             rates[d] = _probe_rate(d, dev)
     flops = schedule_flops(sched, shape.m, shape.n, shape.count)

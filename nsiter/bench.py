@@ -1,8 +1,9 @@
 """Benchmark the evaluator: its default, each of its paths, the plain loop, bare matmuls, the SVD, the peer.
 
 For each shape and dtype, ``run_benchmark`` times (median of ``repeats`` calls after a warm-up, minimum
-also recorded; the variants are interleaved call by call so that a shared machine's load hits them
-alike, and the 1-minute load average is recorded with each row), all in one process:
+also recorded; the variants are interleaved call by call, in an order shuffled each round (seeded),
+so that a shared machine's load and cold caches hit them alike, and the 1-minute load average is
+recorded with each row), all in one process:
 
 - ``ours``: ``nsiter.orthogonalize(G, schedule, dtype=...)``, the default (``method="auto"``, measured
   kernels), normalization included; ``plan`` says what it ran (:func:`nsiter.evaluate.evaluation_plan`);
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -379,7 +381,7 @@ def _case(
     plan = evaluation_plan(G.shape, sched, dtype=dtype, device=dev)
     emulated = plan.kernel.emulated
     gemm_dtype = torch.float32 if emulated else dtype
-    for d in {gemm_dtype, dtype, torch.float16}:
+    for d in {gemm_dtype, dtype, torch.float16, torch.float32}:
         if d not in rates:
             rates[d] = _probe_rate(d, dev)
     flops = schedule_flops(sched, shape.m, shape.n, shape.count)
@@ -452,11 +454,14 @@ def _case(
         for _ in range(warmup if per_round < 5.0 else 0):
             outputs[name] = fn()
     svd_cap = max(1, reps // 2)  # SVD is slow and only needed to an order of magnitude
-    for _ in range(reps):
-        for name, fn in variants.items():
+    order = random.Random(0)
+    for _ in range(reps):  # shuffled each round: no variant always runs right after the SVD (whose MKL
+        names = list(variants)  # threads keep spinning for a while) or the peer
+        order.shuffle(names)
+        for name in names:
             if name == "svd" and len(times["svd"]) >= svd_cap:
                 continue
-            times[name].append(_time(fn, dev))
+            times[name].append(_time(variants[name], dev))
     med = {k: statistics.median(v) for k, v in times.items() if v}
     for k, v in times.items():
         if v:

@@ -62,7 +62,7 @@ _PROBE_MAX = 512  # native/emulated probes use at most this size (native bf16 ca
 _SYM_PROBE_MAX = 1024  # symmetric-product probes at most this size; larger classes reuse its verdict
 _SYM_MIN = 128  # below this the row blocks are too small to pay on any backend
 _SYM_GAIN = 1.05  # the blocked product must be at least this much faster to be used
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 
 _memory: dict[str, KernelChoice] = {}
 
@@ -239,21 +239,33 @@ def _probe_gemm(device: torch.device, dtype: torch.dtype, size: int) -> tuple[st
 def _probe_symmetric(
     device: torch.device, dtype: torch.dtype, size: int
 ) -> tuple[int | None, float, float | None]:
-    """Time the full ``A A`` against blocked symmetric products with 2, 4 and 8 row blocks."""
+    """Time full products against blocked symmetric ones with 2, 4 and 8 row blocks: a square ``A A``
+    (the Gram form's and Horner's products) plus an ``X X^T`` with ``X`` of shape ``(size, 2 size)``."""
     gen = torch.Generator().manual_seed(1)
     A = torch.randn(size, size, generator=gen, dtype=torch.float64).div_(math.sqrt(size))
     A = (A + A.mT).to(device, dtype)
+    X = torch.randn(size, 2 * size, generator=gen).div_(math.sqrt(size)).to(device, dtype)
     out = torch.empty_like(A)
     blocks = sorted({b for b in (size // 2, size // 4, size // 8) if b >= 32 and b % 32 == 0}, reverse=True)
-    fns = {"full": lambda: torch.mm(A, A, out=out)}
+
+    def full() -> None:
+        torch.mm(A, A, out=out)
+        torch.mm(X, X.mT, out=out)
+
+    fns = {"full": full}
     for b in blocks:
-        fns[str(b)] = lambda b=b: symmetric_mm(A, A, out, block=b)
+
+        def blocked(b: int = b) -> None:
+            symmetric_mm(A, A, out, block=b)
+            symmetric_mm(X, X.mT, out, block=b)
+
+        fns[str(b)] = blocked
     t = _best_ms(fns, device, repeats=5)
-    full = t.pop("full")
+    full_ms = t.pop("full")
     if not t:
-        return None, full, None
+        return None, full_ms, None
     best = min(t, key=t.get)
-    return (int(best) if full >= _SYM_GAIN * t[best] else None), full, t[best]
+    return (int(best) if full_ms >= _SYM_GAIN * t[best] else None), full_ms, t[best]
 
 
 def kernel_choice(

@@ -167,7 +167,7 @@ def _band_rows(ctx) -> list[dict]:
 def _projector_rows(ctx) -> list[dict]:
     p = muon_singular_values.PARAMS
     G = with_spectrum(*p["shape"], notes_spectrum(p), muon_singular_values.SEED)
-    X = orthogonalize(G, "muon", dtype=torch.bfloat16).to(torch.float64)
+    X = orthogonalize(G, "muon", dtype=torch.bfloat16, method="standard").to(torch.float64)
     eig_big = torch.linalg.eigvalsh(X @ X.T)
     eig_small = torch.linalg.eigvalsh(X.T @ X)
     return [{"gram": "X X^T (10x10)", "index": i, "eigenvalue": float(v)} for i, v in enumerate(eig_big)] + [

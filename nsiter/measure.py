@@ -320,6 +320,7 @@ def measure(
     keep_final: bool = False,
     emulate: bool | None = None,
     device: str | torch.device = "cpu",
+    method: str = "standard",
     **evaluator: Any,
 ) -> Measurement:
     """Run ``schedule`` on each matrix in ``dtype`` and measure every (or the final) iterate in float64.
@@ -338,7 +339,9 @@ def measure(
         quantities: names from ``QUANTITIES`` and ``DIRECTION_QUANTITIES``.
         record_singular_values: also fill ``singular_values``.
         keep_final: keep the final iterates (float64, small side, stacked per group) in ``finals``.
-        emulate, device, evaluator: passed to :func:`nsiter.evaluate.iterates`.
+        method: ``"standard"`` (default: the arithmetic every schedule is compared in, the same on every
+            machine), ``"gram"`` or ``"auto"`` (what ``orthogonalize`` would pick here).
+        emulate, device, evaluator: passed to :func:`nsiter.evaluate.iterates` (``restarts``, ``gram_dtype``).
 
     Returns:
         A :class:`Measurement`.  Measurement costs an SVD (and an eigendecomposition for ``orth_err``) per
@@ -372,7 +375,7 @@ def measure(
         W = torch.stack([c.ref.W for c in group]).to(device)
         failed = [False] * len(group)
         last = None
-        for k, X in enumerate(iterates(W, run, dtype=work, emulate=emulate, **evaluator)):
+        for k, X in enumerate(iterates(W, run, dtype=work, emulate=emulate, method=method, **evaluator)):
             if not every_step and k < len(run):
                 continue
             Xd = X.to("cpu", torch.float64)
@@ -407,6 +410,7 @@ def measured_errors(
     dtype: Any = "bfloat16",
     emulate: bool | None = None,
     device: str | torch.device = "cpu",
+    method: str = "standard",
 ) -> dict[str, Any]:
     """Final-step errors of ``schedule`` in ``dtype`` on log-uniform matrices, exact spectral normalization.
 
@@ -416,5 +420,7 @@ def measured_errors(
     """
     cases = log_uniform_cases(sizes, seeds, lo, hi)
     quantities = ("polar_err_2", *DIRECTION_QUANTITIES)
-    m = measure(schedule, cases, dtype=dtype, quantities=quantities, emulate=emulate, device=device)
+    m = measure(
+        schedule, cases, dtype=dtype, quantities=quantities, emulate=emulate, device=device, method=method
+    )
     return {**m.summary(), "runs": m.runs()}

@@ -118,6 +118,7 @@ def trajectory(
     quantities: Sequence[str] = QUANTITIES,
     record_singular_values: bool = True,
     emulate: bool | None = None,
+    method: str = "auto",
     **evaluator: Any,
 ) -> Trajectory:
     """Run ``schedule`` on ``G`` like ``orthogonalize`` and record every iterate (see module docstring).
@@ -125,7 +126,8 @@ def trajectory(
     Args:
         G: ``(m, n)`` or ``(..., m, n)``; batch entries are numbered ``matrix = 0, 1, ...`` (row-major) and
             run as one batch, as ``orthogonalize`` runs them.
-        schedule, dtype, norm, steps, emulate, evaluator: as for ``nsiter.orthogonalize``.
+        schedule, dtype, norm, steps, emulate, method, evaluator: as for ``nsiter.orthogonalize`` (``method``
+            defaults to ``"auto"`` like it; the Gram form's iterates ``Q_k X_0`` are rebuilt for recording).
         quantities: subset of ``QUANTITIES`` to record.
         record_singular_values: also fill the per-(step, index) table.
 
@@ -151,6 +153,7 @@ def trajectory(
         keep_final=True,
         emulate=emulate,
         device=G.device,
+        method=method,
         **evaluator,
     )
     traj = Trajectory(sched.name, dtype_name(dtype), tuple(G.shape))

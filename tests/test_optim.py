@@ -57,28 +57,35 @@ def test_registry_muon_is_torchs_schedule():
     ("ours", "theirs", "nesterov"), [("jordan", "original", True), ("moonlight", "match_rms_adamw", False)]
 )
 def test_matches_torch_muon_step_for_step(ours, theirs, nesterov):
-    # Same gradients into torch.optim.Muon, our Muon in bf16, and our Muon in float64 for 6 steps.  "Within bf16
-    # rounding": the two bf16 implementations differ by no more than the bf16 rounding error itself (distance of
-    # torch's bf16 trajectory from the float64 one), at every step.
+    # Same gradients into torch.optim.Muon, our Muon in bf16 (standard form, torch's arithmetic; and the default
+    # method="auto"), and our Muon in float64 for 6 steps.  "Within bf16 rounding": the two bf16 standard-form
+    # implementations differ by no more than the bf16 rounding error itself (distance of torch's bf16 trajectory
+    # from the float64 one), at every step; auto (the Gram form with R, Q in float32 where bf16 is emulated) is
+    # no further from float64 than torch's bf16.
     shapes = [(48, 24), (16, 40)]
     w0, a, b = _pair(shapes)
     c = [w.clone().requires_grad_() for w in w0]
+    d = [w.clone().requires_grad_() for w in w0]
     kw = {"lr": 0.02, "weight_decay": 0.1, "nesterov": nesterov}
-    ours_opt = Muon(a, schedule="muon", adjust_lr=ours, **kw)
-    exact = Muon(c, schedule="muon", adjust_lr=ours, dtype=torch.float64, **kw)
+    ours_opt = Muon(a, schedule="muon", adjust_lr=ours, method="standard", **kw)
+    auto = Muon(d, schedule="muon", adjust_lr=ours, **kw)
+    exact = Muon(c, schedule="muon", adjust_lr=ours, dtype=torch.float64, method="standard", **kw)
     ref = torch.optim.Muon(b, adjust_lr_fn=theirs, **kw)
     gen = torch.Generator().manual_seed(1)
     for _ in range(6):
         _feed(a, b, gen)
-        for pc, pb in zip(c, b, strict=True):
+        for pc, pd, pb in zip(c, d, b, strict=True):
             pc.grad = pb.grad.clone()
+            pd.grad = pb.grad.clone()
         ours_opt.step()
         ref.step()
         exact.step()
-        for pa, pb, pc, w in zip(a, b, c, w0, strict=True):
+        auto.step()
+        for pa, pb, pc, pd, w in zip(a, b, c, d, w0, strict=True):
             rounding = (pb - pc).norm().item()
             assert 0 < rounding < 0.05 * (pc - w).norm().item()  # bf16 Muon: a few % (p'(0)^5 amplifies)
             assert (pa - pb).norm().item() <= 2.0 * rounding
+            assert (pd - pc).norm().item() <= 1.25 * rounding
     for pa, pb in zip(a, b, strict=True):
         # the momentum buffers are float32 arithmetic on the same gradients: equal
         torch.testing.assert_close(ours_opt.state[pa]["momentum_buffer"], ref.state[pb]["momentum_buffer"])

@@ -8,6 +8,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+PEER ?= gram-newton-schulz==0.1.6
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 QUICK ?=
@@ -31,6 +32,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e ".[dev]"
+	# the Gram Newton-Schulz peer: an optional benchmark and test reference (pure torch path), never vendored
+	$(PY) -m pip install -q --no-deps "$(PEER)"
 	touch $(STAMP)
 
 install: $(STAMP)

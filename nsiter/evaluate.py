@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from nsiter.dtypes import dtype_name, largest_finite, torch_dtype
+from nsiter.dtypes import dtype_name, largest_finite, torch_dtype, unit_roundoff
 from nsiter.gram import (
     GRAM_TOLERANCE,
     METHODS,
@@ -290,8 +290,16 @@ def evaluation_plan(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     choice = kernel_choice(device, dt, m, emulate=emulate, symmetric=symmetric)
-    rs = sched.restarts if restarts is None else check_restarts(restarts, len(sched))
     gdt = dtype_name(gram_dtype) if gram_dtype is not None else default_gram_dtype(dt, choice.gemm)
+    if restarts is not None:
+        rs = check_restarts(restarts, len(sched))
+    elif unit_roundoff(gdt) <= unit_roundoff(dt) ** 2:
+        # a schedule's stored restarts are placed for R, Q in the working precision (nsiter.restarts); a
+        # Gram side kept at the square of that precision loses nothing to them and skips their two m x n
+        # products each (pass restarts= to force them)
+        rs = ()
+    else:
+        rs = sched.restarts
     if method == "auto":
         wide = torch_dtype(gdt).itemsize > (4 if choice.emulated else dt.itemsize)
         cost = (choice.float64_cost or WIDE_GRAM_COST) if wide else 1.0

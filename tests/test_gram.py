@@ -60,10 +60,16 @@ def test_gram_form_registry_schedules_float64(name):
 def test_schedule_restarts_are_used_and_overridable():
     G = matrices.log_uniform(16, 48, 1e-2, seed=3)
     sched = load_schedule("muon").with_restarts([2])
-    assert evaluation_plan(G.shape, sched, dtype="fp32", method="gram").restarts == (2,)
-    assert evaluation_plan(G.shape, sched, dtype="fp32", method="gram", restarts=[]).restarts == ()
-    a = orthogonalize(G, sched, dtype="bf16", method="gram", emulate=True, symmetric=False)
-    b = orthogonalize(G, "muon", dtype="bf16", method="gram", restarts=[2], emulate=True, symmetric=False)
+    # stored restarts are placed for R, Q in the working precision: used there, overridable
+    assert evaluation_plan(G.shape, sched, dtype="fp32", method="gram", gram_dtype="fp32").restarts == (2,)
+    plan = evaluation_plan(G.shape, sched, dtype="fp32", method="gram", gram_dtype="fp32", restarts=[])
+    assert plan.restarts == ()
+    # a Gram side at the square of the working precision (float64 for fp32) skips them unless asked
+    assert evaluation_plan(G.shape, sched, dtype="fp32", method="gram").restarts == ()
+    assert evaluation_plan(G.shape, sched, dtype="fp32", method="gram", restarts=[2]).restarts == (2,)
+    kw = {"dtype": "bf16", "method": "gram", "gram_dtype": "bf16", "emulate": True, "symmetric": False}
+    a = orthogonalize(G, sched, **kw)
+    b = orthogonalize(G, "muon", restarts=[2], **kw)
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="restart"):
         orthogonalize(G, "muon", method="gram", restarts=[5])

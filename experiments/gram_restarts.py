@@ -41,7 +41,7 @@ PARAMS = {
     "dtypes": ["fp16", "bf16"],
     "shape": [96, 384],
     "batch": 2,
-    "spectra": ["logunif-1e-3", "logunif-1e-10", "rank-half", "clustered"],
+    "spectra": ["logunif-1e-3", "logunif-1e-10", "rank-half", "clustered", "training"],
     "max_restarts": 2,
     "lo": 1e-3,
     "hi": 0.4,
@@ -58,9 +58,13 @@ QUICK = {
     "peer_points": 500,
 }
 SEED = 0
+# the recorded training spectra (package data; not part of nsiter's source digest)
+INPUTS = ("nsiter/data/train_muon_spectra.csv",)
 
 
 def _matrix(spectrum: str, m: int, n: int, seed: int, batch: int):
+    import torch
+
     from nsiter import matrices
 
     if spectrum == "logunif-1e-3":
@@ -71,6 +75,8 @@ def _matrix(spectrum: str, m: int, n: int, seed: int, batch: int):
         return matrices.rank_deficient(m, n, m // 2, seed, batch=batch)
     if spectrum == "clustered":
         return matrices.clustered(m, n, (1e-6, 1e-3, 1.0), seed, batch=batch)
+    if spectrum == "training":  # a momentum spectrum recorded in training (nsiter.spectra, package data)
+        return matrices.measured_matrix(shape=(m, n), seed=seed, batch=batch, dtype=torch.float64)
     raise ValueError(f"unknown spectrum {spectrum!r}")
 
 

@@ -44,7 +44,7 @@ def compute(ctx) -> dict:
     m, n = p["shape"]
     sigma = notes_spectrum(p)
     G = with_spectrum(m, n, sigma, ctx.seed)
-    traj = trajectory(G, p["schedule"], dtype=getattr(torch, p["dtype"]))
+    traj = trajectory(G, p["schedule"], dtype=getattr(torch, p["dtype"]), method="standard")
     X = traj.final.to(torch.float64)
     small = (X.T @ X).abs()  # n x n: approaches I
     large = (X @ X.T).abs()  # m x m: a rank-n projector

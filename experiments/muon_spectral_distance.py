@@ -41,7 +41,9 @@ def compute(ctx) -> dict:
     m, n = p["shape"]
     sigma = notes_spectrum(p)
     G = with_spectrum(m, n, sigma, ctx.seed)
-    traj = trajectory(G, p["schedule"], dtype=getattr(torch, p["dtype"]), record_singular_values=False)
+    traj = trajectory(
+        G, p["schedule"], dtype=getattr(torch, p["dtype"]), record_singular_values=False, method="standard"
+    )
     keep = ("rho", "max_abs_lambda_minus_1", "orth_err_2", "polar_err_2")
     steps = [{k: r[k] for k in ("step", "quantity", "value")} for r in traj.rows if r["quantity"] in keep]
     X = traj.final.to(torch.float64)

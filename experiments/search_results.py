@@ -321,6 +321,7 @@ def plot(tables, ctx):
         off = {
             (m, lab): 0.35 * (i - (len(labs) - 1) / 2) for m, labs in at.items() for i, lab in enumerate(labs)
         }
+        stacked: dict[int, int] = {}  # off-scale labels at one budget stack downwards
         for lab, st in styles.items():
             pts = sorted((r["matmuls"], r[key]) for r in rows if label_of(r) == lab)
             shown = [(m + off[m, lab], v) for m, v in pts if math.isfinite(v) and v <= top]
@@ -341,10 +342,11 @@ def plot(tables, ctx):
                         clip_on=False,
                     )
                     text = "diverged" if not math.isfinite(v) else f"{v:.2g}"
+                    k = stacked[m] = stacked.get(m, -1) + 1
                     ax.annotate(
                         f"{lab}: {text}",
                         (m + off[m, lab], top),
-                        xytext=(5, -3),
+                        xytext=(5, -3 - 8 * k),
                         textcoords="offset points",
                         fontsize=6,
                         color=st["color"],
@@ -374,7 +376,7 @@ def _verdict_sentence(rows: list[dict], key: str, what: str) -> str:
         better = [r for r in rows if r["steps"] == k and r["kind"] == "published" and r[key] < ours[key]]
         if better:
             pub = min(better, key=lambda r: r[key])
-            name = pub["schedule"].replace("-", "--")
+            name = pub["schedule"]
             losses.append(
                 f"{3 * k} (\\texttt{{{name}}}: ${tex_number(pub[key])}$ against ${tex_number(ours[key])}$)"
             )

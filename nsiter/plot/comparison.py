@@ -110,7 +110,7 @@ def schedule_comparison(
     ]
     if top is None:
         top = 2 * max((v for v in values if v > 0), default=1.0)
-    notes: dict[str, list[tuple[float, str]]] = {}
+    notes: list[tuple[float, str, str]] = []
     for name, grp in by_name.items():
         st = styles[str(name)]
         for col, ls in kinds:
@@ -130,12 +130,13 @@ def schedule_comparison(
             flags = [bool(r.get(diverged.get(col, ""), False)) for r in srt]
             raw = [None if r.get(col) is None else float(r[col]) for r in srt]
             for x0, text in _edge_marks(ax, [float(r[x]) for r in srt], raw, flags, top, st):
-                notes.setdefault(text, []).append((x0, st["color"]))
-    for text, places in notes.items():
-        for k, (x0, color) in enumerate(places):
-            ax.annotate(
-                text, (x0, top), xytext=(4, -10 - 9 * k), textcoords="offset points", fontsize=6, color=color
-            )
+                notes.append((x0, text, st["color"]))
+    stacked: dict[float, int] = {}  # labels at the same x stack downwards, whatever their text
+    for x0, text, color in notes:
+        k = stacked[x0] = stacked.get(x0, -1) + 1
+        ax.annotate(
+            text, (x0, top), xytext=(4, -10 - 9 * k), textcoords="offset points", fontsize=6, color=color
+        )
     ax.set_yscale("log", nonpositive="mask")
     ax.set_ylim(top=top)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

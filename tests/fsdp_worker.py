@@ -31,9 +31,6 @@ from experiments.training import ScaledDotProductAttention
 from nsiter.optim import AttentionHeads, MaxLogitRecorder, MuonWithAuxAdam, QKClip, apply_on_owners
 from nsiter.optim.fsdp import matrix_cost, shard_layout
 
-torch.set_num_threads(1)
-
-
 MUON = (2, 4, 7, 9, 11)  # indices of the layers whose weights Muon steps
 
 
@@ -95,6 +92,7 @@ def step(net, opt, x, y) -> None:
 
 
 def main(out: str) -> None:
+    torch.set_num_threads(1)  # here, not at import: the test process imports model() and step() too
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
     rank, world = dist.get_rank(), dist.get_world_size()
     mesh = init_device_mesh("cpu", (world,))

@@ -58,7 +58,7 @@ def test_registry_muon_is_torchs_schedule():
 )
 def test_matches_torch_muon_step_for_step(ours, theirs, nesterov):
     # Same gradients into torch.optim.Muon, our Muon in bf16 (standard form, torch's arithmetic; and the default
-    # method="auto"), and our Muon in float64 for 6 steps.  "Within bf16 rounding": the two bf16 standard-form
+    # the Gram form, which method="auto" takes on wide matrices), and our Muon in float64 for 6 steps.  "Within bf16 rounding": the two bf16 standard-form
     # implementations differ by no more than the bf16 rounding error itself (distance of torch's bf16 trajectory
     # from the float64 one), at every step; auto (the Gram form with R, Q in float32 where bf16 is emulated) is
     # no further from float64 than torch's bf16.
@@ -68,7 +68,9 @@ def test_matches_torch_muon_step_for_step(ours, theirs, nesterov):
     d = [w.clone().requires_grad_() for w in w0]
     kw = {"lr": 0.02, "weight_decay": 0.1, "nesterov": nesterov}
     ours_opt = Muon(a, schedule="muon", adjust_lr=ours, method="standard", **kw)
-    auto = Muon(d, schedule="muon", adjust_lr=ours, **kw)
+    auto = Muon(
+        d, schedule="muon", adjust_lr=ours, method="gram", **kw
+    )  # what auto picks where bf16 is emulated
     exact = Muon(c, schedule="muon", adjust_lr=ours, dtype=torch.float64, method="standard", **kw)
     ref = torch.optim.Muon(b, adjust_lr_fn=theirs, **kw)
     gen = torch.Generator().manual_seed(1)

@@ -109,11 +109,10 @@ def _label(opt: str) -> str:
     return LABELS.get(opt, "Muon (" + opt.split(":", 1)[-1] + ")")
 
 
-def _run(ctx, task: str, opt: str, seed: int) -> list[dict]:
-    p = ctx.params
+def _train(p: dict, task: str, opt: str, seed: int, **extra):
+    """One training run with the benchmark's shared settings (``extra``: what the table varies)."""
     spec = p["tasks"][task]
-    record = p["spectra_steps"] if (opt == p["spectra_optimizer"] and seed == p["spectra_seed"]) else ()
-    res = train(
+    return train(
         task,
         opt,
         seed=seed,
@@ -123,8 +122,15 @@ def _run(ctx, task: str, opt: str, seed: int) -> list[dict]:
         weight_decay=p["weight_decay"],
         config=spec["config"],
         dtype=p["ns_dtype"],
-        record_spectra_at=[s for s in record if s <= spec["steps"]],
+        **extra,
     )
+
+
+def _run(ctx, task: str, opt: str, seed: int) -> list[dict]:
+    p = ctx.params
+    spec = p["tasks"][task]
+    record = p["spectra_steps"] if (opt == p["spectra_optimizer"] and seed == p["spectra_seed"]) else ()
+    res = _train(p, task, opt, seed, record_spectra_at=[s for s in record if s <= spec["steps"]])
     final = statistics.fmean(res.losses[-10:])
     rows = [
         {"table": "curves", "task": task, "optimizer": opt, "seed": seed, "step": t, "loss": v}
@@ -176,18 +182,7 @@ def _run_method(ctx, task: str, method: str, seed: int) -> list[dict]:
     p = ctx.params
     spec = p["tasks"][task]
     opt = p["methods"]["optimizer"]
-    res = train(
-        task,
-        opt,
-        seed=seed,
-        steps=spec["steps"],
-        lr=p["lr"],
-        adam_lr=p["adam_lr"],
-        weight_decay=p["weight_decay"],
-        config=spec["config"],
-        dtype=p["ns_dtype"],
-        method=method,
-    )
+    res = _train(p, task, opt, seed, method=method)
     return [
         {
             "table": "methods",

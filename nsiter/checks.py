@@ -32,12 +32,17 @@ SEED_LIMIT = 2**63  # seeds are integers in [0, SEED_LIMIT)
 
 
 def short_repr(value: Any, limit: int = 40) -> str:
-    """``repr(value)`` cut to ``limit`` characters with the full length said (a 5000-digit echo helps no one)."""
+    """``repr(value)`` cut to ``limit`` characters with the full length said (a 5000-digit echo helps no one).
+
+    The one echo of bad values in error messages (the API's and the command line's).
+    """
     try:
         text = repr(value)
-    except ValueError:  # an int past Python's 4300-digit conversion limit
-        return f"an integer of {value.bit_length()} bits"
-    return text if len(text) <= limit else f"{text[: limit - 15]}...({len(text)} characters)"
+    except ValueError:  # an int (or a Fraction of ints) past Python's 4300-digit conversion limit
+        if isinstance(value, int):
+            return f"an integer of {value.bit_length()} bits, too long to print"
+        return f"a {type(value).__name__} too long to print"
+    return text if len(text) <= limit else f"{text[: limit - 10]}... ({len(text)} characters)"
 
 
 def check_interval(lo: Any, hi: Any) -> tuple[float, float]:

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from nsiter.checks import short_repr
+
 __all__ = [
     "MAX_DEGREE",
     "MAX_EXACT_CHARS",
@@ -34,15 +36,6 @@ MAX_SYMBOLIC_DEGREE = 101
 MAX_EXACT_CHARS = 4096  # longest exact coefficient string accepted ("p/q" of at most this many characters)
 
 
-def _echo(value: Any, limit: int = 40) -> str:
-    """``repr(value)``, cut to ``limit`` characters with the full length said (a 5000-digit echo helps no one)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an integer (or a Fraction of integers) past Python's 4300-digit conversion limit
-        return f"a {type(value).__name__} too long to print"
-    return text if len(text) <= limit else f"{text[: limit - 10]}... ({len(text)} characters)"
-
-
 def _as_fraction(value: Any) -> Fraction:
     """Parse an exact rational from an int, Fraction or ``"p/q"`` string; reject floats (inexact).
 
@@ -57,21 +50,21 @@ def _as_fraction(value: Any) -> Fraction:
     elif isinstance(value, str):
         if len(value) > MAX_EXACT_CHARS:
             raise ValueError(
-                f"exact coefficient {_echo(value)} is longer than the limit MAX_EXACT_CHARS = {MAX_EXACT_CHARS}"
+                f"exact coefficient {short_repr(value)} is longer than the limit MAX_EXACT_CHARS = {MAX_EXACT_CHARS}"
             )
         try:
             out = Fraction(value.strip())
         except (ValueError, ZeroDivisionError) as err:
-            raise ValueError(f"exact coefficient {_echo(value)} is not a rational 'p/q'") from err
+            raise ValueError(f"exact coefficient {short_repr(value)} is not a rational 'p/q'") from err
     elif hasattr(value, "p") and hasattr(value, "q"):  # sympy.Rational without importing sympy
         out = Fraction(int(value.p), int(value.q))
     else:
-        raise ValueError(f"exact coefficient must be int, Fraction or 'p/q' string, got {_echo(value)}")
+        raise ValueError(f"exact coefficient must be int, Fraction or 'p/q' string, got {short_repr(value)}")
     try:
         float(out)
     except OverflowError as err:
         raise ValueError(
-            f"exact coefficient {_echo(value)} is outside the float range (|c| < 1.8e308)"
+            f"exact coefficient {short_repr(value)} is outside the float range (|c| < 1.8e308)"
         ) from err
     return out
 
@@ -90,13 +83,13 @@ def step_matmuls(degree: int) -> int:
 def as_float(value: Any, what: str) -> float:
     """``value`` as a finite float, or ``ValueError`` naming ``what`` and the value (ints past 1.8e308 too)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating, Fraction)):
-        raise ValueError(f"{what} must be a real number, got {_echo(value)}")
+        raise ValueError(f"{what} must be a real number, got {short_repr(value)}")
     try:
         out = float(value)
     except OverflowError:
         out = math.inf
     if not math.isfinite(out):
-        raise ValueError(f"{what} must be finite, got {_echo(value)}")
+        raise ValueError(f"{what} must be finite, got {short_repr(value)}")
     return out
 
 

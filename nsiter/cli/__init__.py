@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nsiter import __version__
-from nsiter.checks import check_seed
+from nsiter.checks import check_seed, short_repr
 
 __all__ = [
     "CliError",
@@ -75,10 +75,7 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(message)
 
 
-def echo(text: Any, limit: int = 40) -> str:
-    """``repr(text)`` cut to ``limit`` characters (error messages never echo a 5000-digit argument whole)."""
-    out = repr(text)
-    return out if len(out) <= limit else f"{out[: limit - 10]}... ({len(out)} characters)"
+echo = short_repr  # error messages never echo a 5000-digit argument whole
 
 
 def positive_float(text: str) -> float:
@@ -92,6 +89,14 @@ def positive_float(text: str) -> float:
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     return _int_in(text, 1, None)
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {echo(text)}")
+    return value
 
 
 def nonnegative_int(text: str) -> int:

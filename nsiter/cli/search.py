@@ -30,6 +30,7 @@ from nsiter.cli import (
     echo,
     emit_json,
     finite_float,
+    nonnegative_float,
     nonnegative_int,
     positive_float,
     seed,
@@ -276,7 +277,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--gram-dtype", default=None, help="dtype of R and Q (default: --dtype)")
     q.add_argument("--max-restarts", type=nonnegative_int, default=2, help="at most this many restarts")
     q.add_argument(
-        "--lo", type=_nonnegative_float, default=1e-3, help="smallest singular value (0: rank deficient)"
+        "--lo", type=nonnegative_float, default=1e-3, help="smallest singular value (0: rank deficient)"
     )
     q.add_argument("--hi", type=positive_float, default=1.0, help="largest normalized singular value")
     q.add_argument(
@@ -331,13 +332,6 @@ def _check_work(args: argparse.Namespace) -> None:
         check_memory(MEASURE_BUFFERS * 8 * biggest**2, f"a measurement on {biggest}x{biggest} matrices")
     if args.objective == "calibrate":
         check_device(args.device)
-
-
-def _nonnegative_float(text: str) -> float:
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text!r}")
-    return value
 
 
 def run_restarts(args: argparse.Namespace) -> int:

@@ -411,16 +411,25 @@ def measured_errors(
     emulate: bool | None = None,
     device: str | torch.device = "cpu",
     method: str = "standard",
+    **evaluator: Any,
 ) -> dict[str, Any]:
     """Final-step errors of ``schedule`` in ``dtype`` on log-uniform matrices, exact spectral normalization.
 
     The measured search objectives (``nsiter.search.calibrate``, ``budget`` with a dtype) and the search
     results table score schedules with this: :meth:`Measurement.summary` over every (size, seed), plus
-    ``runs`` (:meth:`Measurement.runs`, for paired comparisons).
+    ``runs`` (:meth:`Measurement.runs`, for paired comparisons).  ``evaluator`` goes to :func:`measure`
+    (``restarts``, ``gram_dtype``).
     """
     cases = log_uniform_cases(sizes, seeds, lo, hi)
     quantities = ("polar_err_2", *DIRECTION_QUANTITIES)
     m = measure(
-        schedule, cases, dtype=dtype, quantities=quantities, emulate=emulate, device=device, method=method
+        schedule,
+        cases,
+        dtype=dtype,
+        quantities=quantities,
+        emulate=emulate,
+        device=device,
+        method=method,
+        **evaluator,
     )
     return {**m.summary(), "runs": m.runs()}

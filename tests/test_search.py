@@ -275,6 +275,84 @@ def test_precision_aware_budget_falls_back_to_certified_when_nothing_converges()
         budget_search(9, dtype="bf17")
 
 
+def test_budget_costs_agree_with_the_evaluators_flop_count():
+    from nsiter.gram import method_flops
+    from nsiter.restarts import restart_cost
+    from nsiter.search.budget import _Costs, sequence_cost
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        degrees = [int(d) for d in rng.choice([3, 5, 7, 9], size=rng.integers(1, 7))]
+        m = int(rng.integers(8, 200))
+        n = m * int(rng.integers(1, 9)) + int(rng.integers(0, 7))
+        sched = Schedule.from_coefficients([tuple(rng.normal(size=(d + 1) // 2)) for d in degrees])
+        # standard form: the matrix products Schedule.matmuls counts
+        assert sequence_cost(degrees) == sched.matmuls()
+        # Gram form: the enumeration's integer costs and sequence_cost are the evaluator's flops (full products)
+        unit = 2 * m * m * n
+        assert _Costs((m, n)).whole(degrees) == method_flops(sched, m, n, method="gram", restarts=())
+        assert sequence_cost(degrees, shape=(m, n)) * unit == pytest.approx(
+            method_flops(sched, m, n, method="gram", restarts=()), rel=4e-16
+        )
+        # each restart adds its two m x n products and saves three m x m ones: restart_cost(net=True) exactly
+        for j in range(1, len(degrees)):
+            more = method_flops(sched, m, n, method="gram", restarts=(j,))
+            assert more - method_flops(sched, m, n, method="gram", restarts=()) == restart_cost(
+                m, n, net=True
+            )
+
+
+def test_budget_prefixes_count_the_searchs_solves():
+    from nsiter.search.budget import budget_prefixes
+
+    for kw in (
+        {"budget": 12, "degrees": (3, 5)},
+        {"budget": 9.0, "degrees": (3, 5, 7), "shape": (1024, 4096)},
+    ):
+        _, diag = budget_search(**kw, max_steps=6)
+        assert (
+            budget_prefixes(kw["budget"], kw["degrees"], 6, shape=kw.get("shape")) == diag.metrics["explored"]
+        )
+    with pytest.raises(ValueError, match="explores more than"):
+        budget_search(60, (3, 5, 7), max_steps=16)
+
+
+def test_gram_budget_counts_the_restarts_the_rounding_needs():
+    from nsiter.restarts import predict_error, standard_error
+    from nsiter.search.budget import sequence_cost
+
+    shape = (1024, 4096)
+    sched, diag = budget_search(8.5, (5,), shape=shape, max_steps=8)
+    seq, rs = diag.metrics["sequence"], tuple(diag.metrics["restarts"])
+    assert sched.restarts == rs and rs
+    assert diag.metrics["cost"] == sequence_cost(seq, shape=shape, restarts=rs) <= 8.5
+    # independently, with the rounding model: within 2x the standard form with its restarts, not without
+    std = standard_error(sched, dtype="bfloat16")
+    assert predict_error(sched, rs, dtype="bfloat16").error <= 2 * std
+    assert not predict_error(sched, (), dtype="bfloat16").error <= 2 * std
+    # without counting restarts this sequence would fit a smaller budget; counting them, nothing does
+    assert sequence_cost(seq, shape=shape) <= 8.0
+    with pytest.raises(ValueError, match="no degree sequence fits budget 8"):
+        budget_search(8.0, (5,), shape=shape, max_steps=8)
+    # the precision-aware mode measures in the Gram form with R, Q in the working format and the restarts
+    measured_sched, mdiag = budget_search(
+        8.5, (5,), shape=shape, max_steps=8, dtype="bfloat16", sizes=(16,), seeds=(0,)
+    )
+    assert mdiag.metrics["measured"] and measured_sched.restarts == tuple(mdiag.metrics["restarts"])
+    for bad, match in (({"shape": (4096, 1024)}, "shape"), ({"shape": (64, 256), "max_restarts": -1}, "max_restarts"),
+                       ({"shape": (64, 256), "restart_tolerance": 0.5}, "restart_tolerance"),
+                       ({"shape": (64, 256), "exact_budget": True}, "exact_budget")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            budget_search(9, (5,), **bad)
+
+
+def test_budget_search_stops_growing_converged_prefixes():
+    # nine septic steps reach float64 resolution long before the budget: no singular Remez system, and the
+    # winner is the shortest sequence at the floor
+    sched, diag = budget_search(36, (7,))
+    assert diag.metrics["final_error"] <= 8 * 2.0**-53 and len(sched) < 9
+
+
 def test_registry_precision_aware_winner():
     sched = load_schedule("nsiter-21mm-bf16")
     params = sched.provenance.parameters

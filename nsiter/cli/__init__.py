@@ -32,7 +32,9 @@ __all__ = [
     "emit_json",
     "finite_float",
     "main",
+    "matrix_shape",
     "memory_limit",
+    "nonnegative_float",
     "nonnegative_int",
     "positive_float",
     "positive_int",
@@ -84,6 +86,20 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {echo(text)}")
     return value
+
+
+def matrix_shape(text: str) -> tuple[int, int]:
+    """argparse type: ``MxN`` with positive integers, e.g. ``1024x4096``."""
+    parts = text.lower().split("x")
+    try:
+        m, n = (int(p) for p in parts) if len(text) <= 40 else (0, 0)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(
+            f"shape must be MxN with positive integers, got {echo(text)}"
+        ) from err
+    if m < 1 or n < 1:
+        raise argparse.ArgumentTypeError(f"shape must be MxN with positive integers, got {echo(text)}")
+    return m, n
 
 
 def positive_int(text: str) -> int:

@@ -9,8 +9,8 @@ from nsiter.cli import (
     bounded_int,
     check_memory,
     check_writable,
-    echo,
     emit_json,
+    matrix_shape,
     positive_int,
     seed,
 )
@@ -22,19 +22,6 @@ DTYPES = ("bf16", "fp16", "fp32", "fp64")
 # Gram matrix of the orthogonality error.  Measured peak resident memory above the interpreter's, fp64,
 # 3 steps: 13.7 copies at 1024x1024, 14.9 at 2048x1024 (2-core AVX2 CPU); 16 is a slight over-estimate.
 RUN_BUFFERS = 16
-
-
-def _shape(text: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    try:
-        m, n = (int(p) for p in parts) if len(text) <= 40 else (0, 0)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"shape must be MxN with positive integers, got {echo(text)}"
-        ) from err
-    if m < 1 or n < 1:
-        raise argparse.ArgumentTypeError(f"shape must be MxN with positive integers, got {echo(text)}")
-    return m, n
 
 
 def run_bytes(m: int, n: int, batch: int | None) -> int:
@@ -53,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "before anything is allocated.",
     )
     p.add_argument("schedule", metavar="SCHEDULE", help="registry name or path to a schedule JSON file")
-    p.add_argument("--shape", type=_shape, default="512x256", help="MxN")
+    p.add_argument("--shape", type=matrix_shape, default="512x256", help="MxN")
     p.add_argument(
         "--spectrum",
         default="logunif:1e-3",

@@ -4,6 +4,7 @@
     nsiter search max-slope --delta 0.3 --out jordan.json --json
     nsiter search band --delta 0.99 --band-steps 1 --steps 5 --out cans5.json
     nsiter search budget --budget 15 --degrees 3,5,7 --out b15.json
+    nsiter search budget --budget 9 --shape 1024x4096 --dtype bf16 --out g9.json   (Gram form, restarts counted)
     nsiter search calibrate --steps 5 --dtype bfloat16 --out cal5.json
     nsiter search gradient --steps 5 --iters 300 --out grad5.json
     nsiter search restarts polar-express --dtype fp16 --max-restarts 2 --json
@@ -30,13 +31,14 @@ from nsiter.cli import (
     echo,
     emit_json,
     finite_float,
+    matrix_shape,
     nonnegative_float,
     nonnegative_int,
     positive_float,
     seed,
     seed_list,
 )
-from nsiter.polynomial import step_matmuls
+from nsiter.search.budget import MAX_PREFIXES, budget_prefixes
 from nsiter.search.calibrate import CRITERIA
 
 # Limits on the inputs that size a search, checked before it starts.  Published schedules have at most
@@ -44,8 +46,9 @@ from nsiter.search.calibrate import CRITERIA
 MAX_SEARCH_STEPS = 64
 MAX_SEARCH_DEGREE = 63
 MAX_ITERS = 100_000  # gradient: Adam iterations (scalar mode ~1 ms each)
+MAX_BUDGET = 1000  # budget: matrix products (standard form) or MxN products (--shape)
 MAX_BUDGET_STEPS = 16  # budget: longest degree sequence
-MAX_BUDGET_PREFIXES = 200_000  # budget: degree-sequence prefixes explored (~1 ms each on a 2-core CPU)
+MAX_RESTARTS = 4  # budget --shape: restarts per sequence (placements grow as steps^restarts)
 MAX_MATRIX_SIZE = 4096  # calibrate / gradient / budget measurements: n x n matrices
 MAX_FACTORS = 256  # calibrate: candidate safety factors
 MEASURE_BUFFERS = 16  # float64 n x n copies a measurement holds (matrix, SVD factors, references, iterate)
@@ -171,7 +174,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(q)
 
     q = _objective(objs, "budget", "best greedy schedule within a matmul budget, mixing degrees")
-    q.add_argument("--budget", type=bounded_int(2, 1000), required=True, help="matrix products allowed")
+    q.add_argument(
+        "--budget",
+        type=positive_float,
+        required=True,
+        help=f"matrix products allowed (an integer, at most {MAX_BUDGET}); with --shape, MxN products",
+    )
     q.add_argument("--lo", type=positive_float, default=1e-3, help="left end of the interval")
     q.add_argument("--hi", type=positive_float, default=1.0, help="right end of the interval")
     q.add_argument("--degrees", type=_degrees, default="3,5,7", help="odd step degrees to mix")
@@ -182,20 +190,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--max-steps",
         type=bounded_int(1, MAX_BUDGET_STEPS),
         default=12,
-        help=f"longest degree sequence, 1..{MAX_BUDGET_STEPS}; with --budget, at most "
-        f"{MAX_BUDGET_PREFIXES} sequence prefixes may be explored",
+        help=f"longest degree sequence, 1..{MAX_BUDGET_STEPS}; with --budget, at most {MAX_PREFIXES} "
+        "sequence prefixes may be explored",
     )
     q.add_argument(
         "--dtype",
         default=None,
-        help="precision-aware: among sequences certified below --floor, keep the most accurate measured in "
-        "this dtype (default: certified error only)",
+        help="precision-aware: among sequences estimated below --floor, keep the most accurate measured in "
+        "this dtype (default: estimated error only)",
     )
     q.add_argument(
         "--floor",
         type=positive_float,
         default=None,
-        help="certified error below which rounding decides (default: the dtype's unit roundoff)",
+        help="estimated error below which rounding decides (default: the dtype's unit roundoff)",
     )
     q.add_argument(
         "--sizes",
@@ -205,6 +213,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument(
         "--seeds", type=seed_list, default=None, help="seeds of the measurement (default: 100-131)"
+    )
+    q.add_argument(
+        "--shape",
+        type=matrix_shape,
+        default=None,
+        help="MxN (M <= N): cost the sequences in the Gram form on this shape, each with the restarts its "
+        "rounding needs in --dtype (default bf16), in units of MxN products",
+    )
+    q.add_argument(
+        "--max-restarts",
+        type=bounded_int(0, MAX_RESTARTS),
+        default=None,
+        help=f"with --shape: restarts per sequence, 0..{MAX_RESTARTS} (default 2)",
+    )
+    q.add_argument(
+        "--restart-tolerance",
+        type=positive_float,
+        default=None,
+        help="with --shape: rounding error allowed, times the standard form's (default 2)",
     )
     _common(q)
 
@@ -290,39 +317,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def budget_prefixes(budget: int, degrees: list[int], max_steps: int) -> int:
-    """Degree sequences the budget search explores: length <= ``max_steps``, cost <= ``budget``.
-
-    A step of degree ``2l + 1`` costs ``l + 1`` products (``Schedule.matmuls``); counted by dynamic
-    programming over (length, cost) before the search starts.
-    """
-    costs = [step_matmuls(d) for d in sorted(set(degrees))]
-    ways = [0] * (budget + 1)  # sequences of the current length by cost
-    ways[0] = 1
-    total = 0
-    for _ in range(max_steps):
-        nxt = [0] * (budget + 1)
-        for spent, w in enumerate(ways):
-            if w:
-                for c in costs:
-                    if spent + c <= budget:
-                        nxt[spent + c] += w
-        ways = nxt
-        total += sum(ways)
-        if not any(ways) or total > MAX_BUDGET_PREFIXES:
-            break
-    return total
-
-
 def _check_work(args: argparse.Namespace) -> None:
     """Limits that need several arguments together, checked before the search (and its progress bar)."""
     check_writable(args.out)
     if args.objective == "budget":
-        n = budget_prefixes(args.budget, args.degrees, args.max_steps)
-        if n > MAX_BUDGET_PREFIXES:
+        if args.budget > MAX_BUDGET:
+            raise CliError(f"--budget must be at most {MAX_BUDGET}, got {args.budget:g}")
+        if args.shape is None:
+            if args.budget != int(args.budget):
+                raise CliError(
+                    f"--budget counts matrix products: an integer without --shape, got {args.budget:g}"
+                )
+            args.budget = int(args.budget)
+            for flag in ("max_restarts", "restart_tolerance"):
+                if getattr(args, flag) is not None:
+                    raise CliError(f"--{flag.replace('_', '-')} applies with --shape only")
+        elif args.shape[0] > args.shape[1]:
             raise CliError(
-                f"--budget {args.budget} with degrees {args.degrees} and --max-steps {args.max_steps} explores "
-                f"more than {MAX_BUDGET_PREFIXES} degree sequences: lower --budget or --max-steps"
+                f"--shape must be MxN with M <= N (the Gram form's small side first), got {args.shape}"
+            )
+        if args.restart_tolerance is not None and args.restart_tolerance < 1:
+            raise CliError(f"--restart-tolerance must be >= 1, got {args.restart_tolerance:g}")
+        n = budget_prefixes(args.budget, args.degrees, args.max_steps, shape=args.shape)
+        if n > MAX_PREFIXES:
+            raise CliError(
+                f"--budget {args.budget:g} with degrees {args.degrees} and --max-steps {args.max_steps} explores "
+                f"more than {MAX_PREFIXES} degree sequences: lower --budget or --max-steps"
             )
     sizes = {"calibrate": args.__dict__.get("size"), "gradient": None, "budget": args.__dict__.get("sizes")}
     if args.objective == "gradient" and args.matrix:
@@ -435,6 +455,8 @@ def run(args: argparse.Namespace) -> int:
         "attractor",
         "safety",
         "sequence",
+        "restarts",
+        "cost",
     ):
         if key in m:
             print(f"  {key}: {m[key]}")

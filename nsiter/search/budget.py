@@ -363,7 +363,10 @@ def budget_search(
         )
     if gram:
         params.update(
-            shape=list(shape), max_restarts=max_restarts, restart_tolerance=float(restart_tolerance)
+            shape=list(shape),
+            restart_dtype=work_dtype,
+            max_restarts=max_restarts,
+            restart_tolerance=float(restart_tolerance),
         )
     restarts = placed[seq] if gram else ()
     unit = f"{shape[0]}x{shape[1]} products in the Gram form, restarts counted" if gram else "matrix products"

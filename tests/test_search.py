@@ -325,7 +325,13 @@ def test_gram_budget_counts_the_restarts_the_rounding_needs():
     sched, diag = budget_search(8.5, (5,), shape=shape, max_steps=8)
     seq, rs = diag.metrics["sequence"], tuple(diag.metrics["restarts"])
     assert sched.restarts == rs and rs
-    assert sched.provenance.parameters["restart_dtype"] == "bfloat16"
+    assert diag.metrics["restart_dtype"] == "bfloat16" and "R, Q in bfloat16" in sched.description
+    # the provenance replays the search
+    params = {k: v for k, v in sched.provenance.parameters.items() if k != "sequence"}
+    again, _ = budget_search(**params)
+    assert again.restarts == rs and [p.coefficients for p in again.steps] == [
+        p.coefficients for p in sched.steps
+    ]
     assert diag.metrics["cost"] == sequence_cost(seq, shape=shape, restarts=rs) <= 8.5
     # independently, with the rounding model: within 2x the standard form with its restarts, not without
     std = standard_error(sched, dtype="bfloat16")

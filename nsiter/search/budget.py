@@ -364,12 +364,15 @@ def budget_search(
     if gram:
         params.update(
             shape=list(shape),
-            restart_dtype=work_dtype,
             max_restarts=max_restarts,
             restart_tolerance=float(restart_tolerance),
         )
     restarts = placed[seq] if gram else ()
-    unit = f"{shape[0]}x{shape[1]} products in the Gram form, restarts counted" if gram else "matrix products"
+    unit = (
+        f"{shape[0]}x{shape[1]} products in the Gram form, restarts for R, Q in {work_dtype} counted"
+        if gram
+        else "matrix products"
+    )
     sched = Schedule(
         name or (f"budget-{budget:g}" if dtype is None else f"budget-{budget:g}-{dtype}"),
         polys,
@@ -402,6 +405,7 @@ def budget_search(
     }
     if gram:
         diag.metrics["restarts"] = list(restarts)
+        diag.metrics["restart_dtype"] = work_dtype
         diag.metrics["restart_models"] = len(placed)
         diag.metrics["skipped"] = [
             {"sequence": list(s), "restarts": None} for s, rs in placed.items() if rs is None

@@ -63,6 +63,7 @@ from nsiter.schedule import Schedule, check_restarts
 
 __all__ = [
     "DPS",
+    "SAFE_LO",
     "SIZE_FACTOR",
     "GramRestarts",
     "PlacementError",
@@ -79,6 +80,12 @@ DPS = 30  # mpmath digits of the scalar recursions (the spurious eigenvalues rea
 SIZE_FACTOR = 0.1  # c in c u rms(T): fitted to measured fp16/bf16 runs (experiments/gram_restarts.py)
 WEYL_FACTOR = 0.1  # eigenvalue shift of a rounded R in units of u ||R||_2 (fitted; ||fl(R) - R||_2 is 0.18-0.29 u ||R||_2)
 GRID = 12  # grid directions per decade of [lo, hi] (plus 16)
+# The lower end of the singular values that the accuracy decisions (``method="auto"``, the Gram-form budget
+# search) let the model cover: exact zeros and every small direction.  Measured (experiments/gram_restarts.py,
+# 96x384, R and Q in bf16): modelled on [1e-3, 1] only, Polar Express's 8 steps with restarts after (1, 3) or
+# (2, 3) look within 2x of the standard form (1.6x, 1.9x), but on spectra reaching 1e-10, rank-half and a
+# cluster at 1.8e-7 their error is 93x and 320x the standard form's; modelled from 0 they are rejected (4.3x, 4.4x).
+SAFE_LO = 0.0
 
 
 def restart_cost(m: int, n: int, *, net: bool = False) -> int:

@@ -318,6 +318,7 @@ def test_budget_prefixes_count_the_searchs_solves():
 
 
 def test_gram_budget_counts_the_restarts_the_rounding_needs():
+    from nsiter.evaluate import evaluation_plan
     from nsiter.restarts import predict_error, standard_error
     from nsiter.search.budget import sequence_cost
 
@@ -333,10 +334,12 @@ def test_gram_budget_counts_the_restarts_the_rounding_needs():
         p.coefficients for p in sched.steps
     ]
     assert diag.metrics["cost"] == sequence_cost(seq, shape=shape, restarts=rs) <= 8.5
-    # independently, with the rounding model: within 2x the standard form with its restarts, not without
-    std = standard_error(sched, dtype="bfloat16")
-    assert predict_error(sched, rs, dtype="bfloat16").error <= 2 * std
-    assert not predict_error(sched, (), dtype="bfloat16").error <= 2 * std
+    # independently, with the rounding model on [0, 1] (as method="auto" decides): within 2x the standard
+    # form with its restarts, not without; and auto runs it in the Gram form with bf16 R, Q
+    std = standard_error(sched, dtype="bfloat16", lo=0.0)
+    assert predict_error(sched, rs, dtype="bfloat16", lo=0.0).error <= 2 * std
+    assert not predict_error(sched, (), dtype="bfloat16", lo=0.0).error <= 2 * std
+    assert evaluation_plan(shape, sched, dtype="bf16", gram_dtype="bf16").method == "gram"
     # without counting restarts this sequence would fit a smaller budget; counting them, nothing does
     assert sequence_cost(seq, shape=shape) <= 8.0
     with pytest.raises(ValueError, match="no degree sequence fits budget 8"):

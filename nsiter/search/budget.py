@@ -11,7 +11,7 @@ costs ``m x m`` products instead (``l - 1`` for ``q(R) - c_0 I``, one for ``Q`` 
 two for ``R`` unless it is the last step), plus one ``m x n`` product for ``R_0 = X X^T`` and one for
 ``Q X``.  Each sequence then needs the restarts that keep its rounding error within ``restart_tolerance``
 of the standard form's (:func:`nsiter.restarts.gram_restarts`, with ``R`` and ``Q`` in the working
-format), and each restart costs two more ``m x n`` products (:func:`nsiter.restarts.restart_cost`).  So
+format, on singular values ``[0, hi]`` as ``method="auto"`` decides), and each restart costs two more ``m x n`` products (:func:`nsiter.restarts.restart_cost`).  So
 the budget is counted in ``m x n`` products (``2 m^2 n`` flops; a float), every sequence is costed with
 its restarts (:func:`nsiter.gram.method_flops`, full products), and the winner carries its restarts.
 The degree sequences are enumerated by their cost without restarts (a lower bound); the rounding model
@@ -48,7 +48,7 @@ import numpy as np
 from nsiter.checks import check_interval, check_positive, check_positive_int
 from nsiter.dtypes import dtype_name, unit_roundoff
 from nsiter.polynomial import OddPolynomial, step_matmuls
-from nsiter.restarts import gram_restarts
+from nsiter.restarts import SAFE_LO, gram_restarts
 from nsiter.schedule import Provenance, Schedule
 from nsiter.search._core import Diagnostics, image_interval_fast, interval_error, propagate_fast
 from nsiter.search.minimax import cushioned_step
@@ -318,8 +318,9 @@ def budget_search(
             # every restart (not after the last step) adds two m x n products and saves three m x m ones
             spare, net = limit - costs.whole(seq), 2 * costs.unit - 3 * costs.square
             affordable = max_restarts if net <= 0 else min(max_restarts, int(spare // net))
+            # modelled on [SAFE_LO, hi], as method="auto" decides: the restarts it needs to run in the Gram form
             res = gram_restarts(
-                cand, dtype=work_dtype, max_restarts=affordable, lo=lo, hi=hi, tol=restart_tolerance
+                cand, dtype=work_dtype, max_restarts=affordable, lo=SAFE_LO, hi=hi, tol=restart_tolerance
             )
             rs = None if res.cheapest is None else res.cheapest.restarts
             placed[seq] = (

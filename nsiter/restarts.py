@@ -63,6 +63,7 @@ from nsiter.schedule import Schedule, check_restarts
 
 __all__ = [
     "DPS",
+    "MAX_PLACEMENTS",
     "SAFE_LO",
     "SIZE_FACTOR",
     "GramRestarts",
@@ -86,6 +87,7 @@ GRID = 12  # grid directions per decade of [lo, hi] (plus 16)
 # (2, 3) look within 2x of the standard form (1.6x, 1.9x), but on spectra reaching 1e-10, rank-half and a
 # cluster at 1.8e-7 their error is 93x and 320x the standard form's; modelled from 0 they are rejected (4.3x, 4.4x).
 SAFE_LO = 0.0
+MAX_PLACEMENTS = 2000  # restart placements one search may evaluate (a limit checked before the work)
 
 
 def restart_cost(m: int, n: int, *, net: bool = False) -> int:
@@ -113,6 +115,12 @@ def placements(steps: int, max_restarts: int) -> list[tuple[int, ...]]:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
         raise ValueError(f"max_restarts must be a non-negative integer, got {max_restarts!r}")
+    count = sum(math.comb(steps - 1, k) for k in range(min(max_restarts, steps - 1) + 1))
+    if count > MAX_PLACEMENTS:
+        raise ValueError(
+            f"{steps} steps with at most {max_restarts} restarts give {count} placements, more than "
+            f"MAX_PLACEMENTS = {MAX_PLACEMENTS} (about 0.05 s each): lower max_restarts"
+        )
     out: list[tuple[int, ...]] = []
     for k in range(min(max_restarts, steps - 1) + 1):
         out += list(itertools.combinations(range(1, steps), k))
@@ -300,7 +308,7 @@ def standard_error(
     schedule: Schedule | str,
     *,
     dtype: Any = "float16",
-    lo: float = 1e-3,
+    lo: float = SAFE_LO,
     hi: float = 1.0,
     size_factor: float = SIZE_FACTOR,
 ) -> float:
@@ -315,7 +323,7 @@ def predict_error(
     restarts: Sequence[int] | None = None,
     *,
     dtype: Any = "float16",
-    lo: float = 1e-3,
+    lo: float = SAFE_LO,
     hi: float = 1.0,
     gram_dtype: Any = None,
     size_factor: float = SIZE_FACTOR,
@@ -419,7 +427,7 @@ def gram_restarts(
     *,
     dtype: Any = "float16",
     max_restarts: int = 2,
-    lo: float = 1e-3,
+    lo: float = SAFE_LO,
     hi: float = 1.0,
     tol: float = 2.0,
     gram_dtype: Any = None,

@@ -20,6 +20,7 @@ from nsiter.checks import SEED_LIMIT, check_seed
 from nsiter.optim import Muon
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
+from nsiter.restarts import gram_restarts, placements
 from nsiter.schedule import Provenance, Schedule
 
 CASE_SECONDS = 20  # generous: every case below answers in well under a second
@@ -120,6 +121,12 @@ API_CASES = [
     ("seed", lambda d: check_seed(True), "True"),
     ("seed", lambda d: _log_uniform(2**63), str(2**63)),
     ("seed", lambda d: _log_uniform(-5), "-5"),
+    ("restarts", lambda d: placements(60, 10), "MAX_PLACEMENTS"),
+    (
+        "restarts",
+        lambda d: gram_restarts(Schedule.from_coefficients([(1.5, -0.5)] * 40), max_restarts=9),
+        "40 steps",
+    ),
     ("Muon parameter", lambda d: _muon_of((0, 4)), "(0, 4)"),
     ("Muon parameter", lambda d: _muon_of((4, 0)), "(4, 0)"),
     ("Muon parameter", lambda d: _muon_of((4,)), "(4,)"),

@@ -304,7 +304,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--gram-dtype", default=None, help="dtype of R and Q (default: --dtype)")
     q.add_argument("--max-restarts", type=nonnegative_int, default=2, help="at most this many restarts")
     q.add_argument(
-        "--lo", type=nonnegative_float, default=1e-3, help="smallest singular value (0: rank deficient)"
+        "--lo",
+        type=nonnegative_float,
+        default=0.0,
+        help="smallest singular value (default 0: exact zeros and every small direction, as method=auto "
+        "decides)",
     )
     q.add_argument("--hi", type=positive_float, default=1.0, help="largest normalized singular value")
     q.add_argument(

@@ -24,12 +24,17 @@ PARAMS = {
         "schedule",
         "shape",
         "dtype",
+        "plan",
         "ours_ms",
         "ours_tflops",
         "bare_tflops",
         "ratio_to_bare",
         "speedup_vs_reference",
+        "speedup_vs_plain_emulated",
         "speedup_vs_svd",
+        "ours_err",
+        "reference_err",
+        "plain_emulated_err",
     ],
 }
 QUICK: dict = {}
@@ -48,28 +53,42 @@ def compute(ctx) -> list[dict]:
 
 
 def latex(tables) -> dict:
-    from experiments.tables import latex_table
+    from experiments.tables import latex_table, tex_number
 
-    rows = [r for r in tables["main"] if r["file"] is not None]
+    rows = [dict(r) for r in tables["main"] if r["file"] is not None]
 
     def f(digits):
-        return lambda v: "--" if v is None else f"{float(v):.{digits}f}"
+        return lambda v: "--" if v in (None, "") else f"{float(v):.{digits}f}"
+
+    def e(v):
+        return "--" if v in (None, "") else f"${tex_number(float(v), 2)}$"
+
+    for r in (
+        rows
+    ):  # the plain loop in the arithmetic our path uses: emulated where that exists (bf16/fp16 on CPUs)
+        emulated = r.get("speedup_vs_plain_emulated") not in (None, "")
+        r["vs_plain"] = r["speedup_vs_plain_emulated"] if emulated else r["speedup_vs_reference"]
+        r["plain_err"] = r["plain_emulated_err"] if emulated else r["reference_err"]
+        r["method"] = _method(r.get("plan"))
 
     cols = [
         ("shape", "shape", None),
         ("dtype", "dtype", None),
-        ("ours_ms", "ms/call", f(2)),
+        ("method", "method", None),
+        ("ours_ms", "ms/call", f(1)),
         ("ours_tflops", "TFLOP/s", f(2)),
         ("ratio_to_bare", "vs bare matmuls", f(2)),
-        ("speedup_vs_reference", "vs reference loop", f(2)),
+        ("vs_plain", "vs plain loop", f(2)),
         ("speedup_vs_svd", "vs SVD", f(1)),
+        ("ours_err", "error", e),
+        ("plain_err", "error, plain loop", e),
     ]
     if not rows:
         return {"table": r"\emph{No benchmark results are committed under benchmarks/results/.}" + "\n"}
     blocks = []
-    for device in dict.fromkeys(r["device"] for r in rows):
-        sel = [r for r in rows if r["device"] == device]
-        dev, sched = (str(v).replace("_", r"\_") for v in (device, sel[0]["schedule"]))
+    for key in dict.fromkeys((r["device"], r["schedule"]) for r in rows):  # one block per device and schedule
+        sel = [r for r in rows if (r["device"], r["schedule"]) == key]
+        dev, sched = (str(v).replace("_", r"\_") for v in key)
         head = rf"\multicolumn{{{len(cols)}}}{{l}}{{\textbf{{{dev}}} (torch {sel[0]['torch']}, \texttt{{{sched}}})}} \\"
         body = latex_table(sel, cols).splitlines()
         start = body.index(r"\midrule") + 1
@@ -83,9 +102,41 @@ def latex(tables) -> dict:
     return {"table": "\n".join(lines)}
 
 
+def _method(plan: str | None) -> str:
+    """``"gram (R, Q float32), bfloat16 emulated, symmetric/256"`` -> ``"gram (R, Q fp32)"``."""
+    if not plan:
+        return "--"
+    text = str(plan)
+    head = text[: text.index(")") + 1] if text.startswith("gram") and ")" in text else text.split(",")[0]
+    return head.replace("bfloat16", "bf16").replace("float", "fp")
+
+
+def _vs_plain(r: dict) -> float | None:
+    v = r.get("speedup_vs_plain_emulated")
+    v = v if v not in (None, "") else r.get("speedup_vs_reference")
+    return None if v in (None, "") else float(v)
+
+
+def _aspect(shape: str) -> float:
+    m, n = (int(x) for x in str(shape).split("x")[-2:])
+    return max(m, n) / min(m, n)
+
+
 def numbers(tables) -> dict:
     rows = [r for r in tables["main"] if r["file"] is not None]
-    return {"benchDevices": len({r["device"] for r in rows}), "benchRows": len(rows)}
+    out: dict = {"benchDevices": len({r["device"] for r in rows}), "benchRows": len(rows)}
+    rated = [r for r in rows if _vs_plain(r) is not None and r.get("plan")]
+    groups = {
+        "benchGram": [r for r in rated if str(r["plan"]).startswith("gram")],
+        "benchSquare": [r for r in rated if _aspect(r["shape"]) == 1],
+        "benchLowAspect": [r for r in rated if r["dtype"] in ("bf16", "fp16") and _aspect(r["shape"]) >= 4],
+        "benchSingleAspect": [r for r in rated if r["dtype"] == "fp32" and _aspect(r["shape"]) >= 4],
+    }
+    for name, sel in groups.items():  # ranges of the speedup over the plain loop (emulated where ours is)
+        if sel:
+            out[name + "Min"] = min(_vs_plain(r) for r in sel)
+            out[name + "Max"] = max(_vs_plain(r) for r in sel)
+    return out
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
 from nsiter.restarts import gram_restarts, placements
 from nsiter.schedule import Provenance, Schedule
+from nsiter.search.budget import budget_search
 
 CASE_SECONDS = 20  # generous: every case below answers in well under a second
 
@@ -122,6 +123,7 @@ API_CASES = [
     ("seed", lambda d: _log_uniform(2**63), str(2**63)),
     ("seed", lambda d: _log_uniform(-5), "-5"),
     ("restarts", lambda d: placements(60, 10), "MAX_PLACEMENTS"),
+    ("restarts", lambda d: budget_search(9, (5,), shape=(64, 256), max_steps=16, max_restarts=10), "30827"),
     (
         "restarts",
         lambda d: gram_restarts(Schedule.from_coefficients([(1.5, -0.5)] * 40), max_restarts=9),

@@ -11,11 +11,16 @@ costs ``m x m`` products instead (``l - 1`` for ``q(R) - c_0 I``, one for ``Q`` 
 two for ``R`` unless it is the last step), plus one ``m x n`` product for ``R_0 = X X^T`` and one for
 ``Q X``.  Each sequence then needs the restarts that keep its rounding error within ``restart_tolerance``
 of the standard form's (:func:`nsiter.restarts.gram_restarts`, with ``R`` and ``Q`` in the working
-format, on singular values ``[0, hi]`` as ``method="auto"`` decides), and each restart costs two more ``m x n`` products (:func:`nsiter.restarts.restart_cost`).  So
-the budget is counted in ``m x n`` products (``2 m^2 n`` flops; a float), every sequence is costed with
-its restarts (:func:`nsiter.gram.method_flops`, full products), and the winner carries its restarts.
-The degree sequences are enumerated by their cost without restarts (a lower bound); the rounding model
-is then consulted in order of estimated error until a sequence fits with its restarts.
+format, on singular values ``[0, hi]`` as ``method="auto"`` decides), and each restart costs two more
+``m x n`` products (:func:`nsiter.restarts.restart_cost`).  So the budget is counted in ``m x n``
+products (``2 m^2 n`` flops; a float), every sequence is costed with its restarts
+(:func:`nsiter.gram.method_flops`, full products), and the winner carries its restarts.  The degree
+sequences are enumerated by their cost without restarts (a lower bound).  Below the rounding floor
+(``floor``, default the unit roundoff of the working format) the estimate no longer ranks sequences,
+and shorter ones need fewer restarts, so the rounding model is consulted cheapest first among the
+sequences estimated below the floor, then in order of estimated error, until one fits with its
+restarts (at most ``MAX_RESTART_MODELS`` are modelled); the precision-aware shortlist takes, per
+tail length, the cheapest sequence below the floor that fits.
 
 The optional cushion and safety factor follow :func:`nsiter.search.minimax.greedy_minimax` (the safety
 factor is applied to every step but the last).
@@ -48,18 +53,26 @@ import numpy as np
 from nsiter.checks import check_interval, check_positive, check_positive_int
 from nsiter.dtypes import dtype_name, unit_roundoff
 from nsiter.polynomial import OddPolynomial, step_matmuls
-from nsiter.restarts import SAFE_LO, gram_restarts
+from nsiter.restarts import SAFE_LO, gram_restarts, placements
 from nsiter.schedule import Provenance, Schedule
 from nsiter.search._core import Diagnostics, image_interval_fast, interval_error, propagate_fast
 from nsiter.search.minimax import cushioned_step
 
-__all__ = ["MAX_PREFIXES", "MAX_RESTART_MODELS", "budget_prefixes", "budget_search", "sequence_cost"]
+__all__ = [
+    "MAX_MODELLED_PLACEMENTS",
+    "MAX_PREFIXES",
+    "MAX_RESTART_MODELS",
+    "budget_prefixes",
+    "budget_search",
+    "sequence_cost",
+]
 
 MAX_PREFIXES = 200_000  # degree-sequence prefixes one search may explore (one Remez solve each, ~0.5 ms)
 CONVERGED = 8 * 2.0**-53  # estimated error at which a prefix stops growing: float64 resolution near 1
-MAX_RESTART_MODELS = (
-    256  # Gram-form mode: sequences whose restarts the rounding model places (0.3-0.7 s each)
-)
+# Gram-form mode: sequences whose restarts the rounding model places, and the placements it evaluates in
+# all (0.05-0.2 s each on a 2-core CPU: at most about 10 minutes)
+MAX_RESTART_MODELS = 256
+MAX_MODELLED_PLACEMENTS = 4000
 
 
 class _Costs:
@@ -249,6 +262,7 @@ def budget_search(
         work_dtype = dtype_name(work_dtype)  # names the bad dtype before the search
         if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
             raise ValueError(f"max_restarts must be a non-negative integer, got {max_restarts!r}")
+        placements(max_steps, max_restarts)  # the placements of the longest sequence: within MAX_PLACEMENTS
         if not (isinstance(restart_tolerance, (int, float)) and math.isfinite(restart_tolerance)) or (
             restart_tolerance < 1
         ):
@@ -297,14 +311,15 @@ def budget_search(
 
     dfs(lo, hi, costs.start, (), ())
     if gram:
-        # Gram form: below the working format's unit roundoff the estimate no longer ranks sequences (rounding
-        # does), and shorter ones need fewer restarts, so those are costed first: clipped error, then cost
-        u = unit_roundoff(work_dtype)
-        results.sort(key=lambda r: (max(r[0], u), costs.whole(r[1]), r[0]))
+        # Gram form: below the rounding floor the estimate no longer ranks sequences (rounding does), and
+        # shorter ones need fewer restarts, so those are costed first: clipped error, then cost
+        clip = floor if dtype is not None else unit_roundoff(work_dtype)
+        results.sort(key=lambda r: (max(r[0], clip), costs.whole(r[1]), r[0]))
     else:
         results.sort(key=lambda r: (r[0], costs.whole(r[1]), len(r[1])))
 
     placed: dict[tuple[int, ...], tuple[int, ...] | None] = {}  # Gram form: sequence -> its restarts
+    modelled = [0]  # restart placements evaluated so far
 
     def fits(entry: tuple) -> bool:
         """Standard form: always (the enumeration costed it).  Gram form: with the restarts it needs."""
@@ -312,12 +327,14 @@ def budget_search(
             return True
         seq = entry[1]
         if seq not in placed:
-            if len(placed) >= MAX_RESTART_MODELS:
-                return False
-            cand = Schedule("candidate", entry[2], Provenance(kind="search", source="budget_search"))
             # every restart (not after the last step) adds two m x n products and saves three m x m ones
             spare, net = limit - costs.whole(seq), 2 * costs.unit - 3 * costs.square
             affordable = max_restarts if net <= 0 else min(max_restarts, int(spare // net))
+            work = len(placements(len(seq), affordable))
+            if len(placed) >= MAX_RESTART_MODELS or modelled[0] + work > MAX_MODELLED_PLACEMENTS:
+                return False
+            modelled[0] += work
+            cand = Schedule("candidate", entry[2], Provenance(kind="search", source="budget_search"))
             # modelled on [SAFE_LO, hi], as method="auto" decides: the restarts it needs to run in the Gram form
             res = gram_restarts(
                 cand, dtype=work_dtype, max_restarts=affordable, lo=SAFE_LO, hi=hi, tol=restart_tolerance
@@ -333,7 +350,8 @@ def budget_search(
         raise ValueError(
             f"no degree sequence fits budget {budget} on shape {shape} with the restarts its {work_dtype} "
             f"rounding needs (at most {max_restarts}, within {restart_tolerance}x the standard form; "
-            f"{len(placed)} sequences modelled): raise the budget, max_restarts or restart_tolerance"
+            f"{len(placed)} sequences, {modelled[0]} placements modelled): raise the budget, max_restarts or "
+            "restart_tolerance"
         )
     err, seq, polys = winner
     measured: list[dict[str, Any]] = []
@@ -431,8 +449,8 @@ def _reachable(total: int, costs: list[int]) -> bool:
 
 def _tail_shortlist(results: list, floor: float, low: int, fits: Any) -> list:
     """Among sequences estimated below ``floor`` that ``fits`` the budget: for each length of the final
-    run of degree-``low`` steps, the one with the smallest estimated error (``results`` is sorted by
-    estimated error)."""
+    run of degree-``low`` steps, the first in the order of ``results`` (by estimated error; in the
+    Gram-form mode the sequences below the floor come first, cheapest first)."""
     best: dict[int, tuple] = {}
     for r in results:
         if r[0] > floor:

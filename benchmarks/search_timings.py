@@ -17,7 +17,7 @@ import time
 import torch
 
 from nsiter._io import atomic_write_csv
-from nsiter.bench import _device_name
+from nsiter.kernels import device_name
 from nsiter.search import search
 
 CASES = [  # (label, objective, parameters, timed repeatedly)
@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/results/search_timings_cpu.csv")
     args = ap.parse_args()
-    device = _device_name(torch.device("cpu"))
+    device = device_name("cpu")
     rows = []
     for label, objective, params, repeat in CASES:
         best = float("inf")

@@ -14,6 +14,7 @@ Each check returns the value in its canonical type or raises ``ValueError`` nami
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,16 @@ def check_seed(seed: Any) -> int:
     if not 0 <= value < SEED_LIMIT:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {short_repr(value)}")
     return value
+
+
+def check_object(data: Any, allowed: set[str], what: str) -> Mapping[str, Any]:
+    """A JSON object (``Mapping``) with no keys outside ``allowed``: the schedule file format's parts."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{what} must be an object, got {short_repr(data)}")
+    unknown = set(data) - allowed
+    if unknown:
+        raise ValueError(f"unknown keys in {what}: {sorted(unknown)}")
+    return data
 
 
 def check_positive_int(value: Any, what: str) -> int:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from nsiter.checks import short_repr
+from nsiter.checks import check_object, short_repr
 
 __all__ = [
     "MAX_DEGREE",
@@ -233,11 +233,7 @@ class OddPolynomial:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OddPolynomial:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"a step must be an object with 'coefficients', got {data!r}")
-        unknown = set(data) - {"coefficients", "exact", "repeat"}
-        if unknown:
-            raise ValueError(f"unknown keys in step: {sorted(unknown)}")
+        check_object(data, {"coefficients", "exact", "repeat"}, "step")
         return cls(data.get("coefficients"), data.get("exact"))
 
     def __eq__(self, other: object) -> bool:

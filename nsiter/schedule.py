@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from nsiter._io import atomic_write
+from nsiter.checks import check_object
 from nsiter.polynomial import OddPolynomial, as_float
 
 __all__ = [
@@ -76,11 +77,7 @@ class Provenance:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"provenance must be an object, got {data!r}")
-        unknown = set(data) - {"kind", "source", "reference", "parameters", "notes"}
-        if unknown:
-            raise ValueError(f"unknown keys in provenance: {sorted(unknown)}")
+        check_object(data, {"kind", "source", "reference", "parameters", "notes"}, "provenance")
         if "kind" not in data or "source" not in data:
             raise ValueError(f"provenance needs 'kind' and 'source', got keys {sorted(data)}")
         return cls(**data)
@@ -117,11 +114,7 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Normalization:
-        if not isinstance(data, Mapping):
-            raise ValueError(f"normalization must be an object, got {data!r}")
-        unknown = set(data) - {"norm", "scale", "eps"}
-        if unknown:
-            raise ValueError(f"unknown keys in normalization: {sorted(unknown)}")
+        check_object(data, {"norm", "scale", "eps"}, "normalization")
         return cls(**data)
 
 
@@ -273,9 +266,7 @@ class Schedule:
         keys = {"format", "name", "description", "normalization", "provenance", "steps"}
         if fmt != "nsiter.schedule/1":
             keys.add("restarts")
-        unknown = set(data) - keys
-        if unknown:
-            raise ValueError(f"unknown keys in schedule: {sorted(unknown)}")
+        check_object(data, keys, "schedule")
         for key in ("name", "provenance", "steps"):
             if key not in data:
                 raise ValueError(f"schedule is missing {key!r}")

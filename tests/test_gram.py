@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -13,21 +14,10 @@ from nsiter.evaluate import evaluation_plan, iterates, orthogonalize
 from nsiter.gram import choose_method, default_gram_dtype, gram_accurate, gram_magnitude, method_flops
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
-from nsiter.schedule import Normalization, Provenance, Schedule
+from tests.test_evaluate import MIXED as EVALUATE_MIXED
 
-MIXED = Schedule(
-    "mixed-degrees",
-    (
-        OddPolynomial([1.7]),
-        OddPolynomial([1.5, -0.5]),
-        OddPolynomial([3.4445, -4.7750, 2.0315]),
-        OddPolynomial([35 / 16, -35 / 16, 21 / 16, -5 / 16]),
-        OddPolynomial([2.0, -1.5, 0.8, -0.2, 0.03]),
-        OddPolynomial([1.5, -0.5]),
-    ),
-    Provenance("user", "tests/test_gram.py"),
-    Normalization("frobenius", 1.3, 0.0),
-)
+# tests/test_evaluate.py's degrees 1, 3, 5, 7 and 9, then a cubic: the last step's R update is skipped
+MIXED = replace(EVALUATE_MIXED, steps=(*EVALUATE_MIXED.steps, OddPolynomial([1.5, -0.5])))
 
 
 def rel(A: torch.Tensor, B: torch.Tensor) -> float:

@@ -266,7 +266,55 @@ def compute(ctx) -> dict:
     rows = []
     for name, dt, spectrum in itertools.product(p["schedules"], p["dtypes"], p["spectra"]):
         rows += ctx.unit((name, dt, spectrum), lambda a=name, b=dt, c=spectrum: _unit(ctx, a, b, c))
-    return {"main": _report(ctx, rows), "placements": rows}
+    return {"main": _report(ctx, rows), "placements": rows, "verdicts": _verdicts(ctx, rows)}
+
+
+def _verdicts(ctx, placements_rows: list[dict]) -> list[dict]:
+    """``method="auto"``'s accuracy rule against the measurement, per (schedule, dtype, placement): the
+    modelled error over the standard form's on ``[lo, 1/scale]`` from 0 (``nsiter.restarts.SAFE_LO``, what
+    auto uses) and from ``lo``, and the worst measured ratio over the spectra.  Accepted: modelled at most
+    ``tol``; wrongly so when the measured ratio exceeds ``tol``."""
+    from nsiter import load_schedule
+    from nsiter.restarts import SAFE_LO, gram_restarts, label
+
+    p = ctx.params
+    rows = []
+    for name, dt in itertools.product(p["schedules"], p["dtypes"]):
+        sched = load_schedule(name)
+        hi = 1.0 / sched.normalization.scale
+        models = {
+            lo: gram_restarts(sched, dtype=dt, max_restarts=p["max_restarts"], lo=lo, hi=hi, tol=p["tol"])
+            for lo in (SAFE_LO, p["lo"])
+        }
+        for k, placement in enumerate(models[SAFE_LO].table):
+            runs = [
+                r["measured"] / r["standard_measured"]
+                for r in placements_rows
+                if (r["schedule"], r["dtype"], r["restarts"]) == (name, dt, label(placement.restarts))
+            ]
+            rows.append(
+                {
+                    "schedule": name,
+                    "dtype": dt,
+                    "restarts": label(placement.restarts),
+                    "model_from0": placement.error / models[SAFE_LO].standard,
+                    "model_from_lo": models[p["lo"]].table[k].error / models[p["lo"]].standard,
+                    "measured_worst": max(v if math.isfinite(v) else math.inf for v in runs),
+                }
+            )
+    return rows
+
+
+def rule_agreement(rows: list[dict], tol: float) -> dict:
+    """How often the accuracy rule accepts a placement whose measured worst ratio exceeds ``tol`` (wrongly)
+    and rejects one within it (a lost speedup), modelled from 0 and from ``lo``."""
+    out = {"count": len(rows)}
+    for key in ("model_from0", "model_from_lo"):
+        accept = [r for r in rows if r[key] <= tol]
+        out[f"{key}_accepted"] = len(accept)
+        out[f"{key}_false_accepts"] = sum(not r["measured_worst"] <= tol for r in accept)
+        out[f"{key}_false_rejects"] = sum(r["measured_worst"] <= tol for r in rows if not r[key] <= tol)
+    return out
 
 
 def model_quality(rows: list[dict]) -> dict:
@@ -341,6 +389,7 @@ def worst_ratios(rows: list[dict]) -> list[dict]:
 def numbers(tables) -> dict:
     q = model_quality(tables["placements"])
     w = worst_ratios(tables["main"])
+    a = rule_agreement(tables["verdicts"], PARAMS["tol"])
     narrow = max(w, key=lambda r: r["ours_worst"])
     return {
         "restartRatioMedian": q["ratio_median"],
@@ -355,6 +404,11 @@ def numbers(tables) -> dict:
         "restartPeerWorst": max(r["peer_worst"] for r in w),
         "restartOursBetter": sum(r["ours_from0_worst"] < r["peer_worst"] for r in w),
         "restartPairs": len(w),
+        "restartVerdicts": a["count"],
+        "restartFalseAcceptSafe": a["model_from0_false_accepts"],
+        "restartFalseAcceptNarrow": a["model_from_lo_false_accepts"],
+        "restartFalseRejectSafe": a["model_from0_false_rejects"],
+        "restartAcceptedSafe": a["model_from0_accepted"],
     }
 
 

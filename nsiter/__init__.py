@@ -38,8 +38,13 @@ _LAZY = {
 SUBMODULES = (
     "analysis",
     "baselines",
+    "bench",
+    "checks",
     "dtypes",
+    "dynamics",
     "evaluate",
+    "gram",
+    "kernels",
     "matrices",
     "measure",
     "optim",
@@ -47,9 +52,11 @@ SUBMODULES = (
     "polynomial",
     "records",
     "registry",
+    "restarts",
     "schedule",
     "search",
     "spectra",
+    "stats",
     "symbolic",
 )
 

@@ -820,13 +820,17 @@ def convergence_bound(p: OddPolynomial) -> tuple[float, bool]:
     return b, certified
 
 
-def certified_error(schedule: Schedule, lo: float = 1e-3, hi: float = 1.0) -> float:
+def certified_error(schedule: Schedule | str | Sequence[Any], lo: float = 1e-3, hi: float = 1.0) -> float:
     """Certified worst ``|1 - phi_T|`` for inputs with ``sigma / ||G|| in [lo, hi]``.
+
+    ``schedule`` is anything :func:`nsiter.load_schedule` takes (a ``Schedule``, registry name, path or
+    list of coefficient tuples).
 
     The schedule's normalization divides by ``scale * ||G||``, so the polynomials see
     ``[lo / scale, hi / scale]``; the bound comes from :func:`analyze` (mpmath, rounded outward).  ``aol``
     normalization is not a scalar map: ``ValueError``.  A diverging schedule gives ``inf``.
     """
+    schedule = load_schedule(schedule)
     if schedule.normalization.norm == "aol":
         raise ValueError(
             f"schedule {schedule.name!r} uses 'aol' normalization, which has no scalar certificate"

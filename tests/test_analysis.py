@@ -14,6 +14,7 @@ from nsiter.analysis import (
     MAX_ANALYZE_STEPS,
     analyze,
     attractor,
+    certified_error,
     convergence_bound,
     critical_points,
     decimal_up,
@@ -251,3 +252,12 @@ def test_analysis_reports_the_repeated_maps_cycle():
     # a tuned schedule: its last step repeated for ever converges to the superattracting fixed point 1
     pe = analyze("polar-express", repeated=True).attractor
     assert pe.kind == "converges" and pe.attracting_cycles[0].points == (1.0,)
+
+
+def test_certified_error_takes_every_schedule_form():
+    # a registry name, a Schedule and a coefficient list give the same certificate (names promised everywhere)
+    sched = load_schedule("muon")
+    by_name = certified_error("muon", 1e-3)
+    assert by_name == certified_error(sched, 1e-3)
+    assert by_name == certified_error([p.coefficients for p in sched.steps], 1e-3)
+    assert by_name == analyze(sched, 1e-3).final_error

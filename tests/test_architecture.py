@@ -171,3 +171,32 @@ def test_math_core_imports_neither_torch_nor_matplotlib(module):
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=False)
     assert proc.returncode == 0, f"import {module} loads {proc.stdout.strip()} {proc.stderr[-500:]}"
+
+
+def test_every_public_module_is_an_attribute_after_import_nsiter():
+    # the README uses nsiter.restarts.gram_restarts(...), nsiter.kernels..., after a bare `import nsiter`:
+    # every public module and package directly under nsiter/ must resolve as an attribute (lazily)
+    public = sorted(
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if not p.name.startswith("_")
+        and ((p.is_file() and p.suffix == ".py") or (p.is_dir() and (p / "__init__.py").is_file()))
+    )
+    code = (
+        "import nsiter, types, sys\n"
+        f"names = {public!r}\n"
+        "bad = [n for n in names if n != 'cli' and not isinstance(getattr(nsiter, n, None), types.ModuleType)]\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_dir_of_a_package_lists_only_its_public_surface():
+    import nsiter
+    import nsiter.search
+
+    for mod in (nsiter, nsiter.search):
+        names = dir(mod)
+        assert set(mod.__all__) <= set(names)
+        assert not {"importlib", "inspect", "Any", "annotations"} & set(names), names

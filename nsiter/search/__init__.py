@@ -64,6 +64,10 @@ OBJECTIVES: dict[str, tuple[str, str]] = {
 }
 
 
+def __dir__() -> list[str]:
+    return sorted({*__all__, "budget", "calibrate", "gradient", "minimax", "slope"})
+
+
 def search(objective: str, **params: Any) -> tuple[Schedule, Diagnostics]:
     """Run the search ``objective`` (a key of ``OBJECTIVES``) with keyword ``params``.
 

@@ -1,6 +1,6 @@
-"""Claims check: the user's notes (seed 003) on Muon's coefficients, tested with numbers.
+"""Claims check: five claims made about Muon's coefficients, tested with numbers.
 
-Claims, as the notes state them:
+Claims, as stated by their author (quoted):
 
 1. ``(3.4445, -4.7750, 2.0315)`` "are precisely the rational Padé (1,2)-truncation" of the inverse square
    root from Hale, Higham & Trefethen (2008), "the exact third-order Newton–Schulz recurrence".

@@ -1,6 +1,6 @@
 """The user's first figure: Muon's singular-value trajectories and the final Gram heatmap, in bfloat16.
 
-The notes (seed 003) draw ``G = randn(10, 6) @ diag(logspace(-1, 1, 6)) * 0.8`` with numpy seed 4424,
+The example under test draws ``G = randn(10, 6) @ diag(logspace(-1, 1, 6)) * 0.8`` with numpy seed 4424,
 run five Muon steps ``(3.4445, -4.7750, 2.0315)`` in bfloat16, and plot ``sigma_i(X_k)`` and
 ``|X_5 X_5^T|``.  Here the matrix comes from ``nsiter.matrices.with_spectrum``: the *singular values* are
 exactly ``0.8 * logspace(-1, 1, 6)`` (the notes' construction scales columns, which only roughly

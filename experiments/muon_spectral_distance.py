@@ -1,6 +1,6 @@
 """The user's second figure: Muon's spectral distance rho_k and the Gram matrix B_5, in bfloat16.
 
-The notes (seed 003) draw ``G = randn(12, 5) * logspace(-1, 1, 5) * 0.7`` with numpy seed 0, run five
+The example under test draws ``G = randn(12, 5) * logspace(-1, 1, 5) * 0.7`` with numpy seed 0, run five
 Muon steps in bfloat16 on the wide side (5 x 12), and plot ``rho_k = 1 - lambda_min(B_k)`` with
 ``B_k = X_k X_k^T`` (5 x 5) and a heatmap of ``B_5`` on ``[-0.05, 0.05]`` (which saturates the diagonal).
 Here the matrix comes from ``nsiter.matrices.with_spectrum`` with singular values exactly

@@ -25,7 +25,7 @@ from typing import Any
 import sympy as sp
 
 from nsiter.polynomial import MAX_DEGREE, MAX_SYMBOLIC_DEGREE, OddPolynomial
-from nsiter.schedule import Provenance, Schedule
+from nsiter.schedule import Schedule
 
 __all__ = [
     "MAX_SYMBOLIC_DEGREE",
@@ -206,18 +206,6 @@ def newton_schulz_family(degree: int) -> FamilyMember:
         convergence_bound=_convergence_bound(poly, l),
         latex=f"p(x) = {sp.latex(sp.Poly(poly, x).as_expr())}",
     )
-
-
-def newton_schulz_schedule(degree: int, steps: int) -> Schedule:
-    """``steps`` repetitions of the degree-``degree`` Newton–Schulz polynomial, with derived provenance."""
-    p = newton_schulz(degree)
-    prov = Provenance(
-        kind="derived",
-        source="nsiter.symbolic.newton_schulz: [l/0] Padé approximant of (1 - xi)^(-1/2), xi = 1 - x^2",
-        reference="Higham, Functions of Matrices (SIAM 2008), §8.3; Kenney & Laub 1991",
-        parameters={"degree": degree, "steps": steps},
-    )
-    return Schedule.repeated(f"newton-schulz-{degree}", p, steps, prov)
 
 
 def taylor_odd_coefficients(expr: sp.Expr, order: int = 5) -> list[Fraction]:

@@ -146,7 +146,8 @@ def test_muon_matches_reference_loop(shape, floors):
     assert ours.dtype == torch.float32
     err_ours, err_ref = spectral(ours - exact), spectral(ref - exact)
     assert err_ours <= max(2 * err_ref, floors["bf16"].polar_err_2)
-    assert spectral(ours - ref) <= err_ours + err_ref + 1e-6
+    # and both are bf16 results: each is off the exact map by more than float32 rounding would explain
+    assert min(err_ours, err_ref) > 100 * torch.finfo(torch.float32).eps
 
 
 @pytest.mark.parametrize("norm", ["frobenius", "spectral", "aol"])
@@ -180,7 +181,14 @@ def test_aol_bounds_the_spectral_norm():
     G = matrices.gradient_like(48, 80, seed=10)
     tr = trajectory(G, "turbo-muon", dtype=torch.float64)
     assert tr.sigmas(0)[0] <= 1 + 1e-12
-    assert tr.sigmas(0)[0] > 0.5  # much tighter than Frobenius on a low-rank-heavy matrix
+    # tighter than the Frobenius bound it replaces: sigma_max(X_0) = ||G||_2 / ||G||_F there (0.79 here),
+    # and AOL's rescaling lifts both ends of the spectrum (0.974 and 1.5x the smallest, this seed)
+    frob = trajectory(G, "turbo-muon", dtype=torch.float64, norm="frobenius")
+    G64 = G.double()
+    eps = load_schedule("turbo-muon").normalization.eps  # X_0 = G / (||G||_F + eps)
+    assert frob.sigmas(0)[0] == pytest.approx(float(spectral(G64) / (G64.norm() + eps)), rel=1e-12)
+    assert tr.sigmas(0)[0] > 1.2 * frob.sigmas(0)[0]
+    assert tr.sigmas(0)[-1] > 1.2 * frob.sigmas(0)[-1]
 
 
 def test_output_keeps_dtype_shape_and_layout():

@@ -23,7 +23,7 @@ def test_refs_include_every_registry_reference():
     refs = _bib_keys((PAPER / "refs.bib").read_text())
     if registry.is_file():
         assert _bib_keys(registry.read_text()) <= refs
-    # the brief's required references
+    # the references the paper's text relies on
     assert {"higham2008", "hale2008contour", "liu2025muonscalable", "bjorck1971", "kovarik1970"} <= refs
 
 

@@ -49,7 +49,6 @@ from nsiter.search._core import (
 
 __all__ = [
     "MinimaxStep",
-    "cushion_for_ratio",
     "cushioned_step",
     "greedy_minimax",
     "min_ratio",
@@ -256,35 +255,6 @@ def cushioned_step(
         mn, mx = image_interval_fast(step.polynomial, lo, hi)
         coef = coef * (2.0 / (mn + mx))
     return OddPolynomial([float(v) for v in coef]), step, cushioned
-
-
-def cushion_for_ratio(ratio: float, degree: int = 5, hi: float = 1.0) -> float:
-    """The cushion ``c`` whose recentered minimax step on ``[c hi, hi]`` has ``min p(x)/x = ratio``.
-
-    Found by bisection; the floor grows with the cushion (to 1 for the flat Newton–Schulz limit).
-    """
-    ratio = check_positive(ratio, "ratio")
-    degree = check_odd_degree(degree)
-
-    def floor(c: float) -> float:
-        p, _, _ = cushioned_step(c * hi * 0.5, hi, degree, c, True)
-        return min_ratio(p, hi)
-
-    lo_c, hi_c = 1e-9, 1.0 - 1e-6
-    if not floor(lo_c) < ratio < floor(hi_c):
-        raise ValueError(
-            f"ratio {ratio!r} is not reachable by a degree-{degree} cushioned step: "
-            f"floors range over ({floor(lo_c):.4g}, {floor(hi_c):.4g})"
-        )
-    for _ in range(100):
-        mid = math.sqrt(lo_c * hi_c)
-        if floor(mid) < ratio:
-            lo_c = mid
-        else:
-            hi_c = mid
-        if hi_c / lo_c - 1 < 1e-13:
-            break
-    return math.sqrt(lo_c * hi_c)
 
 
 def _degrees(degree: int | Sequence[int], steps: int) -> list[int]:

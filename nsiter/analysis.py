@@ -25,6 +25,7 @@ repelling 2-cycle, inside the band Jordan aims for ("Muon: An optimizer for hidd
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -424,6 +425,33 @@ class ScheduleAnalysis:
     def rows(self) -> list[dict[str, Any]]:
         """Tidy rows, one per step."""
         return [{**s.to_row(), "schedule": self.schedule} for s in self.bands]
+
+    def to_pandas(self) -> Any:
+        """The per-step rows as a ``pandas.DataFrame`` (pandas is imported on call)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows())
+
+    def __repr__(self) -> str:
+        """One line: the schedule, the input interval, the final certified band and error."""
+        f = self.final
+        tail = (
+            "diverged" if self.diverged else f"band [{f.lo:.6g}, {f.hi:.6g}], certified error {f.error:.4g}"
+        )
+        return (
+            f"ScheduleAnalysis({self.schedule!r} on [{self.lo:g}, {self.hi:g}]: "
+            f"{len(self.bands) - 1} steps, {tail})"
+        )
+
+    def _repr_html_(self) -> str:
+        """A per-step table for notebooks: band, certified error and slope at zero."""
+        head = "".join(f"<th>{h}</th>" for h in ("step", "lo", "hi", "certified error", "slope at 0"))
+        body = "".join(
+            f"<tr><td>{b.step}</td><td>{b.lo:.6g}</td><td>{b.hi:.6g}</td><td>{b.error:.4g}</td>"
+            f"<td>{b.slope_at_zero:.4g}</td></tr>"
+            for b in self.bands
+        )
+        return f"<p>{html.escape(repr(self))}</p><table><tr>{head}</tr>{body}</table>"
 
     def to_dict(self) -> dict[str, Any]:
         out = {

@@ -161,6 +161,19 @@ class Schedule:
             raise ValueError(f"steps = {steps} exceeds the limit MAX_STEPS = {MAX_STEPS}")
         return cls(name, (polynomial,) * steps, provenance, **kw)
 
+    def __repr__(self) -> str:
+        """One line: name, steps, normalization, restarts and where the schedule comes from."""
+        first = self.steps[0]
+        if all(p == first for p in self.steps):
+            body = f"{len(self)} x {first!r}"
+        else:
+            degrees = ",".join(str(p.degree) for p in self.steps)
+            body = f"{len(self)} steps of degree {degrees}" if len(self) <= 12 else f"{len(self)} steps"
+        n = self.normalization
+        norm = n.norm + (f"/{n.scale:g}" if n.scale != 1 else "") + (f" eps={n.eps:g}" if n.eps else "")
+        rs = f", restarts={self.restarts}" if self.restarts else ""
+        return f"Schedule({self.name!r}, {body}, {norm}{rs}, {self.provenance.kind})"
+
     def __len__(self) -> int:
         return len(self.steps)
 

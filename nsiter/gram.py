@@ -43,6 +43,7 @@ from nsiter.schedule import Schedule, check_restarts
 
 __all__ = [
     "METHODS",
+    "Q_ORDERS",
     "apply_q",
     "choose_method",
     "default_gram_dtype",
@@ -54,6 +55,7 @@ __all__ = [
 ]
 
 METHODS = ("auto", "standard", "gram")
+Q_ORDERS = ("zq", "qz")  # Q <- c_0 Q + W Q, or Q <- c_0 Q + Q W (gram_steps)
 AUTO_MARGIN = 0.9  # auto takes the Gram form only when its cost model is at most this share of standard's
 GRAM_TOLERANCE = 2.0  # auto's accuracy rule: modelled Gram error at most this times the standard form's
 
@@ -260,11 +262,20 @@ def gram_steps(
     *,
     restarts: Sequence[int] = (),
     R: torch.Tensor | None = None,
+    q_order: str = "zq",
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
     """Run the Gram form; after every step yield ``(X, Q)`` with the iterate ``X_k = Q X`` (``Q`` None:
     the identity).  ``X`` is ``(m, n)`` or ``(b, m, n)`` with ``m <= n`` in ``ops.compute``; ``R`` may be
     given (``X X^T`` already computed, e.g. rescaled by AOL).  The yielded tensors are work buffers.
+
+    ``q_order`` is the side on which ``W = q_k(R_k) - c_0 I`` multiplies ``Q``: ``"zq"``,
+    ``Q <- c_0 Q + W Q``, or ``"qz"``, ``Q <- c_0 Q + Q W`` (the published kernel's order: Zhang, Amsel,
+    Chen & Dao 2026, ``gram-newton-schulz``).  ``W`` and ``Q`` are polynomials in ``R_0``, so both
+    compute the same matrix in exact arithmetic with the same flops; in floating point a rounding error
+    ``E`` of ``Q`` is carried as ``P E`` or ``E P`` by the later steps' product ``P``.
     """
+    if q_order not in Q_ORDERS:
+        raise ValueError(f"q_order must be one of {Q_ORDERS}, got {q_order!r}")
     cuts = set(check_restarts(list(restarts), len(steps)))
     gshape = (*X.shape[:-1], X.shape[-2])
 
@@ -302,9 +313,10 @@ def gram_steps(
                 Q = Qbuf[0]
                 Q.copy_(Wk).diagonal(dim1=-2, dim2=-1).add_(c[0])
                 ops.rg(Q)
-            else:  # Q <- q(R) Q = c_0 Q + W Q
+            else:  # Q <- q(R) Q = c_0 Q + W Q ("zq"), or Q q(R) = c_0 Q + Q W ("qz")
                 other = Qbuf[1] if Q is Qbuf[0] else Qbuf[0]
-                Q = ops.rg(ops.sym(Wk, Q, other, C=Q, beta=c[0]))
+                left, right = (Wk, Q) if q_order == "zq" else (Q, Wk)
+                Q = ops.rg(ops.sym(left, right, other, C=Q, beta=c[0]))
             if need_r:  # R <- q(R) R q(R): T = c_0 R + R W, then R = c_0 T + W T
                 ops.rg(ops.sym(R, Wk, T, C=R, beta=c[0]))
                 ops.rg(ops.sym(Wk, T, R, C=T, beta=c[0]))

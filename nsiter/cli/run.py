@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from nsiter._io import check_writable
 from nsiter.cli import (
-    CliError,
     bounded_int,
     check_memory,
-    check_writable,
     emit_json,
     matrix_shape,
     positive_int,
@@ -86,10 +85,7 @@ def run(args: argparse.Namespace) -> int:
     G = spec.generate(m, n, args.seed, batch=args.batch)  # float64; normalized before the cast to --dtype
     tr = trajectory(G, schedule, dtype=args.dtype, norm=args.norm)
     if args.out:
-        try:
-            tr.to_csv(args.out)
-        except OSError as err:
-            raise CliError(f"cannot write {args.out!r}: {err.strerror}") from err
+        tr.to_csv(args.out)
     matrices = sorted({r["matrix"] for r in tr.rows})
     if args.json:
         emit_json(

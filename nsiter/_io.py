@@ -145,6 +145,12 @@ def _plan(path: str, parents: bool) -> _Plan:
     if target != os.path.abspath(path):
         _check_names(path, target)  # a link may point at a longer name
     folder = _existing_folder(path, os.path.dirname(target), parents=parents)
+    try:  # os.access below would call a read-only file system a permission problem
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    if read_only:
+        raise _folder_error(path, folder, OSError(errno.EROFS, os.strerror(errno.EROFS)))
     if st is None:
         return _Plan(False, target, folder, None)
     if not os.access(target, os.W_OK):

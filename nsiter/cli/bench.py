@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nsiter._io import check_writable
 from nsiter.cli import emit_json, positive_float, positive_int
 
 
@@ -50,9 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    out = None if args.out is None else check_writable(args.out, parents=True)  # before torch loads (seconds)
     import torch
 
-    from nsiter._io import check_writable
     from nsiter.bench import (
         DEFAULT_SHAPES,
         QUICK_SHAPES,
@@ -70,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     for d in dtypes:
         dtype_name(d)  # bad names fail here, before any work
-    out = None if args.out is None else check_writable(args.out, parents=True)  # before the run, not after
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     repeats = min(args.repeats, 3) if args.quick else args.repeats

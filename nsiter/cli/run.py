@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     m, n = args.shape
     what = f"{args.batch} matrices" if args.batch else "one matrix"
     check_memory(run_bytes(m, n, args.batch), f"a run on {what} of shape {m}x{n}")
+    if args.out:
+        check_writable(args.out)  # before torch loads and the matrix is built
 
     from nsiter.matrices import spectrum_spec
     from nsiter.records import trajectory
@@ -80,8 +82,6 @@ def run(args: argparse.Namespace) -> int:
     schedule = load_schedule(args.schedule)  # a bad name or file fails before the matrix is built
     if args.steps is not None:
         schedule = schedule.truncated(args.steps)
-    if args.out:
-        check_writable(args.out)
     G = spec.generate(m, n, args.seed, batch=args.batch)  # float64; normalized before the cast to --dtype
     tr = trajectory(G, schedule, dtype=args.dtype, norm=args.norm)
     if args.out:

@@ -220,6 +220,7 @@ REFUSED = [
     ("5000-character name", lambda d: d / ("n" * 5000), False, "file name too long (5000 bytes", errno.ENAMETOOLONG),
     ("256-byte name", lambda d: d / ("n" * 256), True, "file name too long (256 bytes", errno.ENAMETOOLONG),
     ("5000-character path", lambda d: d.joinpath(*["n" * 200] * 25), True, "path too long", errno.ENAMETOOLONG),
+    ("newline in a missing folder's name", lambda d: d / "bad\nname" / "x.csv", False, "name' does not exist", errno.ENOENT),
 ]  # fmt: skip
 
 
@@ -233,7 +234,7 @@ def test_refused_write_names_path_and_cause_and_destroys_nothing(case, setup, pa
     assert isinstance(err, ValueError) and isinstance(err, OSError) and err.errno == code
     message = str(err)
     assert message.startswith("cannot write '") and words in message, message
-    assert str(path)[:100] in message and "\n" not in message and len(message) < 700
+    assert repr(str(path))[:100] in message and "\n" not in message and len(message) < 700
     assert ".tmp" not in message  # the user's path, never the temporary file
     assert _snapshot(tmp_path) == before  # nothing replaced, created or left behind
     if case == "missing parent":
@@ -294,6 +295,38 @@ def test_file_system_errors_are_one_line_and_leave_the_old_file(code, stage, tmp
         assert f"folder '{tmp_path}' is not writable" in message
     monkeypatch.undo()
     assert sorted(os.listdir(tmp_path)) == ["out.csv"] and target.read_text() == "old"
+
+
+def test_an_interrupt_removes_the_temporary_file_and_propagates(tmp_path, monkeypatch):
+    target = tmp_path / "out.csv"
+    target.write_text("old")
+
+    def interrupted(fd):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(target, DATA)
+    assert os.listdir(tmp_path) == ["out.csv"] and target.read_text() == "old"
+
+
+def test_permissions_refuse_before_the_write(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root writes through permission bits (the read-only file system case covers root)")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (tmp_path / "ro.csv").write_text("old")
+    (tmp_path / "ro.csv").chmod(0o444)
+    locked.chmod(0o500)
+    try:
+        cases = ((locked / "x.csv", "locked' is not writable"), (tmp_path / "ro.csv", "read-only"))
+        for path, words in cases:
+            for call in (lambda p=path: check_writable(p), lambda p=path: atomic_write(p, DATA)):
+                with pytest.raises(WriteError, match=words):
+                    call()
+        assert (tmp_path / "ro.csv").read_text() == "old" and os.listdir(locked) == []
+    finally:
+        locked.chmod(0o700)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from nsiter._io import atomic_write_csv
+from nsiter._io import atomic_write_csv, check_writable
 from nsiter.kernels import device_name
 from nsiter.search import search
 
@@ -60,6 +60,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/results/search_timings_cpu.csv")
     args = ap.parse_args()
+    try:
+        check_writable(args.out, parents=True)  # before the timings, not after
+    except ValueError as err:
+        ap.error(str(err))
     device = device_name("cpu")
     rows = []
     for label, objective, params, repeat in CASES:

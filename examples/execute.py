@@ -9,12 +9,13 @@ stored as PNG (matplotlib's inline backend), and this script drops what would ch
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+from nsiter._io import atomic_write
 
 EXAMPLES = Path(__file__).resolve().parent
 TIMEOUT_S = 300  # per cell
@@ -65,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = [Path(p) for p in args.notebooks] or sorted(EXAMPLES.glob("*.ipynb"))
     for path in paths:
         nb = execute(path.resolve())
-        tmp = path.with_name(f".{path.name}.tmp")  # then a rename: never half a notebook
-        tmp.write_text(nbformat.writes(nb) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, nbformat.writes(nb) + "\n")  # never half a notebook (nsiter._io)
         print(f"executed {path}", file=sys.stderr)
     return 0
 

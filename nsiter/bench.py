@@ -58,7 +58,6 @@ __all__ = [
     "QUICK_SHAPES",
     "VARIANTS",
     "BenchShape",
-    "check_writable",
     "format_table",
     "parse_shape",
     "reference_loop",
@@ -274,22 +273,6 @@ def _distance(X: torch.Tensor, ref: torch.Tensor) -> float:
     if not bool(torch.isfinite(D).all()):
         return math.inf
     return float(torch.linalg.matrix_norm(D, 2).max())
-
-
-def check_writable(path: str | Path) -> Path:
-    """Raise ``ValueError`` naming ``path`` unless a file can be written there (before a long run)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"output path {str(path)!r} is a directory")
-    folder = path.parent
-    probe = folder
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise ValueError(f"cannot write {str(path)!r}: folder {str(probe)!r} is not writable")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ValueError(f"cannot write {str(path)!r}: file is not writable")
-    return path
 
 
 def run_benchmark(

@@ -83,7 +83,12 @@ class Trajectory:
         return out
 
     def to_csv(self, path: str | Path, table: str = "rows") -> Path:
-        """Write a table as CSV (atomic: temporary file, then rename); floats with ``repr`` precision."""
+        """Write a table as CSV; floats with ``repr`` precision.
+
+        Written by ``nsiter._io.atomic_write``: links followed, a regular file replaced atomically, a device or
+        FIFO written in place; a failure (a directory, a missing folder, a full disk) raises ``WriteError``,
+        a ``ValueError`` naming ``path``.
+        """
         rows = self.table(table)
         fields = ["schedule", "dtype", *(rows[0].keys() if rows else ["matrix", "step"])]
         return atomic_write_csv(

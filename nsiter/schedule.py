@@ -318,7 +318,9 @@ class Schedule:
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> Path:
-        """Write atomically (temporary file, then rename)."""
+        """Write the schedule JSON to ``path`` by ``nsiter._io.atomic_write`` (links followed, a regular file
+        replaced atomically, a device or FIFO written in place); a failure raises ``WriteError``, a
+        ``ValueError`` naming ``path``."""
         return atomic_write(path, self.to_json())
 
     @classmethod

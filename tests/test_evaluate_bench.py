@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
@@ -11,7 +9,6 @@ from nsiter import matrices
 from nsiter.bench import (
     COLUMNS,
     BenchShape,
-    check_writable,
     parse_shape,
     reference_loop,
     run_benchmark,
@@ -81,21 +78,6 @@ def test_run_benchmark_rows_and_budget_notes():
     # a budget far below one call's predicted time: nothing is run, and the note says so
     rows = run_benchmark(["64x64"], ["fp32"], "muon", 2, case_budget_s=1e-9, svd=False, errors=False)
     assert rows[0]["ours_ms"] is None and "ours not measured: predicted" in rows[0]["note"]
-
-
-def test_check_writable(tmp_path):
-    assert check_writable(tmp_path / "new" / "deeper" / "x.csv") == tmp_path / "new" / "deeper" / "x.csv"
-    with pytest.raises(ValueError, match="directory"):
-        check_writable(tmp_path)
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    try:
-        if not os.access(locked, os.W_OK):  # root ignores permissions
-            with pytest.raises(ValueError, match="not writable"):
-                check_writable(locked / "x.csv")
-    finally:
-        locked.chmod(0o700)
 
 
 def test_run_benchmark_rejects_bad_arguments():

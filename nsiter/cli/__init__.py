@@ -27,7 +27,6 @@ __all__ = [
     "bounded_int",
     "check_device",
     "check_memory",
-    "check_writable",
     "echo",
     "emit_json",
     "finite_float",
@@ -219,17 +218,6 @@ def check_memory(nbytes: float, what: str) -> None:
             f"{what} needs about {_gib(nbytes)}, above the limit {_gib(limit)} "
             f"({MEMORY_FRACTION:g} of the available memory)"
         )
-
-
-def check_writable(path: str) -> None:
-    """Refuse (``CliError``) an output path that cannot be written, before the work that fills it starts."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise CliError(f"cannot write {echo(path, 200)}: it is a directory")
-    if not os.path.isdir(folder):
-        raise CliError(f"cannot write {echo(path, 200)}: no directory {echo(folder, 200)}")
-    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
-        raise CliError(f"cannot write {echo(path, 200)}: permission denied")
 
 
 def check_device(text: str) -> str:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from nsiter._io import check_writable
 from nsiter.cli import emit_json, positive_float, positive_int
 
 
@@ -15,8 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Times nsiter.orthogonalize (median after warm-up, interleaved) on each shape and dtype "
         "with each method (standard, gram; full or symmetric products), the plain loop (native and "
         "emulated), the same matmuls alone, the SVD polar factor and the gram-newton-schulz package when "
-        "installed; states every variant's rounding error; writes a CSV under benchmarks/results/ and "
-        "prints the table.",
+        "installed; states every variant's rounding error and prints the table; with --out, also writes it as "
+        "CSV (nothing is written without --out).",
     )
     p.add_argument("--schedule", default="muon", help="registry name or schedule file (default muon)")
     p.add_argument(
@@ -44,19 +44,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--out",
         default=None,
-        help="CSV path (default benchmarks/results/bench_<device>[_quick].csv); checked before running",
+        help="also write the rows to this CSV file (missing folders are created); checked before running",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    out = None if args.out is None else check_writable(args.out, parents=True)  # before torch loads (seconds)
     import torch
 
     from nsiter.bench import (
         DEFAULT_SHAPES,
         QUICK_SHAPES,
-        check_writable,
         format_table,
         parse_shape,
         run_benchmark,
@@ -71,13 +71,6 @@ def run(args: argparse.Namespace) -> int:
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     for d in dtypes:
         dtype_name(d)  # bad names fail here, before any work
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    out = (
-        Path(args.out)
-        if args.out
-        else Path("benchmarks/results") / f"bench_{device}{'_quick' if args.quick else ''}.csv"
-    )
-    check_writable(out)  # before the run, not after it
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     repeats = min(args.repeats, 3) if args.quick else args.repeats
@@ -93,10 +86,12 @@ def run(args: argparse.Namespace) -> int:
         errors=not args.no_errors,
         progress=progress,
     )
-    write_csv(rows, out)
+    if out is not None:
+        write_csv(rows, out)
     if args.json:
-        emit_json({"csv": str(out), "rows": rows})
+        emit_json({"csv": None if out is None else str(out), "rows": rows})
     else:
         print(format_table(rows))
-        print(f"wrote {out}")
+        if out is not None:
+            print(f"wrote {out}")
     return 0

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from nsiter._io import check_writable
 from nsiter.cli import (
-    CliError,
     bounded_int,
     check_memory,
-    check_writable,
     emit_json,
     matrix_shape,
     positive_int,
@@ -72,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     m, n = args.shape
     what = f"{args.batch} matrices" if args.batch else "one matrix"
     check_memory(run_bytes(m, n, args.batch), f"a run on {what} of shape {m}x{n}")
+    if args.out:
+        check_writable(args.out)  # before torch loads and the matrix is built
 
     from nsiter.matrices import spectrum_spec
     from nsiter.records import trajectory
@@ -81,15 +82,10 @@ def run(args: argparse.Namespace) -> int:
     schedule = load_schedule(args.schedule)  # a bad name or file fails before the matrix is built
     if args.steps is not None:
         schedule = schedule.truncated(args.steps)
-    if args.out:
-        check_writable(args.out)
     G = spec.generate(m, n, args.seed, batch=args.batch)  # float64; normalized before the cast to --dtype
     tr = trajectory(G, schedule, dtype=args.dtype, norm=args.norm)
     if args.out:
-        try:
-            tr.to_csv(args.out)
-        except OSError as err:
-            raise CliError(f"cannot write {args.out!r}: {err.strerror}") from err
+        tr.to_csv(args.out)
     matrices = sorted({r["matrix"] for r in tr.rows})
     if args.json:
         emit_json(

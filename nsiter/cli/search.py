@@ -22,12 +22,12 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from nsiter._io import check_writable
 from nsiter.cli import (
     CliError,
     bounded_int,
     check_device,
     check_memory,
-    check_writable,
     echo,
     emit_json,
     finite_float,
@@ -364,6 +364,8 @@ def run_restarts(args: argparse.Namespace) -> int:
     from nsiter.restarts import describe, gram_restarts
 
     sched = load_schedule(args.schedule)
+    if args.out is not None:
+        check_writable(args.out)
     res = gram_restarts(
         sched,
         dtype=args.dtype,
@@ -374,10 +376,7 @@ def run_restarts(args: argparse.Namespace) -> int:
         tol=args.tol,
     )
     if args.out is not None:
-        try:
-            sched.with_restarts(res.best.restarts).save(args.out)
-        except OSError as err:
-            raise CliError(f"cannot write {args.out!r}: {err.strerror}") from err
+        sched.with_restarts(res.best.restarts).save(args.out)
     if args.json:
         emit_json({**res.to_dict(), "out": args.out})
         return 0
@@ -441,10 +440,7 @@ def run(args: argparse.Namespace) -> int:
     prov = schedule.provenance
     stored = {**prov.parameters, "objective": args.objective, "metrics": _scalars(diag.metrics)}
     schedule = replace(schedule, provenance=replace(prov, parameters=stored))
-    try:
-        schedule.save(args.out)
-    except OSError as err:
-        raise CliError(f"cannot write {args.out!r}: {err.strerror}") from err
+    schedule.save(args.out)
     if args.json:
         emit_json({"schedule": schedule.to_dict(), "diagnostics": diag.to_dict(), "out": args.out})
         return 0

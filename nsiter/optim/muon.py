@@ -45,7 +45,7 @@ from torch import nn
 
 from nsiter.checks import check_bool, check_real, short_repr
 from nsiter.dtypes import dtype_name
-from nsiter.evaluate import orthogonalize
+from nsiter.evaluate import orthogonalize, validate_matrix
 from nsiter.gram import METHODS  # how orthogonalize evaluates the schedule (its ``method``)
 from nsiter.optim.clip import QKClip
 from nsiter.optim.fsdp import ShardLayout, apply_on_owners, is_dtensor, redistribute_like, shard_layout
@@ -123,17 +123,20 @@ def _check_matrix(p: torch.Tensor, name: str = "") -> None:
     what = f" {name!r}" if name else ""
     if not isinstance(p, torch.Tensor):
         raise ValueError(f"Muon optimizes tensors; parameter{what} is a {type(p).__name__}")
-    if p.ndim < 2:
-        raise ValueError(
-            f"Muon optimizes matrices; parameter{what} has shape {tuple(p.shape)} (ndim {p.ndim}): "
-            "give 0-D/1-D parameters (biases, gains) to AdamW, e.g. with nsiter.optim.muon_param_groups"
-        )
-    if p.numel() == 0:
-        raise ValueError(
-            f"Muon cannot orthogonalize an empty matrix: parameter{what} has shape {tuple(p.shape)}"
-        )
-    if torch.is_complex(p) or not torch.is_floating_point(p):
-        raise ValueError(f"Muon needs real floating-point parameters; parameter{what} has dtype {p.dtype}")
+    if p.layout == torch.strided and not p.is_nested:
+        if p.ndim < 2:
+            raise ValueError(
+                f"Muon optimizes matrices; parameter{what} has shape {tuple(p.shape)} (ndim {p.ndim}): "
+                "give 0-D/1-D parameters (biases, gains) to AdamW, e.g. with nsiter.optim.muon_param_groups"
+            )
+        if p.numel() == 0:
+            raise ValueError(
+                f"Muon cannot orthogonalize an empty matrix: parameter{what} has shape {tuple(p.shape)}"
+            )
+    try:  # the evaluator's rule: dense, holding data, float16/bfloat16/float32/float64
+        validate_matrix(p, check_finite=False)
+    except ValueError as e:
+        raise ValueError(f"Muon cannot step parameter{what}: {e}") from None
 
 
 class Muon(torch.optim.Optimizer):
@@ -224,7 +227,7 @@ class Muon(torch.optim.Optimizer):
         group.update({k: v for k, v in settings.items() if k in group})
         if settings["use_muon"] and not isinstance(group["params"], set):
             for p in group["params"]:
-                _check_matrix(p, self._names.get(p, ""))
+                _check_matrix(p, self._names.get(p, "") if isinstance(p, torch.Tensor) else "")
         super().add_param_group(group)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

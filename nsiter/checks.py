@@ -8,6 +8,8 @@ Each check returns the value in its canonical type or raises ``ValueError`` nami
   the non-negative half, so that derived seeds (``seed + 1_000_003`` for the noise of a gradient-like matrix)
   still fit, and the same seed means the same matrix through the Python API and the command line;
 - ``check_positive_int``, ``check_positive``: counts and scales;
+- ``check_real``: a finite real in a stated range (hyperparameters: ``lr >= 0``, momentum in ``[0, 1)``);
+- ``check_bool``: a flag (``True``/``False`` only: ``"no"`` and ``0`` are not flags);
 - ``check_odd_degree``: the degree of a polynomial step, an odd integer ``>= 3``.
 """
 
@@ -21,10 +23,12 @@ import numpy as np
 
 __all__ = [
     "SEED_LIMIT",
+    "check_bool",
     "check_interval",
     "check_odd_degree",
     "check_positive",
     "check_positive_int",
+    "check_real",
     "check_seed",
     "short_repr",
 ]
@@ -93,12 +97,51 @@ def check_positive_int(value: Any, what: str) -> int:
 
 def check_positive(value: Any, what: str) -> float:
     """A finite real ``> 0``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    return check_real(value, what, low=0.0, low_open=True)
+
+
+def check_real(
+    value: Any,
+    what: str,
+    *,
+    low: float = -math.inf,
+    high: float = math.inf,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite real (Python or numpy; ``bool`` is not one) in the interval from ``low`` to ``high``.
+
+    The bounds are closed unless ``low_open``/``high_open``; an infinite bound only says "unbounded": the value
+    itself must always be finite.  Returns the value as a ``float``.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ValueError(f"{what} must be a real number, got {short_repr(value)}")
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{what} must be finite and > 0, got {value!r}")
+    try:
+        v = float(value)
+    except OverflowError:  # an int past the float range
+        v = math.inf
+    below = v <= low if low_open else v < low
+    above = v >= high if high_open else v > high
+    if not math.isfinite(v) or below or above:
+        raise ValueError(
+            f"{what} must be finite and {_range_text(low, high, low_open, high_open)}, got {short_repr(value)}"
+        )
     return v
+
+
+def _range_text(low: float, high: float, low_open: bool, high_open: bool) -> str:
+    if math.isinf(high):
+        return f"{'>' if low_open else '>='} {low:g}"
+    if math.isinf(low):
+        return f"{'<' if high_open else '<='} {high:g}"
+    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def check_bool(value: Any, what: str) -> bool:
+    """A flag: ``True`` or ``False`` (numpy's too); any other value, ``"no"`` or ``0`` included, is refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{what} must be True or False, got {short_repr(value)}")
+    return bool(value)
 
 
 def check_odd_degree(degree: Any) -> int:

@@ -94,21 +94,44 @@ def resolve_schedule(
 def validate_matrix(G: torch.Tensor, *, check_finite: bool = True) -> None:
     """Raise ``ValueError`` naming the problem unless ``G`` is a finite real floating tensor ``(..., m, n)``.
 
+    Accepted: dense (strided) tensors holding data (not on the ``meta`` device, not nested) of dtype float16,
+    bfloat16, float32 or float64 (the formats :mod:`nsiter.dtypes` names).  Refused by name: sparse layouts
+    (COO, CSR, CSC, BSR, BSC: densify with ``G.to_dense()``), ``meta`` tensors, nested tensors, quantized, bool,
+    integer and complex dtypes, and the 8- and 4-bit float formats (float8_e4m3fn, float8_e5m2, ...: no GEMM of
+    the iteration runs in them; upcast first).
+
     ``check_finite=False`` skips the pass over the entries (``normalize`` detects NaN/Inf from ``max|G|``,
     which it computes anyway).
     """
     if not isinstance(G, torch.Tensor):
         raise ValueError(f"expected a torch.Tensor of shape (..., m, n), got {type(G).__name__}")
+    if G.layout != torch.strided:
+        raise ValueError(f"expected a dense (strided) tensor, got layout {G.layout} (use G.to_dense())")
+    if G.is_nested:
+        raise ValueError("expected a dense tensor of shape (..., m, n), got a nested tensor")
+    if G.is_meta:
+        raise ValueError(
+            f"tensor on the meta device holds no data (shape {tuple(G.shape)}): materialize it first"
+        )
+    if G.is_quantized:
+        raise ValueError(f"quantized dtype {G.dtype} is not supported (dequantize first: G.dequantize())")
     if G.is_complex():
         raise ValueError(f"complex dtype {G.dtype} is not supported (real floating tensors only)")
     if not G.is_floating_point():
         raise ValueError(f"expected a floating dtype, got {G.dtype}")
+    if G.dtype not in _MATRIX_DTYPES:
+        raise ValueError(
+            f"dtype {G.dtype} is not supported: expected float16, bfloat16, float32 or float64 (upcast first)"
+        )
     if G.ndim < 2:
         raise ValueError(f"expected a matrix of shape (..., m, n), got shape {tuple(G.shape)}")
     if G.numel() == 0:
         raise ValueError(f"matrix has a zero-size dimension: shape {tuple(G.shape)}")
     if check_finite and not bool(torch.isfinite(G).all()):
         _raise_nonfinite(G)
+
+
+_MATRIX_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def _raise_nonfinite(G: torch.Tensor) -> None:

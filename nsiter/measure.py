@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nsiter.checks import check_interval, check_positive_int, check_seed, short_repr
 from nsiter.dtypes import dtype_name, torch_dtype
 from nsiter.dynamics import DIVERGENCE_THRESHOLD
 from nsiter.evaluate import iterates, resolve_schedule, validate_matrix
@@ -143,7 +144,9 @@ class Case:
     @classmethod
     def of(cls, G: torch.Tensor, label: str = "", seed: int | None = None) -> Case:
         validate_matrix(G)
-        return cls(label or "x".join(map(str, G.shape)), G, reference(G), seed)
+        return cls(
+            label or "x".join(map(str, G.shape)), G, reference(G), None if seed is None else check_seed(seed)
+        )
 
 
 @functools.lru_cache(maxsize=256)
@@ -159,11 +162,15 @@ def log_uniform_cases(
     """Seeded matrices with singular values log-spaced in ``[lo, hi]`` (``nsiter.matrices.log_uniform``),
     one per (size, seed); a size is ``n`` (square) or ``(m, n)``.  Cached per process: callers only read them.
     """
-    out = []
-    for size in [sizes] if isinstance(sizes, int) else sizes:
-        m, n = (size, size) if isinstance(size, int) else tuple(size)
-        out += [_log_uniform_case(int(m), int(n), float(lo), float(hi), int(s)) for s in seeds]
-    return out
+    lo, hi = check_interval(lo, hi)
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
+        raise ValueError(f"seeds must be a list of integers, got {short_repr(seeds)}")
+    seeds = [check_seed(s) for s in seeds]  # all of them before any matrix: 1.5 is not seed 1
+    shapes = []
+    for size in [sizes] if isinstance(sizes, (int, np.integer)) else sizes:
+        m, n = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+        shapes.append((check_positive_int(m, "size"), check_positive_int(n, "size")))
+    return [_log_uniform_case(m, n, lo, hi, s) for m, n in shapes for s in seeds]
 
 
 def exact_spectral(schedule: Schedule, ref: Reference) -> Schedule:

@@ -44,7 +44,7 @@ def _as_fraction(value: Any) -> Fraction:
     double: ``"1e999"`` is rejected by name, not with an ``OverflowError``.
     """
     if isinstance(value, bool):
-        raise ValueError(f"exact coefficient must be a rational, got {value!r}")
+        raise ValueError(f"exact coefficient must be a rational, got {short_repr(value)}")
     if isinstance(value, (int, Fraction)):
         out = Fraction(value)
     elif isinstance(value, str):
@@ -76,7 +76,7 @@ def step_matmuls(degree: int) -> int:
     The one matmul count of nsiter (``Schedule.matmuls``, the budget search).
     """
     if isinstance(degree, bool) or not isinstance(degree, int) or degree < 1 or degree % 2 == 0:
-        raise ValueError(f"degree must be a positive odd integer, got {degree!r}")
+        raise ValueError(f"degree must be a positive odd integer, got {short_repr(degree)}")
     return 0 if degree == 1 else (degree - 1) // 2 + 1
 
 
@@ -120,13 +120,15 @@ class OddPolynomial:
         exact_t = None
         if exact is not None:
             if isinstance(exact, (str, bytes)) or not isinstance(exact, Iterable):
-                raise ValueError(f"exact must be a sequence of rationals, got {exact!r}")
+                raise ValueError(f"exact must be a sequence of rationals, got {short_repr(exact)}")
             exact_t = tuple(_as_fraction(v) for v in exact)
         if coefficients is None:
             coeffs = tuple(float(v) for v in exact_t)
         else:
             if isinstance(coefficients, (str, bytes)) or not isinstance(coefficients, Iterable):
-                raise ValueError(f"coefficients must be a sequence of numbers, got {coefficients!r}")
+                raise ValueError(
+                    f"coefficients must be a sequence of numbers, got {short_repr(coefficients)}"
+                )
             coeffs = tuple(as_float(v, "coefficient") for v in coefficients)
         if not coeffs:
             raise ValueError("an odd polynomial needs at least one coefficient, got []")
@@ -137,7 +139,7 @@ class OddPolynomial:
                 raise ValueError(f"exact has {len(exact_t)} entries but coefficients has {len(coeffs)}")
             for c, e in zip(coeffs, exact_t, strict=True):
                 if not math.isclose(c, float(e), rel_tol=1e-12, abs_tol=1e-300):
-                    raise ValueError(f"coefficient {c!r} disagrees with its exact value {e}")
+                    raise ValueError(f"coefficient {short_repr(c)} disagrees with its exact value {e}")
         self.coefficients: tuple[float, ...] = coeffs
         self.exact: tuple[Fraction, ...] | None = exact_t
 
@@ -221,7 +223,7 @@ class OddPolynomial:
         """``x -> p(x / s)``: the safety-factor transform of Polar Express (Amsel et al. 2025)."""
         s = as_float(s, "scale")
         if s <= 0:
-            raise ValueError(f"scale must be positive, got {s!r}")
+            raise ValueError(f"scale must be positive, got {short_repr(s)}")
         return OddPolynomial([c / s ** (2 * k + 1) for k, c in enumerate(self.coefficients)])
 
     # ----------------------------------------------------------------------------- I/O, identity

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 
 from nsiter._io import atomic_write
-from nsiter.checks import check_object
+from nsiter.checks import check_object, short_repr
 from nsiter.polynomial import OddPolynomial, as_float
 
 __all__ = [
+    "MAX_FILE_BYTES",
     "MAX_STEPS",
     "NORMS",
     "PROVENANCE_KINDS",
@@ -39,6 +40,9 @@ SCHEDULE_FORMATS = ("nsiter.schedule/1", SCHEDULE_FORMAT)  # formats that load
 PROVENANCE_KINDS = ("paper", "repository", "record", "derived", "search", "user")
 NORMS = ("frobenius", "spectral", "aol")
 MAX_STEPS = 10_000  # longest schedule accepted (a file's ``repeat`` is checked against it before expanding)
+MAX_FILE_BYTES = (
+    2**24
+)  # largest schedule file read (16 MiB: a 10000-step degree-101 schedule in JSON is ~12 MiB)
 
 
 @dataclass(frozen=True)
@@ -61,9 +65,16 @@ class Provenance:
 
     def __post_init__(self) -> None:
         if self.kind not in PROVENANCE_KINDS:
-            raise ValueError(f"provenance kind must be one of {PROVENANCE_KINDS}, got {self.kind!r}")
+            raise ValueError(
+                f"provenance kind must be one of {PROVENANCE_KINDS}, got {short_repr(self.kind)}"
+            )
         if not isinstance(self.source, str) or not self.source.strip():
-            raise ValueError(f"provenance needs a non-empty source, got {self.source!r}")
+            raise ValueError(f"provenance needs a non-empty source, got {short_repr(self.source)}")
+        for key in ("reference", "notes"):
+            if not isinstance(getattr(self, key), str):
+                raise ValueError(f"provenance {key} must be a string, got {short_repr(getattr(self, key))}")
+        if not isinstance(self.parameters, Mapping):
+            raise ValueError(f"provenance parameters must be an object, got {short_repr(self.parameters)}")
         object.__setattr__(self, "parameters", dict(self.parameters))
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,13 +110,13 @@ class Normalization:
 
     def __post_init__(self) -> None:
         if self.norm not in NORMS:
-            raise ValueError(f"normalization norm must be one of {NORMS}, got {self.norm!r}")
+            raise ValueError(f"normalization norm must be one of {NORMS}, got {short_repr(self.norm)}")
         scale = as_float(self.scale, "normalization scale")
         eps = as_float(self.eps, "normalization eps")
         if scale <= 0:
-            raise ValueError(f"normalization scale must be positive, got {self.scale!r}")
+            raise ValueError(f"normalization scale must be positive, got {short_repr(self.scale)}")
         if eps < 0:
-            raise ValueError(f"normalization eps must be >= 0, got {self.eps!r}")
+            raise ValueError(f"normalization eps must be >= 0, got {short_repr(self.eps)}")
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "eps", eps)
 
@@ -134,20 +145,22 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
-            raise ValueError(f"schedule name must be a non-empty string, got {self.name!r}")
+            raise ValueError(f"schedule name must be a non-empty string, got {short_repr(self.name)}")
         steps = tuple(self.steps)
         if not steps:
-            raise ValueError(f"schedule {self.name!r} has no steps")
+            raise ValueError(f"schedule {short_repr(self.name)} has no steps")
         if len(steps) > MAX_STEPS:
             raise ValueError(
-                f"schedule {self.name!r} has {len(steps)} steps, above the limit MAX_STEPS = {MAX_STEPS}"
+                f"schedule {short_repr(self.name)} has {len(steps)} steps, above the limit MAX_STEPS = {MAX_STEPS}"
             )
         for s in steps:
             if not isinstance(s, OddPolynomial):
-                raise ValueError(f"schedule steps must be OddPolynomial, got {s!r}")
+                raise ValueError(f"schedule steps must be OddPolynomial, got {short_repr(s)}")
         object.__setattr__(self, "steps", steps)
+        if not isinstance(self.description, str):
+            raise ValueError(f"schedule description must be a string, got {short_repr(self.description)}")
         if not isinstance(self.provenance, Provenance):
-            raise ValueError(f"provenance must be a Provenance, got {self.provenance!r}")
+            raise ValueError(f"provenance must be a Provenance, got {short_repr(self.provenance)}")
         object.__setattr__(self, "restarts", check_restarts(self.restarts, len(steps)))
 
     @classmethod
@@ -156,7 +169,7 @@ class Schedule:
     ) -> Schedule:
         """A fixed iteration: ``polynomial`` applied ``steps`` times."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+            raise ValueError(f"steps must be a positive integer, got {short_repr(steps)}")
         if steps > MAX_STEPS:  # before building the tuple
             raise ValueError(f"steps = {steps} exceeds the limit MAX_STEPS = {MAX_STEPS}")
         return cls(name, (polynomial,) * steps, provenance, **kw)
@@ -186,7 +199,7 @@ class Schedule:
     def truncated(self, steps: int) -> Schedule:
         """The first ``steps`` steps; repeats the last polynomial when asked for more."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {steps!r}")
+            raise ValueError(f"steps must be a positive integer, got {short_repr(steps)}")
         if steps > MAX_STEPS:
             raise ValueError(f"steps = {steps} exceeds the limit MAX_STEPS = {MAX_STEPS}")
         new = self.steps[:steps] + (self.steps[-1],) * max(0, steps - len(self.steps))
@@ -199,7 +212,7 @@ class Schedule:
         ``Schedule.from_coefficients([(3.4445, -4.7750, 2.0315)] * 5)`` is Muon's iteration.
         """
         if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence) or not steps:
-            raise ValueError(f"expected a non-empty list of coefficient tuples, got {steps!r}")
+            raise ValueError(f"expected a non-empty list of coefficient tuples, got {short_repr(steps)}")
         if len(steps) > MAX_STEPS:
             raise ValueError(f"{len(steps)} steps exceed the limit MAX_STEPS = {MAX_STEPS}")
         polys = tuple(p if isinstance(p, OddPolynomial) else OddPolynomial(p) for p in steps)
@@ -229,7 +242,7 @@ class Schedule:
         """The composed map ``phi_k = p_k o ... o p_1`` as one polynomial (exact when every step is)."""
         k = len(self) if k is None else k
         if not 1 <= k <= len(self):
-            raise ValueError(f"k must be in 1..{len(self)}, got {k!r}")
+            raise ValueError(f"k must be in 1..{len(self)}, got {short_repr(k)}")
         out = self.steps[0]
         for p in self.steps[1:k]:
             out = p.compose(out)
@@ -275,23 +288,23 @@ class Schedule:
             raise ValueError(f"a schedule must be a JSON object, got {type(data).__name__}")
         fmt = data.get("format")
         if fmt not in SCHEDULE_FORMATS:
-            raise ValueError(f"schedule format must be one of {SCHEDULE_FORMATS}, got {fmt!r}")
+            raise ValueError(f"schedule format must be one of {SCHEDULE_FORMATS}, got {short_repr(fmt)}")
         keys = {"format", "name", "description", "normalization", "provenance", "steps"}
         if fmt != "nsiter.schedule/1":
             keys.add("restarts")
         check_object(data, keys, "schedule")
         for key in ("name", "provenance", "steps"):
             if key not in data:
-                raise ValueError(f"schedule is missing {key!r}")
+                raise ValueError(f"schedule is missing {short_repr(key)}")
         raw_steps = data["steps"]
         if not isinstance(raw_steps, list) or not raw_steps:
-            raise ValueError(f"schedule 'steps' must be a non-empty list, got {raw_steps!r}")
+            raise ValueError(f"schedule 'steps' must be a non-empty list, got {short_repr(raw_steps)}")
         steps: list[OddPolynomial] = []
         for raw in raw_steps:
             p = OddPolynomial.from_dict(raw)
             rep = raw.get("repeat", 1)
             if isinstance(rep, bool) or not isinstance(rep, int) or rep < 1:
-                raise ValueError(f"step 'repeat' must be a positive integer, got {rep!r}")
+                raise ValueError(f"step 'repeat' must be a positive integer, got {short_repr(rep)}")
             if len(steps) + rep > MAX_STEPS:
                 raise ValueError(
                     f"step 'repeat' = {rep} makes the schedule longer than MAX_STEPS = {MAX_STEPS}"
@@ -315,6 +328,8 @@ class Schedule:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise ValueError(f"malformed schedule JSON: {err}") from err
+        except RecursionError:  # the decoder's own depth guard: nesting no schedule has
+            raise ValueError("malformed schedule JSON: nested deeper than the JSON decoder allows") from None
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> Path:
@@ -327,12 +342,21 @@ class Schedule:
     def load(cls, path: str | Path) -> Schedule:
         path = Path(path)
         try:
-            text = path.read_text(encoding="utf-8")
+            with path.open("rb") as fh:
+                raw = fh.read(MAX_FILE_BYTES + 1)  # bounded: a FIFO or /dev/zero is not read forever
+            if len(raw) > MAX_FILE_BYTES:
+                raise ValueError(
+                    f"schedule file {short_repr(str(path), 200)} is larger than the limit "
+                    f"MAX_FILE_BYTES = {MAX_FILE_BYTES}"
+                )
+            text = raw.decode("utf-8")
         except OSError as err:
-            raise ValueError(f"cannot read schedule file {str(path)!r}: {err.strerror}") from err
+            raise ValueError(
+                f"cannot read schedule file {short_repr(str(path), 200)}: {err.strerror}"
+            ) from err
         except UnicodeDecodeError as err:
             raise ValueError(
-                f"schedule file {str(path)!r} is not UTF-8 text (byte {err.start}); expected schedule JSON"
+                f"schedule file {short_repr(str(path), 200)} is not UTF-8 text (byte {err.start}); expected schedule JSON"
             ) from err
         return cls.from_json(text)
 
@@ -343,14 +367,14 @@ def check_restarts(restarts: Any, steps: int) -> tuple[int, ...]:
     A restart after step ``r`` sets ``X <- Q X``, ``R <- X X^T`` and ``Q <- I`` before step ``r + 1``.
     """
     if isinstance(restarts, (str, bytes)) or not isinstance(restarts, Sequence):
-        raise ValueError(f"restarts must be a list of step numbers, got {restarts!r}")
+        raise ValueError(f"restarts must be a list of step numbers, got {short_repr(restarts)}")
     out = []
     for r in restarts:
         if isinstance(r, bool) or not isinstance(r, (int, np.integer)) or not 1 <= int(r) < steps:
             raise ValueError(
-                f"restart positions must be integers in 1..{steps - 1} (after a step), got {r!r}"
+                f"restart positions must be integers in 1..{steps - 1} (after a step), got {short_repr(r)}"
             )
         out.append(int(r))
     if len(set(out)) != len(out):
-        raise ValueError(f"restart positions must be distinct, got {list(restarts)!r}")
+        raise ValueError(f"restart positions must be distinct, got {short_repr(list(restarts))}")
     return tuple(sorted(out))

@@ -36,15 +36,16 @@ Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, arXiv:1
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from nsiter.checks import check_bool, check_real, short_repr
 from nsiter.dtypes import dtype_name
-from nsiter.evaluate import orthogonalize
+from nsiter.evaluate import orthogonalize, validate_matrix
 from nsiter.gram import METHODS  # how orthogonalize evaluates the schedule (its ``method``)
 from nsiter.optim.clip import QKClip
 from nsiter.optim.fsdp import ShardLayout, apply_on_owners, is_dtensor, redistribute_like, shard_layout
@@ -122,17 +123,20 @@ def _check_matrix(p: torch.Tensor, name: str = "") -> None:
     what = f" {name!r}" if name else ""
     if not isinstance(p, torch.Tensor):
         raise ValueError(f"Muon optimizes tensors; parameter{what} is a {type(p).__name__}")
-    if p.ndim < 2:
-        raise ValueError(
-            f"Muon optimizes matrices; parameter{what} has shape {tuple(p.shape)} (ndim {p.ndim}): "
-            "give 0-D/1-D parameters (biases, gains) to AdamW, e.g. with nsiter.optim.muon_param_groups"
-        )
-    if p.numel() == 0:
-        raise ValueError(
-            f"Muon cannot orthogonalize an empty matrix: parameter{what} has shape {tuple(p.shape)}"
-        )
-    if torch.is_complex(p) or not torch.is_floating_point(p):
-        raise ValueError(f"Muon needs real floating-point parameters; parameter{what} has dtype {p.dtype}")
+    if p.layout == torch.strided and not p.is_nested:
+        if p.ndim < 2:
+            raise ValueError(
+                f"Muon optimizes matrices; parameter{what} has shape {tuple(p.shape)} (ndim {p.ndim}): "
+                "give 0-D/1-D parameters (biases, gains) to AdamW, e.g. with nsiter.optim.muon_param_groups"
+            )
+        if p.numel() == 0:
+            raise ValueError(
+                f"Muon cannot orthogonalize an empty matrix: parameter{what} has shape {tuple(p.shape)}"
+            )
+    try:  # the evaluator's rule: dense, holding data, float16/bfloat16/float32/float64
+        validate_matrix(p, check_finite=False)
+    except ValueError as e:
+        raise ValueError(f"Muon cannot step parameter{what}: {e}") from None
 
 
 class Muon(torch.optim.Optimizer):
@@ -184,44 +188,91 @@ class Muon(torch.optim.Optimizer):
         qk_clip: QKClip | None = None,
         names: dict[torch.Tensor, str] | None = None,
     ) -> None:
-        _check_hyper(lr, momentum, weight_decay)
         if qk_clip is not None and not isinstance(qk_clip, QKClip):
             raise ValueError(f"qk_clip must be a nsiter.optim.QKClip or None, got {type(qk_clip).__name__}")
-        defaults = {
-            "lr": lr,
-            "momentum": momentum,
-            "nesterov": bool(nesterov),
-            "schedule": _schedule_dict(schedule),
-            "weight_decay": weight_decay,
-            "adjust_lr": _canonical_adjust(adjust_lr),
-            "dtype": dtype_name(dtype),
-            "method": _check_method(method),
-            "use_muon": True,
-            "betas": tuple(adam_betas),
-            "eps": adam_eps,
-        }
+        defaults = _check_group(
+            {
+                "lr": lr,
+                "momentum": momentum,
+                "nesterov": nesterov,
+                "schedule": schedule,
+                "weight_decay": weight_decay,
+                "adjust_lr": adjust_lr,
+                "dtype": dtype,
+                "method": method,
+                "use_muon": True,
+                "betas": adam_betas,
+                "eps": adam_eps,
+            },
+            "Muon",
+        )
         self._names = dict(names or {})
         self.qk_clip = qk_clip
         self._schedules: dict[int, tuple[dict[str, Any], Schedule]] = {}
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
-        """Add a group, validating it: Muon groups hold matrices; schedule and adjust_lr are normalized."""
+        """Add a group, validated (every hyperparameter, see :func:`_check_group`; Muon groups hold matrices) and
+        normalized (schedule as its dict, dtype by name, canonical ``adjust_lr``) before the optimizer changes."""
+        if not isinstance(param_group, Mapping):
+            raise ValueError(f"a param group must be a dict, got {type(param_group).__name__}")
         group = dict(param_group)
-        if "schedule" in group and not isinstance(group["schedule"], dict):
-            group["schedule"] = _schedule_dict(group["schedule"])
-        if "adjust_lr" in group:
-            group["adjust_lr"] = _canonical_adjust(group["adjust_lr"])
-        if "dtype" in group:
-            group["dtype"] = dtype_name(group["dtype"])
-        if "method" in group:
-            _check_method(group["method"])
-        super().add_param_group(group)
-        group = self.param_groups[-1]
-        _check_hyper(group["lr"], group["momentum"], group["weight_decay"])
-        if group["use_muon"]:
+        if "params" not in group:
+            raise ValueError(f"a param group needs 'params', got the keys {sorted(group)}")
+        params = group["params"]
+        group["params"] = [params] if isinstance(params, torch.Tensor) else params
+        if not isinstance(group["params"], (set, list, tuple)):  # torch refuses sets itself, by name
+            group["params"] = list(group["params"])  # a generator: read once, here
+        settings = _check_group({**self.defaults, **group}, f"param_groups[{len(self.param_groups)}]")
+        group.update({k: v for k, v in settings.items() if k in group})
+        if settings["use_muon"] and not isinstance(group["params"], set):
             for p in group["params"]:
-                _check_matrix(p, self._names.get(p, ""))
+                _check_matrix(p, self._names.get(p, "") if isinstance(p, torch.Tensor) else "")
+        super().add_param_group(group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict after checking all of it, so a refused one changes nothing.
+
+        Checked: the layout (``state`` and ``param_groups``, as many groups and parameters as this optimizer has),
+        every group's keys and hyperparameters (:func:`_check_group`: an SGD or AdamW state dict lacks
+        ``use_muon``/``schedule`` and is refused by name), and the state entries the step reads: a Muon
+        parameter's ``momentum_buffer``, an AdamW parameter's ``step``, ``exp_avg`` and ``exp_avg_sq``, each
+        finite and shaped like its parameter.  Entries may be absent (they start at zero, as on a first step).
+        """
+        if not isinstance(state_dict, Mapping) or set(state_dict) != {"state", "param_groups"}:
+            keys = sorted(state_dict) if isinstance(state_dict, Mapping) else type(state_dict).__name__
+            raise ValueError(f"an optimizer state dict has the keys ['param_groups', 'state'], got {keys}")
+        saved, state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved, (list, tuple)) or len(saved) != len(self.param_groups):
+            count = len(saved) if isinstance(saved, (list, tuple)) else type(saved).__name__
+            raise ValueError(f"state dict has {count} param groups, this optimizer {len(self.param_groups)}")
+        if not isinstance(state, Mapping):
+            raise ValueError(f"state dict's 'state' must be a dict, got {type(state).__name__}")
+        checked = []
+        owner: dict[Any, tuple[bool, torch.Tensor]] = {}  # saved parameter index -> (use_muon, parameter)
+        for gi, (group, mine) in enumerate(zip(saved, self.param_groups, strict=True)):
+            where = f"state dict param_groups[{gi}]"
+            if not isinstance(group, Mapping):
+                raise ValueError(f"{where} must be a dict, got {type(group).__name__}")
+            missing = sorted(set(self.defaults) - set(group))
+            if missing:
+                raise ValueError(f"{where} lacks {missing}: not a Muon state dict")
+            ids = group.get("params")
+            if not isinstance(ids, (list, tuple)) or len(ids) != len(mine["params"]):
+                count = len(ids) if isinstance(ids, (list, tuple)) else short_repr(ids)
+                raise ValueError(f"{where} has {count} parameters, this optimizer's {len(mine['params'])}")
+            settings = _check_group(dict(group), where)
+            if settings["use_muon"]:
+                for p in mine["params"]:
+                    _check_matrix(p, self._names.get(p, ""))
+            for i, p in zip(ids, mine["params"], strict=True):
+                owner[i] = (settings["use_muon"], p)
+            checked.append({**group, **settings})
+        for i, entry in state.items():
+            if i not in owner:
+                raise ValueError(f"state dict has state for parameter {short_repr(i)}, which no group holds")
+            _check_state(entry, *owner[i], f"state dict state[{i!r}]")
+        super().load_state_dict({"state": state, "param_groups": checked})
 
     def schedule_of(self, group: dict[str, Any]) -> Schedule:
         """The :class:`Schedule` a param group orthogonalizes with, parsed once per schedule dict.
@@ -399,13 +450,65 @@ class Muon(torch.optim.Optimizer):
         return loss
 
 
-def _check_hyper(lr: float, momentum: float, weight_decay: float) -> None:
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
-        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
-    if not (isinstance(momentum, (int, float)) and 0.0 <= momentum < 1.0):
-        raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-    if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
-        raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+def _check_group(group: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """Every hyperparameter of a param group checked and normalized (one rule for the constructor,
+    ``add_param_group`` and ``load_state_dict``); ``ValueError`` naming the group, the setting and its value.
+
+    ``lr``, ``weight_decay``: finite reals >= 0; ``momentum``, each of ``betas`` (AdamW's b1, b2): in [0, 1);
+    ``eps``: finite > 0 (AdamW's denominator ``sqrt(v) + eps`` with ``v = 0`` where a gradient entry has always
+    been zero); ``nesterov``, ``use_muon``: True or False; ``schedule``: a registry name, file, Schedule or
+    schedule dict (returned as its dict); ``adjust_lr``, ``dtype``, ``method``: one of their names.  Numbers are
+    real numbers, not bools: ``lr=True`` is refused.  Keys other than these pass through unchecked.
+    """
+    out = dict(group)
+    try:
+        for key in ("lr", "weight_decay"):
+            out[key] = check_real(group[key], key, low=0.0)
+        out["momentum"] = check_real(group["momentum"], "momentum", low=0.0, high=1.0, high_open=True)
+        for key in ("nesterov", "use_muon"):
+            out[key] = check_bool(group[key], key)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"betas must be a pair (b1, b2), got {short_repr(betas)}")
+        out["betas"] = tuple(
+            check_real(b, f"betas[{i}]", low=0.0, high=1.0, high_open=True) for i, b in enumerate(betas)
+        )
+        out["eps"] = check_real(group["eps"], "eps", low=0.0, low_open=True)
+        schedule = group["schedule"]
+        if isinstance(schedule, Mapping):
+            Schedule.from_dict(schedule)
+            out["schedule"] = dict(schedule)
+        else:
+            out["schedule"] = _schedule_dict(schedule)
+        out["adjust_lr"] = _canonical_adjust(group["adjust_lr"])
+        out["dtype"] = dtype_name(group["dtype"])
+        out["method"] = _check_method(group["method"])
+    except (ValueError, TypeError) as e:  # TypeError: a malformed schedule dict's insides
+        raise ValueError(f"{where}: {e}") from None
+    return out
+
+
+def _check_state(entry: Any, use_muon: bool, p: torch.Tensor, where: str) -> None:
+    """A saved per-parameter state holds what the step reads: Muon's momentum buffer, or AdamW's step count and
+    moments (all three), finite and shaped like the parameter."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
+    keys = {"momentum_buffer"} if use_muon else {"step", "exp_avg", "exp_avg_sq"}
+    kind = "Muon" if use_muon else "AdamW"
+    if set(entry) - keys or (entry and not use_muon and set(entry) != keys):
+        raise ValueError(f"{where} has keys {sorted(entry)}; a {kind} parameter's state has {sorted(keys)}")
+    for key, value in entry.items():
+        if key == "step":
+            step = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
+            check_real(step, f"{where}['step']", low=0.0)
+            continue
+        if not isinstance(value, torch.Tensor) or value.shape != p.shape:
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"{where}[{key!r}] must be a tensor of shape {tuple(p.shape)}, got {got}")
+        if value.is_floating_point() and not bool(torch.isfinite(_local(value)).all()):
+            raise ValueError(f"{where}[{key!r}] has non-finite entries")
+        if not value.is_floating_point():
+            raise ValueError(f"{where}[{key!r}] must be a floating tensor, got {value.dtype}")
 
 
 def muon_param_groups(

@@ -11,10 +11,22 @@ from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
+from nsiter.checks import short_repr
 from nsiter.polynomial import OddPolynomial
 from nsiter.schedule import Schedule
 
 __all__ = ["available_schedules", "load_schedule", "registry_dir"]
+
+
+MAX_PATH_CHARS = 4096  # PATH_MAX on Linux: a longer name or path cannot name a file
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the file system refuses the name (a component longer than NAME_MAX)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def registry_dir() -> Path:
@@ -40,15 +52,22 @@ def load_schedule(name_or_path: str | Path | Schedule | Sequence) -> Schedule:
     if isinstance(name_or_path, Sequence) and not isinstance(name_or_path, (str, bytes)):
         return Schedule.from_coefficients(name_or_path)
     if not isinstance(name_or_path, (str, Path)):
-        raise ValueError(f"expected a schedule name or path, got {name_or_path!r}")
+        raise ValueError(f"expected a schedule name or path, got {short_repr(name_or_path)}")
     text = str(name_or_path)
+    if (
+        "\x00" in text or len(text) > MAX_PATH_CHARS
+    ):  # no file has such a name: refused before the file system
+        raise ValueError(
+            f"unknown schedule {short_repr(text, 200)}: a registry name or schedule file path has at most "
+            f"MAX_PATH_CHARS = {MAX_PATH_CHARS} characters and no NUL"
+        )
     candidate = registry_dir() / f"{text}.json"
-    if "/" not in text and not text.endswith(".json") and candidate.is_file():
+    if "/" not in text and not text.endswith(".json") and _is_file(candidate):
         return Schedule.load(candidate)
     path = Path(text)
-    if path.is_file():
+    if _is_file(path):
         return Schedule.load(path)
     raise ValueError(
-        f"unknown schedule {text!r}: not a registry name ({', '.join(available_schedules())}) "
+        f"unknown schedule {short_repr(text, 200)}: not a registry name ({', '.join(available_schedules())}) "
         "nor an existing schedule file"
     )

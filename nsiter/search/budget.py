@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from nsiter.checks import check_interval, check_positive, check_positive_int
+from nsiter.checks import check_interval, check_positive, check_positive_int, check_seed
 from nsiter.dtypes import dtype_name, unit_roundoff
 from nsiter.polynomial import OddPolynomial, step_matmuls
 from nsiter.restarts import SAFE_LO, gram_restarts, placements
@@ -270,7 +270,7 @@ def budget_search(
     if dtype is not None:  # validate before the search
         floor = unit_roundoff(dtype) if floor is None else check_positive(floor, "floor")
         sizes = [check_positive_int(n, "size") for n in sizes]
-        seeds = list(seeds)
+        seeds = [check_seed(s) for s in seeds]
         if not seeds:
             raise ValueError("seeds must list at least one seed for the precision-aware measurement")
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from nsiter.checks import check_positive_int
+from nsiter.checks import check_positive_int, check_seed
+from nsiter.dtypes import dtype_name
 from nsiter.schedule import Schedule
 from nsiter.search._core import Diagnostics, schedule_error_fast
 from nsiter.search.minimax import greedy_minimax
@@ -81,6 +82,10 @@ def calibrate(
         raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     sizes = [size] if isinstance(size, int) else list(size)
     sizes = [check_positive_int(n, "size") for n in sizes]
+    seeds = [check_seed(s) for s in seeds]  # the measurement's inputs, before the first schedule is built
+    if not seeds:
+        raise ValueError("seeds must list at least one seed")
+    dtype = dtype_name(dtype)
     cands = sorted({float(f) for f in (*factors, *CONVENTIONAL_FACTORS)})
     if any(not math.isfinite(f) or f < 1 for f in cands):
         raise ValueError(f"safety factors must be finite and >= 1, got {list(factors)!r}")

@@ -29,7 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from nsiter.checks import check_interval, check_positive, check_positive_int
+from nsiter.checks import (
+    check_interval,
+    check_positive,
+    check_positive_int,
+    check_real,
+    check_seed,
+    short_repr,
+)
+from nsiter.dtypes import dtype_name, torch_dtype
 from nsiter.polynomial import OddPolynomial
 from nsiter.schedule import Provenance, Schedule
 from nsiter.search._core import Diagnostics, interval_error, propagate_fast, schedule_error_fast
@@ -89,8 +97,12 @@ def gradient_search(
     steps = check_positive_int(steps, "steps")
     iters = check_positive_int(iters, "iters")
     lr = check_positive(lr, "lr")
-    if not 0 <= worst_weight <= 1:
-        raise ValueError(f"worst_weight must be in [0, 1], got {worst_weight!r}")
+    worst_weight = check_real(worst_weight, "worst_weight", low=0.0, high=1.0)
+    if matrix:  # the measurement's inputs, before the search
+        seed = check_seed(seed)
+        size = check_positive_int(size, "size")
+        if dtype_name(dtype) not in ("bfloat16", "float32", "float64"):
+            raise ValueError(f"dtype must be bfloat16, float32 or float64, got {short_repr(dtype)}")
     init, init_diag = greedy_minimax(steps, degree, lo=lo, hi=hi, safety=safety)
     if max_error is not None:
         max_error = check_positive(max_error, "max_error")
@@ -115,12 +127,8 @@ def gradient_search(
         from nsiter.evaluate import polynomial_step
         from nsiter.matrices import log_uniform
 
-        work = {"bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}.get(
-            str(dtype)
-        )
-        if work is None:
-            raise ValueError(f"dtype must be bfloat16, float32 or float64, got {dtype!r}")
-        G = log_uniform(size, size, lo, int(seed), hi=hi)
+        work = torch_dtype(dtype)
+        G = log_uniform(size, size, lo, seed, hi=hi)
         U, S, Vh = torch.linalg.svd(G)
         X0 = (G / S[0]).to(work)
 

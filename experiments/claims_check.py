@@ -198,7 +198,7 @@ def _verdicts(p, pade, bands, measured, projector) -> list[dict]:
     """Each claim's verdict from a stated rule over the computed numbers (thresholds in PARAMS)."""
     muon = next(r for r in pade if r["iteration"] == "muon")
     family = [r for r in pade if r["iteration"] != "muon"]
-    closest = min(family, key=lambda r: r["xi_trunc_dist_to_muon"])
+    closest = min(family, key=lambda r: (r["xi_trunc_dist_to_muon"], r["iteration"]))
     fixes_one = max(abs(r["value_at_1"] - 1) for r in family)
     cert = next(r for r in bands if r["kind"] == "certified" and r["step"] == p["steps"])
     att = next(r for r in bands if r["kind"] == "attracting")

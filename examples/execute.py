@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
+from jupyter_client import KernelManager
 from nbclient import NotebookClient
 
 from nsiter._io import atomic_write
@@ -22,16 +24,27 @@ TIMEOUT_S = 300  # per cell
 
 
 def execute(path: Path, timeout: int = TIMEOUT_S) -> nbformat.NotebookNode:
-    """Run every cell of the notebook at ``path`` (working directory: its folder); return it with outputs."""
+    """Run every cell of the notebook at ``path`` (working directory: its folder); return it with outputs.
+
+    The kernel talks over local IPC sockets in a private temporary folder, not TCP: no port on the
+    network, and no "running over TCP without encryption" warning from the kernel.
+    """
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(
-        nb,
-        timeout=timeout,
-        kernel_name="python3",
-        record_timing=False,
-        resources={"metadata": {"path": str(path.parent)}},
-    )
-    client.execute()
+    with tempfile.TemporaryDirectory(prefix="nsiter-kernel-") as sockets:
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(sockets, "kernel"))
+        client = NotebookClient(
+            nb,
+            km=km,
+            timeout=timeout,
+            kernel_name="python3",
+            record_timing=False,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        try:
+            client.execute()
+        finally:  # a kernel manager passed in is the caller's to shut down (nbclient leaves it running)
+            if km.has_kernel:
+                km.shutdown_kernel(now=True)
     return clean(nb)
 
 

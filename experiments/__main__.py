@@ -1,4 +1,8 @@
-"""``python -m experiments [--quick] [--out DIR] [--force] [--list] [NAME ...]`` (what `make figures` runs)."""
+"""``python -m experiments [--quick] [--out DIR] [--force] [-v] [--list] [NAME ...]`` (what `make figures` runs).
+
+One line per experiment on stderr (cached, or computed with its units); on a terminal the running
+experiment's progress updates one line in place, and ``-v`` prints a line per unit instead.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.common import discover, quick_root, run_all
+from experiments.common import REPO, check_output_root, discover, quick_root, run_all
+
+
+def _error(message: str) -> int:
+    print(f"experiments: error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"tiny sizes, written under {quick_root()}")
     parser.add_argument("--out", type=Path, default=None, help="output root (default: the repository)")
     parser.add_argument("--force", action="store_true", help="recompute even when cached results match")
+    parser.add_argument("-v", "--verbose", action="store_true", help="a line of progress per unit of work")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
     args = parser.parse_args(argv)
     if args.list:
@@ -24,13 +34,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     unknown = sorted(set(args.names) - set(discover()))
     if unknown:
-        print(f"experiments: error: unknown experiment(s) {unknown}; see --list", file=sys.stderr)
-        return 2
+        return _error(f"unknown experiment(s) {unknown}; see --list")
+    root = args.out if args.out is not None else (quick_root() if args.quick else REPO)
+    try:
+        check_output_root(root)  # before any work
+    except ValueError as exc:
+        return _error(str(exc))
     t0 = time.perf_counter()
     try:
-        results = run_all(args.names, quick=args.quick, root=args.out, force=args.force)
+        results = run_all(args.names, quick=args.quick, root=args.out, force=args.force, detail=args.verbose)
     except KeyboardInterrupt:  # results are written atomically, so finished experiments stay cached
-        print("interrupted; rerun to resume", file=sys.stderr)
+        head = "\r\033[K" if sys.stderr.isatty() else ""  # over the progress line
+        print(f"{head}interrupted; rerun to resume", file=sys.stderr)
         return 130
     cached = sum(r.cached for r in results)
     print(

@@ -176,8 +176,9 @@ def _projector_rows(ctx) -> list[dict]:
 
 
 def compute(ctx) -> dict:
-    pade = ctx.unit("pade", lambda: _pade_rows(ctx))
-    bands = ctx.unit("bands", lambda: _band_rows(ctx))
+    # exact (sympy) and certified (interval) rows are the same on every machine; the bf16 ones are not
+    pade = ctx.unit("pade", lambda: _pade_rows(ctx), machine_dependent=False)
+    bands = ctx.unit("bands", lambda: _band_rows(ctx), machine_dependent=False)
     measured = ctx.unit("measured", lambda: _measured_rows(ctx))
     projector = ctx.unit("projector", lambda: _projector_rows(ctx))
     return {
@@ -198,7 +199,7 @@ def _verdicts(p, pade, bands, measured, projector) -> list[dict]:
     """Each claim's verdict from a stated rule over the computed numbers (thresholds in PARAMS)."""
     muon = next(r for r in pade if r["iteration"] == "muon")
     family = [r for r in pade if r["iteration"] != "muon"]
-    closest = min(family, key=lambda r: r["xi_trunc_dist_to_muon"])
+    closest = min(family, key=lambda r: (r["xi_trunc_dist_to_muon"], r["iteration"]))
     fixes_one = max(abs(r["value_at_1"] - 1) for r in family)
     cert = next(r for r in bands if r["kind"] == "certified" and r["step"] == p["steps"])
     att = next(r for r in bands if r["kind"] == "attracting")

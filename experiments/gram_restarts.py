@@ -230,7 +230,7 @@ def _report(ctx, placements_rows: list[dict]) -> list[dict]:
                     for r in placements_rows
                     if (r["schedule"], r["dtype"], r["spectrum"]) == (name, dt, spectrum)
                 }
-                best_measured = min(sel.values(), key=lambda r: r["measured"])
+                best_measured = min(sel.values(), key=lambda r: (r["measured"], r["restarts"]))
                 rows.append(
                     {
                         "schedule": name,
@@ -338,7 +338,7 @@ def model_quality(rows: list[dict]) -> dict:
         pred = [min(r["predicted"], 1e9) for r in grp]
         if len(grp) > 2 and len(set(meas)) > 1 and len(set(pred)) > 1:
             rhos.append(float(spearmanr(meas, pred).correlation))
-        best = min(grp, key=lambda r: (r["predicted"], r["n_restarts"]))
+        best = min(grp, key=lambda r: (r["predicted"], r["n_restarts"], r["restarts"]))
         order = sorted(meas)
         ranks.append(order.index(min(best["measured"], 1e9)))
     lr = np.log(ratios) if ratios else np.array([math.nan])
@@ -390,7 +390,7 @@ def numbers(tables) -> dict:
     q = model_quality(tables["placements"])
     w = worst_ratios(tables["main"])
     a = rule_agreement(tables["verdicts"], PARAMS["tol"])
-    narrow = max(w, key=lambda r: r["ours_worst"])
+    narrow = max(w, key=lambda r: (r["ours_worst"], r["schedule"], r["dtype"]))
     return {
         "restartRatioMedian": q["ratio_median"],
         "restartRatioLow": q["ratio_q05"],

@@ -28,6 +28,7 @@ PARAMS = {
     "points": 1500,
 }
 QUICK = {"schedules": ["muon"], "points": 40}
+MACHINE_DEPENDENT = False  # float64 samples of polynomials and certified bands: no measurement
 
 
 def compute(ctx) -> dict:

@@ -215,7 +215,7 @@ def _tradeoff(k: int, main: list[dict], p: dict) -> list[dict]:
         "gradient", steps=k, lo=p["lo"], hi=p["hi"], worst_weight=0.0, max_error=bound, **p["tradeoff"]
     )
     m = measured_errors(sched, sizes=p["sizes"], lo=p["lo"], hi=p["hi"], seeds=p["seeds"], dtype=p["dtype"])
-    best_mean = min(pubs, key=lambda r: r["measured_mean_error"])
+    best_mean = min(pubs, key=lambda r: (r["measured_mean_error"], r["schedule"]))
     return [
         {
             "steps": k,
@@ -272,19 +272,21 @@ def _summarize(runs: list[dict]) -> list[dict]:
         if row["kind"] != "nsiter":
             continue
         pubs = [r for r in rows if r["steps"] == row["steps"] and r["kind"] == "published"]
-        best = min(pubs, key=lambda r: r["measured_worst"])
+        best = min(pubs, key=lambda r: (r["measured_worst"], r["schedule"]))
         row["paired_vs"] = best["schedule"]
         for key, col in (("max_direction_error", "paired"), ("max_singular_error", "paired_singular")):
             mine = {(r["size"], r["seed"]): r[key] for r in groups[(row["steps"], row["schedule"])]}
             theirs = {(r["size"], r["seed"]): r[key] for r in groups[(best["steps"], best["schedule"])]}
             d = paired_difference(mine, theirs)
             row[f"{col}_diff"], row[f"{col}_se"] = d.mean, d.se
-    rows.sort(key=lambda r: (r["steps"], r["kind"] != "nsiter", r["certified_error"]))
+    rows.sort(key=lambda r: (r["steps"], r["kind"] != "nsiter", r["certified_error"], r["schedule"]))
     return rows
 
 
 def _best(rows: list[dict], k: int, kind: str, key: str) -> dict:
-    return min((r for r in rows if r["steps"] == k and r["kind"] == kind), key=lambda r: r[key])
+    return min(
+        (r for r in rows if r["steps"] == k and r["kind"] == kind), key=lambda r: (r[key], r["schedule"])
+    )
 
 
 def plot(tables, ctx):
@@ -375,7 +377,7 @@ def _verdict_sentence(rows: list[dict], key: str, what: str) -> str:
         ours = _best(rows, k, "nsiter", key)
         better = [r for r in rows if r["steps"] == k and r["kind"] == "published" and r[key] < ours[key]]
         if better:
-            pub = min(better, key=lambda r: r[key])
+            pub = min(better, key=lambda r: (r[key], r["schedule"]))
             name = pub["schedule"]
             losses.append(
                 f"{3 * k} (\\texttt{{{name}}}: ${tex_number(pub[key])}$ against ${tex_number(ours[key])}$)"

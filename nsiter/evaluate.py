@@ -286,6 +286,17 @@ class Plan:
         return f"standard, {self.kernel.label}"
 
 
+def _wide_cost(choice: KernelChoice) -> float:
+    """Time per flop of a Gram side one precision wider than the X side, over the X side's: the probe's
+    float64/float32 ratio for float32 work, its emulated/native ratio (float32 over the dtype's own GEMM)
+    for native bf16/fp16, else :data:`WIDE_GRAM_COST`."""
+    if choice.float64_cost is not None:
+        return choice.float64_cost
+    if not choice.emulated and choice.native_ms and choice.emulated_ms:
+        return max(1.0, choice.emulated_ms / choice.native_ms)
+    return WIDE_GRAM_COST
+
+
 def evaluation_plan(
     shape: Sequence[int],
     schedule: Schedule | str | Path = "muon",
@@ -313,19 +324,22 @@ def evaluation_plan(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     choice = kernel_choice(device, dt, m, emulate=emulate, symmetric=symmetric)
-    gdt = dtype_name(gram_dtype) if gram_dtype is not None else default_gram_dtype(dt, choice.gemm)
+    gdt = dtype_name(gram_dtype) if gram_dtype is not None else default_gram_dtype(dt, choice.gemm, device)
+    x_side = "float32" if choice.emulated and dtype_name(dt) in ("bfloat16", "float16") else dtype_name(dt)
     if restarts is not None:
         rs = check_restarts(restarts, len(sched))
-    elif unit_roundoff(gdt) <= unit_roundoff(dt) ** 2:
+    elif unit_roundoff(gdt) <= unit_roundoff(dt) ** 2 and unit_roundoff(x_side) <= unit_roundoff(gdt):
         # a schedule's stored restarts are placed for R, Q in the working precision (nsiter.restarts); a
-        # Gram side kept at the square of that precision loses nothing to them and skips their two m x n
-        # products each (pass restarts= to force them)
+        # Gram side kept at the square of that precision, and applied (Q X) in it, loses nothing to them
+        # and skips their two m x n products each.  Where Q X runs in the working precision (a native
+        # bf16 X side) they stay: without them Polar Express 8 measured 3.09 against 0.90 with them
+        # (bf16, spectrum to 1e-10; issue 19).  Pass restarts= to force them.
         rs = ()
     else:
         rs = sched.restarts
     if method == "auto":
-        wide = torch_dtype(gdt).itemsize > (4 if choice.emulated else dt.itemsize)
-        cost = (choice.float64_cost or WIDE_GRAM_COST) if wide else 1.0
+        wide = torch_dtype(gdt).itemsize > torch_dtype(x_side).itemsize
+        cost = _wide_cost(choice) if wide else 1.0
         method = choose_method(
             sched,
             m,
@@ -527,8 +541,8 @@ def orthogonalize(
             schedule without safety factor whose bands leave their design interval under rounding)
             raises a ``RuntimeWarning``.
         gram_dtype: precision of the Gram form's ``R`` and ``Q`` (default
-            :func:`nsiter.gram.default_gram_dtype`: float32 when bf16/fp16 is emulated, float64 for
-            float32 work, else ``dtype``).
+            :func:`nsiter.gram.default_gram_dtype`: float32 for bf16/fp16 on CPUs or wherever emulated,
+            float64 for float32 work, else ``dtype``).
         gram_tolerance: the accuracy rule's tolerance (see :func:`nsiter.gram.gram_accurate`).
         symmetric: blocked symmetric products (``None``: where the probe measured that they pay;
             ``True``/``False``; or a block size).

@@ -18,10 +18,28 @@ from its diagonal block on (one GEMM per block row, ``2 s (m - i s) n`` flops), 
 decides whether and with which block size it pays (BLAS ``syrk`` does the same for ``X X^T`` but torch
 does not expose it).
 
+**Noise.**  A probe taken on a loaded machine must not pin a slow path: every comparison is the median
+and the minimum of interleaved rounds after a warm-up (noise only adds time: the minimum bounds a kernel's
+own cost, the median says what is typical), and a path wins only where both agree; a call within
+:data:`CLOSE` (15%) is measured again with more rounds, and a call still that close goes to the emulated
+path, which computes the same arithmetic and is
+never far slower (while a native low-precision GEMM can be 70-600x slower: torch 2.13's scalar paths).
+A dtype whose native GEMM runs at under a quarter of the emulated rate at a *decisive* size
+(:data:`DECISIVE_SIZE`, 256: where a scalar fp16 GEMM is 30x slower and noise cannot reverse the
+verdict) is never run natively on that device, whatever a smaller probe says: on an AMD EPYC without
+avx512_fp16 native fp16 runs at 0.5 GFLOP/s against 81 emulated.  Each entry records the probe sizes,
+rounds and medians, so :func:`verify_cache` (``nsiter tune --verify``) can measure it again.
+
+**Tuning off.**  With ``NSITER_TUNE=off`` nothing is measured and no cache is read: the rule table
+:func:`rule_choice` decides (CPU: bf16/fp16 emulated; CUDA native; blocked symmetric products with 4 row
+blocks from size class 512 up), the same on every machine.  The test suite runs with it.
+
 Decisions are cached per process and, unless ``NSITER_KERNEL_CACHE=off``, in a JSON file
 (``$XDG_CACHE_HOME/nsiter/kernels.json``, else ``~/.cache/nsiter/kernels.json``) keyed by the CPU
-model, torch version and thread count; ``NSITER_KERNEL_CACHE`` may also name another file.  The file is
-written atomically and ignored when unreadable.
+model, torch version and thread count; ``NSITER_KERNEL_CACHE`` may also name another file (``~``
+expanded).  The file is written atomically (:func:`nsiter._io.atomic_write`) and ignored when unreadable;
+every entry is validated (:func:`check_entry`) before use, and an invalid one is reported by a
+``RuntimeWarning``, measured again and replaced.
 """
 
 from __future__ import annotations
@@ -32,7 +50,9 @@ import json
 import math
 import os
 import platform
+import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -43,18 +63,24 @@ from nsiter._io import atomic_write
 from nsiter.dtypes import dtype_name, torch_dtype
 
 __all__ = [
+    "CLOSE",
+    "DECISIVE_SIZE",
     "LOW_PRECISION",
     "KernelChoice",
     "Products",
     "cache_path",
+    "check_entry",
     "clear_cache",
     "cpu_model",
     "device_name",
     "gemm_path",
     "kernel_choice",
+    "rule_choice",
     "size_class",
     "symmetric_mm",
     "symmetric_product_flops",
+    "tuning_enabled",
+    "verify_cache",
 ]
 
 LOW_PRECISION = ("bfloat16", "float16")
@@ -62,9 +88,17 @@ _PROBE_MAX = 512  # native/emulated probes use at most this size (native bf16 ca
 _SYM_PROBE_MAX = 1024  # symmetric-product probes at most this size; larger classes reuse its verdict
 _SYM_MIN = 128  # below this the row blocks are too small to pay on any backend
 _SYM_GAIN = 1.05  # the blocked product must be at least this much faster to be used
-_CACHE_VERSION = 3
+_SYM_RULE_MIN = 512  # the rule table's blocked symmetric products start at this size class
+CLOSE = 0.15  # timings within this fraction of each other are measured again; still close: emulated
+DECISIVE_SIZE = 256  # native below a quarter of the emulated rate here: never native on this device
+_SCALAR_RATIO = 4.0
+_ROUNDS, _RECHECK_ROUNDS = 5, 9
+_CACHE_VERSION = 4
+_GEMMS = ("native", "emulated")
+_SOURCES = ("probe", "rule", "cache file", "override")
 
 _memory: dict[str, KernelChoice] = {}
+_decisive: dict[tuple[str, str], float] = {}  # (machine key, dtype) -> native / emulated time at 256
 
 
 @dataclass(frozen=True)
@@ -79,9 +113,12 @@ class KernelChoice:
         symmetric_block: rows per block of the blocked symmetric products, or ``None`` (full products).
         source: ``"probe"``, ``"cache file"``, ``"rule"`` (CUDA, float32/float64, tiny sizes) or
             ``"override"`` (``emulate=``/``symmetric=`` given by the caller).
-        native_ms, emulated_ms, full_ms, symmetric_ms: the probe's timings (None when not probed).
+        native_ms, emulated_ms, full_ms, symmetric_ms: the probe's medians (None when not probed).
         float64_cost: float64 GEMM time over float32 GEMM time (float32 entries only): what a float64
             Gram side costs per flop relative to the float32 X side (:func:`nsiter.gram.choose_method`).
+        probe_size: side of the square products the GEMM probe timed (None when not probed).
+        rounds: interleaved rounds behind the GEMM medians (more when a close call was measured again).
+        decisive_ratio: native over emulated time at :data:`DECISIVE_SIZE` (low precision, probed only).
     """
 
     device: str
@@ -95,6 +132,9 @@ class KernelChoice:
     full_ms: float | None = None
     symmetric_ms: float | None = None
     float64_cost: float | None = None
+    probe_size: int | None = None
+    rounds: int | None = None
+    decisive_ratio: float | None = None
 
     @property
     def emulated(self) -> bool:
@@ -141,7 +181,7 @@ def cache_path() -> Path | None:
     if env.lower() in ("off", "0", "no", "false"):
         return None
     if env:
-        return Path(env)
+        return Path(os.path.expanduser(env))
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "nsiter" / "kernels.json"
 
@@ -154,12 +194,18 @@ def _machine_key(device: torch.device) -> str:
     return f"{device.type}|{hw}|torch {torch.__version__}"
 
 
+def tuning_enabled() -> bool:
+    """False when ``NSITER_TUNE`` is ``off`` (or ``0``, ``no``, ``false``): decisions come from
+    :func:`rule_choice`, nothing is measured and no cache file is read or written."""
+    return os.environ.get("NSITER_TUNE", "").strip().lower() not in ("off", "0", "no", "false")
+
+
 def _read_cache(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}  # missing or corrupt: measure again
     if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION:
         return {}
@@ -178,9 +224,69 @@ def _write_cache(path: Path | None, key: str, choice: KernelChoice) -> None:
         )
 
 
+def _is_time(v: Any) -> bool:
+    return v is None or (
+        isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+    )
+
+
+def check_entry(key: str, entry: Any) -> KernelChoice:
+    """The :class:`KernelChoice` a cache-file entry stores under ``key``, or ``ValueError`` naming what is
+    wrong: the fields of a ``KernelChoice`` and no others; ``gemm`` native or emulated (emulated only for
+    bf16/fp16); ``symmetric_block`` None or a multiple of 32 below the size class; timings finite and
+    non-negative or None; device, dtype and size class those of the key (``"...|dtype|size class"``)."""
+    fields = {f for f in KernelChoice.__dataclass_fields__}
+    if not isinstance(entry, dict):
+        raise ValueError(f"entry must be an object, got {type(entry).__name__}")
+    if set(entry) != fields:
+        bad = sorted(set(entry) ^ fields)
+        raise ValueError(f"entry fields differ from KernelChoice's: {', '.join(map(str, bad))}")
+    device, *_, dtype, cls = key.split("|")
+    if entry["device"] != device or entry["dtype"] != dtype or str(entry["size_class"]) != cls:
+        raise ValueError(
+            f"entry is for {entry['device']!r}, {entry['dtype']!r}, {entry['size_class']!r}, key for "
+            f"{device!r}, {dtype!r}, {cls!r}"
+        )
+    c = entry["size_class"]
+    if isinstance(c, bool) or not isinstance(c, int) or c < 16 or c & (c - 1):
+        raise ValueError(f"size_class must be a power of two >= 16, got {c!r}")
+    if entry["gemm"] not in _GEMMS or (entry["gemm"] == "emulated" and dtype not in LOW_PRECISION):
+        raise ValueError(f"gemm must be 'native' or 'emulated' (emulated: bf16/fp16), got {entry['gemm']!r}")
+    b = entry["symmetric_block"]
+    if b is not None and (isinstance(b, bool) or not isinstance(b, int) or b < 32 or b % 32 or b >= c):
+        raise ValueError(f"symmetric_block must be None or a multiple of 32 below {c}, got {b!r}")
+    if entry["source"] not in _SOURCES:
+        raise ValueError(f"source must be one of {_SOURCES}, got {entry['source']!r}")
+    for name in ("native_ms", "emulated_ms", "full_ms", "symmetric_ms", "float64_cost", "decisive_ratio"):
+        if not _is_time(entry[name]):
+            raise ValueError(f"{name} must be a finite non-negative number or null, got {entry[name]!r}")
+    for name in ("probe_size", "rounds"):
+        v = entry[name]
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ValueError(f"{name} must be a positive integer or null, got {v!r}")
+    return KernelChoice(**entry)
+
+
+def _cached(path: Path | None, key: str) -> KernelChoice | None:
+    """The valid cache-file entry for ``key``; an invalid one warns and counts as absent."""
+    entries = _read_cache(path)
+    if key not in entries:
+        return None
+    try:
+        return _replace(check_entry(key, entries[key]), source="cache file")
+    except (ValueError, KeyError, TypeError) as exc:
+        warnings.warn(
+            f"ignoring the invalid kernel cache entry {key!r} in {path} ({exc}); measuring again",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
+
+
 def clear_cache(*, file: bool = False) -> None:
     """Forget the decisions made in this process (and delete the cache file with ``file=True``)."""
     _memory.clear()
+    _decisive.clear()
     path = cache_path()
     if file and path is not None:
         path.unlink(missing_ok=True)
@@ -191,23 +297,51 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _best_ms(fns: dict[str, Any], device: torch.device, repeats: int = 3) -> dict[str, float]:
-    """Minimum time of each function over ``repeats`` interleaved rounds, after one warm-up each, in ms."""
+def _median_ms(fns: dict[str, Any], device: torch.device, rounds: int) -> dict[str, list[float]]:
+    """Times in ms of each function over ``rounds`` interleaved rounds, after one warm-up call each."""
     for fn in fns.values():
         fn()
-    best = dict.fromkeys(fns, math.inf)
-    for _ in range(repeats):
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
         for name, fn in fns.items():
             _sync(device)
             t0 = time.perf_counter()
             fn()
             _sync(device)
-            best[name] = min(best[name], 1e3 * (time.perf_counter() - t0))
-    return best
+            times[name].append(1e3 * (time.perf_counter() - t0))
+    return times
 
 
-def _probe_gemm(device: torch.device, dtype: torch.dtype, size: int) -> tuple[str, float, float]:
-    """Time ``size``-square products natively in ``dtype`` and emulated (float32 GEMM + rounding)."""
+def _compare(fns: dict[str, Any], device: torch.device) -> tuple[dict[str, float], dict[str, float], int]:
+    """Median and minimum time of each function over :data:`_ROUNDS` interleaved rounds; when the two
+    fastest are within :data:`CLOSE` by either statistic, :data:`_RECHECK_ROUNDS` more rounds are taken
+    and both are over all.  Returns (medians, minima, rounds).
+
+    Noise (other processes) only adds time, so the minimum is the tightest bound on a kernel's own cost
+    and the median its typical cost; a decision stands only where both agree (:func:`_faster`)."""
+    times = _median_ms(fns, device, _ROUNDS)
+
+    def close(stat: dict[str, float]) -> bool:
+        a, b = sorted(stat.values())[:2]
+        return b <= (1 + CLOSE) * a
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    low = {k: min(v) for k, v in times.items()}
+    if len(med) > 1 and (close(med) or close(low)):
+        for k, v in _median_ms(fns, device, _RECHECK_ROUNDS).items():
+            times[k] += v
+        med = {k: statistics.median(v) for k, v in times.items()}
+        low = {k: min(v) for k, v in times.items()}
+    return med, low, len(next(iter(times.values())))
+
+
+def _faster(a: str, b: str, med: dict[str, float], low: dict[str, float], gain: float) -> bool:
+    """Is ``a`` faster than ``b`` by the factor ``gain``, by the median and by the minimum alike?"""
+    return med[a] * gain <= med[b] and low[a] * gain <= low[b]
+
+
+def _gemm_pair(device: torch.device, dtype: torch.dtype, size: int) -> dict[str, Any]:
+    """A ``size``-square product natively in ``dtype`` and emulated (float32 GEMM + rounding)."""
     gen = torch.Generator().manual_seed(0)
     A32 = torch.randn(size, size, generator=gen).div_(math.sqrt(size)).to(dtype).float().to(device)
     C32 = torch.empty_like(A32)
@@ -223,17 +357,47 @@ def _probe_gemm(device: torch.device, dtype: torch.dtype, size: int) -> tuple[st
     def native() -> None:
         torch.mm(A, A, out=C)
 
-    # one native call first: when it is far slower than emulation, do not time it again
+    return {"native": native, "emulated": emulated}
+
+
+def _once_ms(fn: Any, device: torch.device) -> float:
     _sync(device)
     t0 = time.perf_counter()
-    native()
+    fn()
     _sync(device)
-    first = 1e3 * (time.perf_counter() - t0)
-    emu = _best_ms({"emulated": emulated}, device)["emulated"]
-    if first > 10 * emu:
-        return "emulated", first, emu
-    t = _best_ms({"native": native, "emulated": emulated}, device)
-    return ("native" if t["native"] <= t["emulated"] else "emulated"), t["native"], t["emulated"]
+    return 1e3 * (time.perf_counter() - t0)
+
+
+def _scalar_ratio(device: torch.device, dtype: torch.dtype) -> float:
+    """Native over emulated time of one :data:`DECISIVE_SIZE`-square product, by the minima (noise only
+    adds time: a scalar GEMM's minimum never drops below its own cost, 67 ms for fp16 here).
+
+    One native call suffices when it is already :data:`_SCALAR_RATIO` times the fastest of 3 emulated
+    ones; otherwise both are compared as in :func:`_compare`."""
+    fns = _gemm_pair(device, dtype, DECISIVE_SIZE)
+    fns["emulated"]()
+    emu = min(_once_ms(fns["emulated"], device) for _ in range(3))
+    first = _once_ms(fns["native"], device)
+    if first > _SCALAR_RATIO * emu:
+        return first / max(emu, 1e-6)
+    _, low, _ = _compare(fns, device)
+    return low["native"] / max(low["emulated"], 1e-6)
+
+
+def _probe_gemm(
+    device: torch.device, dtype: torch.dtype, size: int, ratio: float
+) -> tuple[str, float | None, float, int]:
+    """Native or emulated for ``size``-square products, given the decisive ``ratio`` of the dtype:
+    (choice, native median ms or None when not timed, emulated median ms, rounds).  Native only when the
+    dtype is not scalar (``ratio < 4``) and native beats emulation at ``size`` by more than :data:`CLOSE`,
+    by the median and the minimum alike."""
+    fns = _gemm_pair(device, dtype, size)
+    if ratio >= _SCALAR_RATIO:  # time emulation only: native would cost seconds to confirm a known loss
+        med, _, rounds = _compare({"emulated": fns["emulated"]}, device)
+        return "emulated", None, med["emulated"], rounds
+    med, low, rounds = _compare(fns, device)
+    native = _faster("native", "emulated", med, low, 1 + CLOSE)
+    return ("native" if native else "emulated"), med["native"], med["emulated"], rounds
 
 
 def _probe_symmetric(
@@ -260,12 +424,11 @@ def _probe_symmetric(
             symmetric_mm(X, X.mT, out, block=b)
 
         fns[str(b)] = blocked
-    t = _best_ms(fns, device, repeats=5)
-    full_ms = t.pop("full")
-    if not t:
-        return None, full_ms, None
-    best = min(t, key=t.get)
-    return (int(best) if full_ms >= _SYM_GAIN * t[best] else None), full_ms, t[best]
+    t, low, _ = _compare(fns, device)
+    if len(t) == 1:
+        return None, t["full"], None
+    best = min((k for k in t if k != "full"), key=t.get)
+    return (int(best) if _faster(best, "full", t, low, _SYM_GAIN) else None), t["full"], t[best]
 
 
 def kernel_choice(
@@ -299,21 +462,19 @@ def kernel_choice(
     elif not isinstance(symmetric, int) or symmetric < 1:
         raise ValueError(f"symmetric must be True, False, None or a positive block size, got {symmetric!r}")
     cls = size_class(m)
-    key = f"{_machine_key(device)}|{name}|{cls}"
-    base = _memory.get(key)
-    if base is None:
-        path = cache_path()
-        stored = _read_cache(path).get(key)
-        if isinstance(stored, dict):
-            try:
-                base = KernelChoice(**{**stored, "source": "cache file"})
-            except TypeError:
-                base = None
+    if not tuning_enabled():
+        base = rule_choice(device, name, cls)
+    else:
+        key = _key(device, name, cls)
+        base = _memory.get(key)
         if base is None:
-            base = _measure(device, name, tdt, cls)
-            if base.source == "probe":
-                _write_cache(path, key, base)
-        _memory[key] = base
+            path = cache_path()
+            base = _cached(path, key)
+            if base is None:
+                base = _measure(device, name, tdt, cls)
+                if base.source == "probe":
+                    _write_cache(path, key, base)
+            _memory[key] = base
     choice = base
     if emulate is not None:
         gemm = "emulated" if (emulate and name in LOW_PRECISION) else "native"
@@ -331,6 +492,57 @@ def kernel_choice(
     return choice
 
 
+def _key(device: torch.device, name: str, cls: int) -> str:
+    return f"{_machine_key(device)}|{name}|{cls}"
+
+
+def rule_choice(device: torch.device | str, dtype: Any, cls: int) -> KernelChoice:
+    """The deterministic rule table that serves when tuning is off (``NSITER_TUNE=off``).
+
+    - bf16/fp16 on a CPU: emulated (the same arithmetic as a native GEMM; never the 70-600x slower
+      scalar native paths of some CPUs, at worst the 3.8x that native bf16 gains on AVX-512 bf16);
+      on CUDA, and for float32/float64: native.
+    - blocked symmetric products with 4 row blocks (``cls // 4`` rows) from size class 512 up: 5/8 of the
+      full flops in blocks of at least 128 rows; full products below.
+    """
+    device = torch.device(device)
+    name = dtype_name(dtype)
+    gemm = "emulated" if name in LOW_PRECISION and device.type != "cuda" else "native"
+    block = cls // 4 if cls >= _SYM_RULE_MIN else None
+    return KernelChoice(device.type, name, cls, gemm, block, "rule")
+
+
+def verify_cache() -> list[dict[str, Any]]:
+    """Measure every entry of this machine in the cache file again: one row per entry with the stored
+    and the new decision (``gemm``, ``symmetric_block``) and whether they agree.  Entries that differ
+    are replaced by the new measurement (``nsiter tune --verify``)."""
+    path = cache_path()
+    machines = {_machine_key(torch.device("cpu")): torch.device("cpu")}
+    if torch.cuda.is_available():
+        machines[_machine_key(torch.device("cuda"))] = torch.device("cuda")
+    rows = []
+    for key in sorted(_read_cache(path), key=lambda k: (k.rsplit("|", 2)[1], k.rsplit("|", 2)[2].zfill(8))):
+        machine, name, cls = key.rsplit("|", 2)
+        if machine not in machines or not cls.isdigit() or name not in (*LOW_PRECISION, "float32", "float64"):
+            continue  # another machine's entry (or a key no decision is made under): not ours to measure
+        stored = _cached(path, key)
+        new = _measure(machines[machine], name, torch_dtype(name), int(cls))
+        same = stored is not None and (stored.gemm, stored.symmetric_block) == (new.gemm, new.symmetric_block)
+        rows.append(
+            {
+                "dtype": name,
+                "size_class": int(cls),
+                "stored": stored.label if stored is not None else "invalid",
+                "measured": new.label,
+                "agree": same,
+            }
+        )
+        if not same:
+            _write_cache(path, key, new)
+        _memory[key] = new
+    return rows
+
+
 def _replace(choice: KernelChoice, **kw: Any) -> KernelChoice:
     return KernelChoice(**{**asdict(choice), **kw})
 
@@ -341,8 +553,14 @@ def _default_block(m: int) -> int:
 
 def _measure(device: torch.device, name: str, tdt: torch.dtype, cls: int) -> KernelChoice:
     gemm, native_ms, emulated_ms, source = "native", None, None, "rule"
+    probe_size = rounds = ratio = None
     if name in LOW_PRECISION and device.type != "cuda":
-        gemm, native_ms, emulated_ms = _probe_gemm(device, tdt, min(cls, _PROBE_MAX))
+        dkey = (_machine_key(device), name)
+        if dkey not in _decisive:
+            _decisive[dkey] = _scalar_ratio(device, tdt)
+        ratio = _decisive[dkey]
+        probe_size = min(cls, _PROBE_MAX)
+        gemm, native_ms, emulated_ms, rounds = _probe_gemm(device, tdt, probe_size, ratio)
         source = "probe"
     block, full_ms, sym_ms = None, None, None
     if cls >= _SYM_MIN:
@@ -356,7 +574,20 @@ def _measure(device: torch.device, name: str, tdt: torch.dtype, cls: int) -> Ker
         f64 = _probe_float64_cost(device, min(cls, _PROBE_MAX))
         source = "probe"
     return KernelChoice(
-        device.type, name, cls, gemm, block, source, native_ms, emulated_ms, full_ms, sym_ms, f64
+        device.type,
+        name,
+        cls,
+        gemm,
+        block,
+        source,
+        native_ms,
+        emulated_ms,
+        full_ms,
+        sym_ms,
+        f64,
+        probe_size,
+        rounds,
+        ratio,
     )
 
 
@@ -366,8 +597,8 @@ def _probe_float64_cost(device: torch.device, size: int) -> float:
     A = torch.randn(size, size, generator=gen).to(device)
     B = A.double()
     oa, ob = torch.empty_like(A), torch.empty_like(B)
-    t = _best_ms({"32": lambda: torch.mm(A, A, out=oa), "64": lambda: torch.mm(B, B, out=ob)}, device)
-    return t["64"] / max(t["32"], 1e-6)
+    _, low, _ = _compare({"32": lambda: torch.mm(A, A, out=oa), "64": lambda: torch.mm(B, B, out=ob)}, device)
+    return low["64"] / max(low["32"], 1e-6)
 
 
 def gemm_path(

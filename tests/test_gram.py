@@ -54,8 +54,12 @@ def test_schedule_restarts_are_used_and_overridable():
     assert evaluation_plan(G.shape, sched, dtype="fp32", method="gram", gram_dtype="fp32").restarts == (2,)
     plan = evaluation_plan(G.shape, sched, dtype="fp32", method="gram", gram_dtype="fp32", restarts=[])
     assert plan.restarts == ()
-    # a Gram side at the square of the working precision (float64 for fp32) skips them unless asked
-    assert evaluation_plan(G.shape, sched, dtype="fp32", method="gram").restarts == ()
+    # a Gram side at the square of the working precision skips them unless asked, where Q X also runs in that
+    # precision (emulated bf16: float32 X side, float32 R, Q); where Q is rounded to the working dtype for Q X
+    # (float32 work with float64 R, Q; a native bf16 X side) they stay
+    assert evaluation_plan(G.shape, sched, dtype="bf16", method="gram", emulate=True).restarts == ()
+    assert evaluation_plan(G.shape, sched, dtype="bf16", method="gram", emulate=False).restarts == (2,)
+    assert evaluation_plan(G.shape, sched, dtype="fp32", method="gram").restarts == (2,)
     assert evaluation_plan(G.shape, sched, dtype="fp32", method="gram", restarts=[2]).restarts == (2,)
     kw = {"dtype": "bf16", "method": "gram", "gram_dtype": "bf16", "emulate": True, "symmetric": False}
     a = orthogonalize(G, sched, **kw)

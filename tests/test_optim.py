@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.optim import _muon as torch_muon
 
-from nsiter.evaluate import orthogonalize
+from nsiter.evaluate import evaluation_plan, orthogonalize
 from nsiter.optim import METHODS, Muon, MuonWithAuxAdam, muon_param_groups, update_scale
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
@@ -57,37 +57,43 @@ def test_registry_muon_is_torchs_schedule():
     ("ours", "theirs", "nesterov"), [("jordan", "original", True), ("moonlight", "match_rms_adamw", False)]
 )
 def test_matches_torch_muon_step_for_step(ours, theirs, nesterov):
-    # Same gradients into torch.optim.Muon, our Muon in bf16 (standard form, torch's arithmetic; and the default
-    # the Gram form, which method="auto" takes on wide matrices), and our Muon in float64 for 6 steps.  "Within bf16 rounding": the two bf16 standard-form
-    # implementations differ by no more than the bf16 rounding error itself (distance of torch's bf16 trajectory
-    # from the float64 one), at every step; auto (the Gram form with R, Q in float32 where bf16 is emulated) is
-    # no further from float64 than torch's bf16.
+    # Same gradients into torch.optim.Muon, our Muon in bf16 (standard form, torch's arithmetic), our Muon with the
+    # Gram form, our default (method="auto") and our Muon in float64, for 6 steps.  "Within bf16 rounding": the
+    # bf16 standard-form implementations differ by no more than twice the bf16 rounding error itself (distance of
+    # torch's bf16 trajectory from the float64 one; same arithmetic, summation order aside), at every step.  The
+    # Gram form keeps R, Q in float32 on every CPU kind (nsiter.gram.default_gram_dtype), whether the X side runs
+    # bf16 natively (AVX-512 bf16) or emulated (AVX2): it rounds X to bf16 only at X_0, its restarts and Q X,
+    # where the standard form rounds X, A and B at every step, so it is no further from float64 than torch's bf16
+    # (measured 0.58-0.60x native, 0.18x emulated, AMD EPYC Zen 5).  With R, Q in bf16 beside a native bf16 X
+    # side it measured 1.4x: the plan must not pick that on a CPU.
     shapes = [(48, 24), (16, 40)]
     w0, a, b = _pair(shapes)
     c = [w.clone().requires_grad_() for w in w0]
     d = [w.clone().requires_grad_() for w in w0]
+    e = [w.clone().requires_grad_() for w in w0]
     kw = {"lr": 0.02, "weight_decay": 0.1, "nesterov": nesterov}
     ours_opt = Muon(a, schedule="muon", adjust_lr=ours, method="standard", **kw)
-    auto = Muon(
-        d, schedule="muon", adjust_lr=ours, method="gram", **kw
-    )  # what auto picks where bf16 is emulated
+    gram = Muon(d, schedule="muon", adjust_lr=ours, method="gram", **kw)
+    default = Muon(e, schedule="muon", adjust_lr=ours, **kw)
+    for shape in shapes:
+        assert evaluation_plan(shape, "muon", method="gram").gram_dtype == "float32"
     exact = Muon(c, schedule="muon", adjust_lr=ours, dtype=torch.float64, method="standard", **kw)
     ref = torch.optim.Muon(b, adjust_lr_fn=theirs, **kw)
     gen = torch.Generator().manual_seed(1)
     for _ in range(6):
         _feed(a, b, gen)
-        for pc, pd, pb in zip(c, d, b, strict=True):
+        for pc, pd, pe, pb in zip(c, d, e, b, strict=True):
             pc.grad = pb.grad.clone()
             pd.grad = pb.grad.clone()
-        ours_opt.step()
-        ref.step()
-        exact.step()
-        auto.step()
-        for pa, pb, pc, pd, w in zip(a, b, c, d, w0, strict=True):
+            pe.grad = pb.grad.clone()
+        for opt in (ours_opt, ref, exact, gram, default):
+            opt.step()
+        for pa, pb, pc, pd, pe, w in zip(a, b, c, d, e, w0, strict=True):
             rounding = (pb - pc).norm().item()
             assert 0 < rounding < 0.05 * (pc - w).norm().item()  # bf16 Muon: a few % (p'(0)^5 amplifies)
             assert (pa - pb).norm().item() <= 2.0 * rounding
-            assert (pd - pc).norm().item() <= 1.25 * rounding
+            assert (pd - pc).norm().item() <= rounding
+            assert (pe - pc).norm().item() <= rounding or (pe - pb).norm().item() <= 2.0 * rounding
     for pa, pb in zip(a, b, strict=True):
         # the momentum buffers are float32 arithmetic on the same gradients: equal
         torch.testing.assert_close(ours_opt.state[pa]["momentum_buffer"], ref.state[pb]["momentum_buffer"])

@@ -42,7 +42,7 @@ __all__ = [
 ]
 
 # sub-command modules, in the order `nsiter --help` lists them
-COMMANDS = ("derive", "schedules", "analyze", "run", "bench", "search")
+COMMANDS = ("derive", "schedules", "analyze", "run", "bench", "tune", "search")
 MEMORY_FRACTION = 0.5  # a command may plan to use at most this fraction of the available memory
 
 

@@ -9,6 +9,7 @@ stored as PNG (matplotlib's inline backend), and this script drops what would ch
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 from pathlib import Path

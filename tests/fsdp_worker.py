@@ -10,6 +10,8 @@ Runs on every rank and writes ``OUT_DIR/rank{r}.pt``:
    single-process optimizer on the full batch; then a DCP checkpoint (``OUT_DIR/ckpt``) and a 5th step.
    A NaN in one rank's piece of a gradient: both ranks refuse the step.
 4. QK-Clip of sharded query/key projections, each rank recording its half of a batch, vs the single-process clip.
+5. Batching on the owners: same-shape (and transposed) sharded matrices and a split fused matrix, each owner's
+   orthogonalize calls recorded, vs the unsharded per-parameter loop.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from torch.distributed.tensor import Shard, distribute_tensor
 import nsiter.optim.muon as muon_module
 from experiments.training import ScaledDotProductAttention
 from nsiter.optim import AttentionHeads, MaxLogitRecorder, MuonWithAuxAdam, QKClip, apply_on_owners
-from nsiter.optim.fsdp import matrix_cost, shard_layout
+from nsiter.optim.fsdp import assign_owners, matrix_cost, shard_layout
 
 MUON = (2, 4, 7, 9, 11)  # indices of the layers whose weights Muon steps
 
@@ -222,6 +224,45 @@ def main(out: str) -> None:
         (full(a) - b.detach()).abs().max().item()
         for a, b in zip(sharded.parameters(), single.parameters(), strict=True)
     )
+
+    # 5. batching on the owners: 5 Linear(8, 16) weights (16 x 8) and 2 Linear(16, 8) (8 x 16, their transposes),
+    # plus a fused 24 x 8 "QKV" split (8, 8, 8): each owner stacks what it holds; vs the unsharded per-parameter loop
+    def projections() -> torch.nn.ModuleList:
+        torch.manual_seed(12)
+        dims = [(8, 16)] * 5 + [(16, 8)] * 2 + [(8, 24)]
+        return torch.nn.ModuleList(torch.nn.Linear(i, o, bias=False) for i, o in dims)
+
+    def loss(mods: torch.nn.ModuleList, xb: torch.Tensor) -> torch.Tensor:
+        total = 0
+        for mod in mods:
+            inp = xb[:, : mod.in_features]
+            total = total + mod(inp).square().mean()
+        return total
+
+    sharded_p, single_p = projections(), projections()
+    for mod in sharded_p:
+        fully_shard(mod, mesh=mesh)
+    xb = torch.randn(6, 16, generator=torch.Generator().manual_seed(13))
+    opts = []
+    for mods, batch in ((sharded_p, True), (single_p, False)):
+        qkv = mods[-1].weight
+        opts.append(
+            MuonWithAuxAdam(list(mods.parameters()), lr=0.05, batch=batch, split_sizes={qkv: (8, 8, 8)})
+        )
+    muon_module.orthogonalize = counting
+    for _ in range(2):
+        for mods, o in zip((sharded_p, single_p), opts, strict=True):
+            o.zero_grad()
+            loss(mods, xb).backward()
+            n_before = len(calls)
+            o.step()
+            if o is opts[0]:
+                res["owner_calls"] = [s for s, _ in calls[n_before:]]
+    muon_module.orthogonalize = original
+    res["owner_owners"] = assign_owners([matrix_cost(m.weight.shape) for m in sharded_p], world)
+    res["owner_batched"] = [full(m.weight) for m in sharded_p]
+    res["owner_looped"] = [m.weight.detach().clone() for m in single_p]
+    res["owner_init"] = [m.weight.detach().clone() for m in projections()]
     torch.save(res, f"{out}/rank{rank}.pt")
     dist.barrier()
     dist.destroy_process_group()

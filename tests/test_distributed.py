@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from nsiter.optim import DistributedMuon, MuonWithAuxAdam, assign_owners
+from tests.test_optim_batching import LOOSE, gemm_bits_agree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -121,7 +122,30 @@ WORKER = textwrap.dedent(
             opt.zero_grad()
             net(x).square().mean().backward()
             opt.step()
+    # a rank batches what it owns: 6 of 16 x 8 and 2 of 8 x 16 (their transposes), one orthogonalize call a rank
+    import nsiter.optim.muon as muon_module
+    calls, original = [], muon_module.orthogonalize
+    def counting(G, *args, **kwargs):
+        calls.append(tuple(G.shape))
+        return original(G, *args, **kwargs)
+    gen = torch.Generator().manual_seed(2)
+    init = [torch.randn(16, 8, generator=gen) for _ in range(6)] + [torch.randn(8, 16, generator=gen) for _ in range(2)]
+    grads = [torch.randn(w.shape, generator=gen) for w in init]
+    same = {key: [torch.nn.Parameter(w.clone()) for w in init] for key in ("dist", "loop")}
+    bopts = {"dist": DistributedMuon(same["dist"], lr=0.02), "loop": MuonWithAuxAdam(same["loop"], lr=0.02, batch=False)}
+    muon_module.orthogonalize = counting
+    for key in ("dist", "loop"):
+        for w, g in zip(same[key], grads):
+            w.grad = g.clone()
+        n0 = len(calls)
+        bopts[key].step()
+        if key == "dist":
+            batched_calls = calls[n0:]
+    muon_module.orthogonalize = original
     torch.save({"params": params, "single": single4,
+                "batched_calls": batched_calls, "batched_owners": bopts["dist"].owners(),
+                "batched": [w.detach() for w in same["dist"]], "looped": [w.detach() for w in same["loop"]],
+                "init": init,
                 "resumed": [p.detach() for p in nets["dist"].parameters()],
                 "single6": [p.detach() for p in nets["single"].parameters()],
                 "owners": opts["dist"].owners(), "owned": owned, "kept": kept,
@@ -171,3 +195,11 @@ def test_two_gloo_processes_match_single_process(tmp_path):
     assert sorted(r0["owned"] + r1["owned"]) == list(range(len(r0["owners"])))
     assert r0["owned"] == [i for i, o in enumerate(r0["owners"]) if o == 0]
     assert set(r0["owners"]) == {0, 1}
+    # each rank stacks the matrices it owns (8 of one shape up to transpose: 4 a rank by LPT) into one call, and
+    # ends with the per-parameter loop's parameters (bit for bit where batched GEMMs round as single ones do)
+    exact = gemm_bits_agree([(8, 16)])
+    assert r0["batched_owners"] == r1["batched_owners"]
+    for r, res in enumerate((r0, r1)):
+        assert res["batched_calls"] == [(res["batched_owners"].count(r), 8, 16)] == [(4, 8, 16)]
+        for p, q, w in zip(res["batched"], res["looped"], res["init"], strict=True):
+            assert torch.equal(p, q) if exact else float((p - q).norm()) <= LOOSE * float((q - w).norm())

@@ -18,6 +18,7 @@ import torch
 
 from nsiter.optim import Muon, assign_owners
 from nsiter.optim.fsdp import is_dtensor, matrix_cost, shard_layout
+from tests.test_optim_batching import LOOSE, gemm_bits_agree
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "fsdp_worker.py"
@@ -170,3 +171,20 @@ def test_qk_clip_on_shards_equals_the_single_process_clip(ranks):
         assert bool((res["clip_global_max"] > 1.0).all())  # tau = 1: every head is clipped
         torch.testing.assert_close(res["clip_gammas"][0], res["clip_gammas"][1], rtol=1e-14, atol=0)
         assert res["clip_max_diff"] <= 1e-14
+
+
+def test_owners_batch_what_they_hold(ranks):
+    # 7 matrices of 8 x 16 up to transpose (cost 1024 each) and a 24 x 8 split into three 8 x 8 (cost 1536): LPT
+    # gives the fused one to rank 0 and alternates the rest; each owner stacks its 8 x 16s in one call, its blocks
+    # in another, and every rank ends with the unsharded per-parameter loop's weights
+    r0, r1, _ = ranks
+    owners = r0["owner_owners"]
+    assert owners == r1["owner_owners"] == assign_owners([1024] * 7 + [1536], 2)
+    for r, res in enumerate((r0, r1)):
+        n = sum(1 for o in owners[:7] if o == r)
+        want = [(n, 8, 16)] + ([(3, 8, 8)] if owners[7] == r else [])
+        assert sorted(res["owner_calls"]) == sorted(want)
+    exact = gemm_bits_agree([(8, 16), (8, 8)])
+    for res in (r0, r1):
+        for p, q, w in zip(res["owner_batched"], res["owner_looped"], res["owner_init"], strict=True):
+            assert torch.equal(p, q) if exact else float((p - q).norm()) <= LOOSE * float((q - w).norm())

@@ -10,8 +10,9 @@ splits the work of a step instead of repeating it:
 2. **ZeRO-1 state.** Only the owner keeps a parameter's optimizer state (momentum, Adam moments), so optimizer
    memory is divided by the world size (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion
    Parameter Models", SC 2020, arXiv:1910.02054, stage 1).
-3. **Orthogonalize the share.** Each rank runs the single-process update (:meth:`Muon.update_parameter`) on the
-   parameters it owns: momentum, Newton–Schulz, weight decay, scaled step.
+3. **Orthogonalize the share.** Each rank runs the single-process update (:meth:`Muon.update_parameters`) on the
+   parameters it owns: momentum, Newton–Schulz (the owned matrices of one shape in one batched call), weight
+   decay, scaled step.
 4. **All-gather.** Each rank packs its updated parameters into one flat buffer (padded to the longest share);
    one ``all_gather`` per step hands every rank every new value, which it copies into place.
 
@@ -97,11 +98,9 @@ class DistributedMuon(MuonWithAuxAdam):
         sizes = [0] * world
         for _, p, o in live:
             sizes[o] += p.numel()
-        local = []
-        for g, p, o in live:
-            if o == rank:
-                self.update_parameter(g, p)
-                local.append(p.detach().reshape(-1).to(dtype))
+        owned = [(g, p) for g, p, o in live if o == rank]
+        self.update_parameters(owned)  # this rank's share, its orthogonalizations batched by shape
+        local = [p.detach().reshape(-1).to(dtype) for _, p in owned]
         flat = torch.zeros(max(sizes), dtype=dtype, device=device)
         if local:
             packed = torch.cat(local)

@@ -164,8 +164,10 @@ def shard_layout(t: Any) -> ShardLayout | None:
 def apply_on_owners(
     shards: Sequence[torch.Tensor],
     layouts: Sequence[ShardLayout],
-    fn: Callable[[int, torch.Tensor], torch.Tensor],
+    fn: Callable[..., Any],
     costs: Sequence[int] | None = None,
+    *,
+    batched: bool = False,
 ) -> tuple[list[torch.Tensor], list[int]]:
     """Assemble each sharded tensor on its owner rank, apply ``fn`` there, and return this rank's piece of each result.
 
@@ -176,7 +178,9 @@ def apply_on_owners(
         layouts: their layouts; items are exchanged within their layout's process group (one pair of
             ``all_to_all_single`` per group, in order of first appearance).
         fn: ``fn(i, full)`` maps the assembled tensor ``i`` (global shape) to a tensor of the same shape; it runs
-            only on the owner of item ``i``.
+            only on the owner of item ``i``.  With ``batched=True``, ``fn(indices, fulls)`` maps all the items an
+            owner holds (of one process group) in one call, returning a list of results in the same order (so
+            the owner can stack them: Muon batches its orthogonalizations).
         costs: the work of each item for :func:`assign_owners` (default: :func:`matrix_cost` of its shape).
 
     Returns:
@@ -200,7 +204,8 @@ def apply_on_owners(
         group_owners = assign_owners([costs[i] for i in items], layouts[items[0]].world_size)
         for i, o in zip(items, group_owners, strict=True):
             owners[i] = o
-        for i, out in _exchange(shards, layouts, items, group_owners, fn).items():
+        apply = fn if batched else (lambda idx, fulls: [fn(i, f) for i, f in zip(idx, fulls, strict=True)])
+        for i, out in _exchange(shards, layouts, items, group_owners, apply).items():
             results[i] = out
     return results, owners  # type: ignore[return-value]
 
@@ -210,9 +215,9 @@ def _exchange(
     layouts: Sequence[ShardLayout],
     items: list[int],
     owners: list[int],
-    fn: Callable[[int, torch.Tensor], torch.Tensor],
+    fn: Callable[[list[int], list[torch.Tensor]], list[torch.Tensor]],
 ) -> dict[int, torch.Tensor]:
-    """One group: all_to_all the pieces to their owners, apply fn, all_to_all the results back."""
+    """One group: all_to_all the pieces to their owners, apply fn (batched) there, all_to_all the results back."""
     first = layouts[items[0]]
     world, rank, group = first.world_size, first.rank, first.group
     dtype = shards[items[0]].dtype
@@ -220,7 +225,8 @@ def _exchange(
         dtype = torch.promote_types(dtype, shards[i].dtype)
     device = shards[items[0]].device
     if world == 1:
-        return {i: fn(i, shards[i].reshape(layouts[i].shape)).to(shards[i].dtype) for i in items}
+        outs = fn(items, [shards[i].reshape(layouts[i].shape) for i in items])
+        return {i: out.to(shards[i].dtype) for i, out in zip(items, outs, strict=True)}
     by_owner = [[i for i, o in zip(items, owners, strict=True) if o == r] for r in range(world)]
     mine = by_owner[rank]
 
@@ -234,6 +240,7 @@ def _exchange(
     # 2. the owner assembles, transforms, and cuts the result back into pieces
     starts = _starts(recv_sizes)
     back: list[list[torch.Tensor]] = [[] for _ in range(world)]
+    fulls = []
     for i in mine:
         lay = layouts[i]
         pieces = []
@@ -241,8 +248,9 @@ def _exchange(
             n = lay.local_numel(src)
             pieces.append(recv[starts[src] : starts[src] + n].view(lay.local_shape(src)))
             starts[src] += n
-        full = torch.cat(pieces, dim=lay.dim)
-        out = fn(i, full)
+        fulls.append(torch.cat(pieces, dim=lay.dim))
+    for i, out in zip(mine, fn(mine, fulls) if mine else [], strict=True):
+        lay = layouts[i]
         if tuple(out.shape) != lay.shape:
             raise ValueError(f"fn must keep the shape {lay.shape} of item {i}, returned {tuple(out.shape)}")
         for dst in range(world):

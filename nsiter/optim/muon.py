@@ -47,6 +47,13 @@ from nsiter.checks import check_bool, check_real, short_repr
 from nsiter.dtypes import dtype_name
 from nsiter.evaluate import orthogonalize, validate_matrix
 from nsiter.gram import METHODS  # how orthogonalize evaluates the schedule (its ``method``)
+from nsiter.optim.batching import (
+    DEFAULT_BATCH_BYTES,
+    check_batch_options,
+    check_split_sizes,
+    orthogonalize_batched,
+    split_rows,
+)
 from nsiter.optim.clip import QKClip
 from nsiter.optim.fsdp import ShardLayout, apply_on_owners, is_dtensor, redistribute_like, shard_layout
 from nsiter.registry import load_schedule
@@ -159,6 +166,16 @@ class Muon(torch.optim.Optimizer):
             group.  A schedule's stored Gram restarts apply.
         qk_clip: a :class:`nsiter.optim.QKClip` applied after every step (MuonClip, Kimi K2), or None.
         names: optional ``{param: name}`` used in error messages.
+        batch: orthogonalize the matrices of one shape (up to transpose) in one batched call (default; settable
+            per group; ``False``: one call per matrix).  The result is the per-matrix one
+            (:mod:`nsiter.optim.batching`).
+        batch_bytes: bound on one batched call's stacked input, in float32 bytes (default
+            :data:`nsiter.optim.batching.DEFAULT_BATCH_BYTES`, 256 MiB); settable per group.
+        split_sizes: ``{param: row sizes}``: orthogonalize the parameter's matrix view as row blocks of these sizes
+            (fused QKV: ``(d, d, d)``; per head: ``(head_dim,) * heads``), each scaled by its own shape's
+            ``s(rows, cols)``, as gram-newton-schulz's ``param_split_fn`` does.
+        param_split_fn: ``fn(param) -> row sizes | None`` for parameters not in ``split_sizes`` (called once per
+            parameter, at its first step).
 
     **FSDP2.** Parameters sharded by ``torch.distributed.fsdp.fully_shard`` (DTensors split along one mesh
     dimension) are stepped on their shards: the momentum stays a sharded DTensor, each matrix's Nesterov input is
@@ -187,6 +204,10 @@ class Muon(torch.optim.Optimizer):
         adam_eps: float = 1e-8,
         qk_clip: QKClip | None = None,
         names: dict[torch.Tensor, str] | None = None,
+        batch: bool = True,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        split_sizes: dict[torch.Tensor, Sequence[int]] | None = None,
+        param_split_fn: Callable[[torch.Tensor], Sequence[int] | None] | None = None,
     ) -> None:
         if qk_clip is not None and not isinstance(qk_clip, QKClip):
             raise ValueError(f"qk_clip must be a nsiter.optim.QKClip or None, got {type(qk_clip).__name__}")
@@ -203,13 +224,21 @@ class Muon(torch.optim.Optimizer):
                 "use_muon": True,
                 "betas": adam_betas,
                 "eps": adam_eps,
+                "batch": batch,
+                "batch_bytes": batch_bytes,
             },
             "Muon",
         )
         self._names = dict(names or {})
         self.qk_clip = qk_clip
         self._schedules: dict[int, tuple[dict[str, Any], Schedule]] = {}
+        if param_split_fn is not None and not callable(param_split_fn):
+            raise ValueError(f"param_split_fn must be callable or None, got {type(param_split_fn).__name__}")
+        self.param_split_fn = param_split_fn
+        self._splits: dict[torch.Tensor, tuple[int, ...] | None] = {}
         super().__init__(params, defaults)
+        for p, sizes in (split_sizes or {}).items():
+            self._splits[p] = check_split_sizes(sizes, p.shape[0], self._names.get(p, ""))
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group, validated (every hyperparameter, see :func:`_check_group`; Muon groups hold matrices) and
@@ -225,6 +254,7 @@ class Muon(torch.optim.Optimizer):
             group["params"] = list(group["params"])  # a generator: read once, here
         settings = _check_group({**self.defaults, **group}, f"param_groups[{len(self.param_groups)}]")
         group.update({k: v for k, v in settings.items() if k in group})
+        check_batch_options(settings)
         if settings["use_muon"] and not isinstance(group["params"], set):
             for p in group["params"]:
                 _check_matrix(p, self._names.get(p, "") if isinstance(p, torch.Tensor) else "")
@@ -288,41 +318,108 @@ class Muon(torch.optim.Optimizer):
         return hit[1]
 
     # ------------------------------------------------------------------------------------------ updates
-    def orthogonalized_update(self, group: dict[str, Any], p: torch.Tensor) -> torch.Tensor:
-        """Advance ``p``'s momentum and return ``O_t`` (shaped like ``p``): the Muon direction before scaling."""
+    def split_of(self, p: torch.Tensor) -> tuple[int, ...] | None:
+        """The row-block sizes ``p``'s matrix view is orthogonalized in (``split_sizes``/``param_split_fn``), or
+        ``None`` for the whole matrix; asked of ``param_split_fn`` once per parameter and checked."""
+        if p not in self._splits:
+            sizes = self.param_split_fn(p) if self.param_split_fn is not None else None
+            if sizes is not None:
+                sizes = check_split_sizes(sizes, p.shape[0], self._names.get(p, ""))
+            self._splits[p] = sizes
+        return self._splits[p]
+
+    def _advance(self, group: dict[str, Any], p: torch.Tensor) -> torch.Tensor:
+        """Advance ``p``'s momentum ``B_t`` and return the Newton–Schulz input ``U_t`` as a matrix."""
         grad = p.grad
         state = self.state[p]
-        if "momentum_buffer" not in state:
+        if "momentum_buffer" not in state:  # for a DTensor p: a DTensor sharded like p
             state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
         buf = state["momentum_buffer"]
-        mu = group["momentum"]
-        buf.lerp_(grad, 1.0 - mu)  # B_t = mu B_{t-1} + (1 - mu) G_t
-        U = newton_schulz_input(group, grad, buf)
-        if is_dtensor(U):  # a layout apply_on_owners does not handle: every rank gathers and orthogonalizes
-            ortho = self.orthogonalize(group, U.full_tensor()).reshape(p.shape)
-            return redistribute_like(ortho, p)
-        return self.orthogonalize(group, U).reshape(p.shape)
+        buf.lerp_(grad, 1.0 - group["momentum"])  # B_t = mu B_{t-1} + (1 - mu) G_t
+        return newton_schulz_input(group, grad, buf)
 
     def orthogonalize(self, group: dict[str, Any], U: torch.Tensor) -> torch.Tensor:
-        """``phi_T(U / ||U||)``: the group's schedule, precision and method applied to the matrix ``U``."""
+        """``phi_T(U / ||U||)`` per matrix of ``U`` (m, n) or (b, m, n): the group's schedule, precision, method."""
         return orthogonalize(
             U, self.schedule_of(group), dtype=group["dtype"], method=group.get("method", "auto")
         )
 
-    def _muon_step(self, group: dict[str, Any], p: torch.Tensor) -> None:
-        ortho = self.orthogonalized_update(group, p)
-        rows, cols = as_matrix(p).shape
+    def block_scales(self, group: dict[str, Any], p: torch.Tensor) -> list[float]:
+        """``s(rows, cols)`` of each block of ``p``'s matrix view (one block without a split)."""
+        rows, cols = p.shape[0], math.prod(p.shape[1:])  # the matrix view's shape (p may be a DTensor)
+        return [update_scale(group["adjust_lr"], r, cols) for r in (self.split_of(p) or (rows,))]
+
+    def directions(
+        self, entries: Sequence[tuple[dict[str, Any], torch.Tensor, torch.Tensor]]
+    ) -> list[torch.Tensor]:
+        """The orthogonalized directions ``D`` of ``(group, param, U)`` entries (``U`` the param's matrix view).
+
+        Every block (the whole matrix, or the row blocks of :meth:`split_of`) is orthogonalized; the blocks of
+        one group are batched by shape (:func:`nsiter.optim.batching.orthogonalize_batched`, the group's
+        ``batch``/``batch_bytes``).  The update is ``W <- (1 - lr wd) W - lr s D`` with ``s`` from
+        :meth:`step_scale`: without a split ``D = O`` and ``s = s(rows, cols)``, so the step is exactly the
+        per-parameter one; with blocks of unequal scales each block of ``D`` carries its own ``s_i`` and ``s = 1``.
+        """
+        blocks: list[tuple[int, torch.Tensor]] = []
+        for k, (_, p, U) in enumerate(entries):
+            blocks.extend((k, B) for B in split_rows(U, self.split_of(p)))
+        by_group: dict[int, list[int]] = {}
+        for j, (k, _) in enumerate(blocks):
+            by_group.setdefault(id(entries[k][0]), []).append(j)
+        outs: list[torch.Tensor | None] = [None] * len(blocks)
+        for js in by_group.values():
+            group = entries[blocks[js[0]][0]][0]
+            res = orthogonalize_batched(
+                [blocks[j][1] for j in js],
+                lambda X, group=group: self.orthogonalize(group, X),
+                batch=group.get("batch", True),
+                batch_bytes=group.get("batch_bytes", DEFAULT_BATCH_BYTES),
+            )
+            for j, r in zip(js, res, strict=True):
+                outs[j] = r
+        result, j = [], 0
+        for group, p, _ in entries:
+            scales = self.block_scales(group, p)
+            parts, j = outs[j : j + len(scales)], j + len(scales)
+            if len(parts) == 1:
+                result.append(parts[0])
+            elif len(set(scales)) == 1:
+                result.append(torch.cat(parts))
+            else:
+                result.append(torch.cat([part * s for part, s in zip(parts, scales, strict=True)]))
+        return result
+
+    def step_scale(self, group: dict[str, Any], p: torch.Tensor) -> float:
+        """The ``s`` of :meth:`directions`' update for ``p``: its blocks' common scale, else 1."""
+        scales = self.block_scales(group, p)
+        return scales[0] if len(set(scales)) == 1 else 1.0
+
+    def _apply(self, group: dict[str, Any], p: torch.Tensor, target: torch.Tensor, D: torch.Tensor) -> None:
+        """``target <- (1 - lr wd) target - lr s D``: ``target`` is ``p`` or its local piece."""
         lr = group["lr"]
-        p.mul_(1.0 - lr * group["weight_decay"])
-        p.add_(ortho.to(p.dtype), alpha=-lr * update_scale(group["adjust_lr"], rows, cols))
+        target.mul_(1.0 - lr * group["weight_decay"])
+        target.add_(D.to(target.dtype), alpha=-lr * self.step_scale(group, p))
+
+    def _muon_steps(self, items: Sequence[tuple[dict[str, Any], torch.Tensor]]) -> None:
+        """Muon on plain (or unsharded-layout DTensor) parameters, their orthogonalizations batched."""
+        for _, p in items:  # splits resolved (and checked) before any state changes
+            self.split_of(p)
+        entries = []
+        for group, p in items:
+            U = self._advance(group, p)
+            # a DTensor layout apply_on_owners does not handle: every rank gathers and orthogonalizes
+            entries.append((group, p, U.full_tensor() if is_dtensor(U) else U))
+        for (group, p, _), D in zip(entries, self.directions(entries), strict=True):
+            D = D.reshape(p.shape)
+            self._apply(group, p, p, redistribute_like(D, p) if is_dtensor(p) else D)
 
     def _sharded_muon_steps(self, items: list[tuple[dict[str, Any], torch.Tensor, ShardLayout]]) -> list[int]:
         """Muon on FSDP2 shards: momentum on the local pieces, each matrix orthogonalized by its owner only.
 
-        Every step of :meth:`_muon_step` is elementwise except the orthogonalization, so the local pieces carry
-        the momentum, the Nesterov input, weight decay and the update; :func:`apply_on_owners` assembles each
-        Nesterov input on its owner, orthogonalizes it there and returns every rank its piece.  Returns the
-        owners.
+        Every step of the update is elementwise except the orthogonalization, so the local pieces carry the
+        momentum, the Nesterov input, weight decay and the update; :func:`apply_on_owners` assembles each Nesterov
+        input on its owner, which orthogonalizes all of its matrices in batches (:meth:`directions`), and returns
+        every rank its piece.  Returns the owners.
         """
         inputs = []
         for group, p, _ in items:
@@ -334,17 +431,14 @@ class Muon(torch.optim.Optimizer):
             buf.lerp_(grad, 1.0 - mu)  # B_t = mu B_{t-1} + (1 - mu) G_t
             inputs.append(grad.lerp(buf, mu) if group["nesterov"] else buf)
 
-        def orthogonalize_full(i: int, full: torch.Tensor) -> torch.Tensor:
-            return self.orthogonalize(items[i][0], as_matrix(full)).reshape(full.shape)
+        def directions_full(indices: list[int], fulls: list[torch.Tensor]) -> list[torch.Tensor]:
+            entries = [(items[i][0], items[i][1], as_matrix(f)) for i, f in zip(indices, fulls, strict=True)]
+            return [D.reshape(f.shape) for D, f in zip(self.directions(entries), fulls, strict=True)]
 
-        results, owners = apply_on_owners(inputs, [lay for _, _, lay in items], orthogonalize_full)
-        for (group, p, lay), ortho in zip(items, results, strict=True):
-            rows = lay.shape[0]
-            cols = math.prod(lay.shape[1:])
-            lr = group["lr"]
-            local = _local(p)
-            local.mul_(1.0 - lr * group["weight_decay"])
-            local.add_(ortho.to(local.dtype), alpha=-lr * update_scale(group["adjust_lr"], rows, cols))
+        layouts = [lay for _, _, lay in items]
+        results, owners = apply_on_owners(inputs, layouts, directions_full, batched=True)
+        for (group, p, _), D in zip(items, results, strict=True):
+            self._apply(group, p, _local(p), D)
         return owners
 
     def _adamw_step(self, group: dict[str, Any], p: torch.Tensor) -> None:
@@ -416,24 +510,33 @@ class Muon(torch.optim.Optimizer):
 
     def update_parameter(self, group: dict[str, Any], p: torch.Tensor) -> None:
         """Apply one step to one parameter in place (Muon or AdamW according to its group)."""
-        if p.grad.is_sparse:
-            raise ValueError(f"Muon does not support sparse gradients (parameter of shape {tuple(p.shape)})")
-        if group["use_muon"]:
-            self._muon_step(group, p)
-        else:
-            self._adamw_step(group, p)
+        self.update_parameters([(group, p)])
+
+    def update_parameters(self, items: Sequence[tuple[dict[str, Any], torch.Tensor]]) -> None:
+        """Apply one step to each ``(group, param)`` in place: AdamW one by one, Muon with its orthogonalizations
+        batched by shape (:meth:`directions`); each parameter ends as :meth:`update_parameter` alone leaves it."""
+        for _, p in items:
+            if p.grad.is_sparse:
+                raise ValueError(
+                    f"Muon does not support sparse gradients (parameter of shape {tuple(p.shape)})"
+                )
+        for group, p in items:
+            if not group["use_muon"]:
+                self._adamw_step(group, p)
+        self._muon_steps([(group, p) for group, p in items if group["use_muon"]])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One optimization step over every parameter that has a gradient (checked first: see ``check_gradients``),
-        then QK-Clip when the optimizer has one.  Muon matrices sharded by FSDP2 are stepped together, each
-        orthogonalized on one owner rank (see the class docstring)."""
+        then QK-Clip when the optimizer has one.  Muon matrices of one shape (up to transpose) are orthogonalized
+        in batched calls (``batch``); those sharded by FSDP2 are stepped together, each orthogonalized on one owner
+        rank, batched there (see the class docstring)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         self.check_gradients()
-        sharded = []
+        sharded, plain = [], []
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -442,7 +545,8 @@ class Muon(torch.optim.Optimizer):
                 if layout is not None and p.grad.placements == p.placements:
                     sharded.append((group, p, layout))
                 else:
-                    self.update_parameter(group, p)
+                    plain.append((group, p))
+        self.update_parameters(plain)
         if sharded:
             self._sharded_muon_steps(sharded)
         if self.qk_clip is not None:
@@ -565,6 +669,8 @@ class MuonWithAuxAdam(Muon):
             :class:`Muon`).
         adam_lr, adam_betas, adam_eps, adam_weight_decay: the AdamW group's settings.
         adam_names: qualified-name prefixes sent to AdamW (e.g. the output head).
+        batch, batch_bytes, split_sizes, param_split_fn: batching and blocks of the Muon matrices (see
+            :class:`Muon`).
     """
 
     def __init__(
@@ -585,6 +691,10 @@ class MuonWithAuxAdam(Muon):
         adam_weight_decay: float = 0.0,
         adam_names: Sequence[str] = (),
         qk_clip: QKClip | None = None,
+        batch: bool = True,
+        batch_bytes: int = DEFAULT_BATCH_BYTES,
+        split_sizes: dict[torch.Tensor, Sequence[int]] | None = None,
+        param_split_fn: Callable[[torch.Tensor], Sequence[int] | None] | None = None,
     ) -> None:
         if isinstance(model_or_groups, nn.Module):
             groups = muon_param_groups(model_or_groups, adam_names=adam_names)
@@ -616,4 +726,8 @@ class MuonWithAuxAdam(Muon):
             adam_eps=adam_eps,
             qk_clip=qk_clip,
             names=names,
+            batch=batch,
+            batch_bytes=batch_bytes,
+            split_sizes=split_sizes,
+            param_split_fn=param_split_fn,
         )

@@ -188,18 +188,24 @@ def normalize(
     (Prach & Lampert 2022, arXiv:2208.03160; Turbo-Muon) reuses the first step's Gram matrix and is
     applied in ``iterates``.  For ``norm="spectral"`` the power-iteration estimate is a lower bound on
     ``sigma_max``, so ``sigma_max(X_0)`` can slightly exceed ``1/scale``.
+
+    With ``check_finite=False`` no value reaches the host (capturable, compilable with ``fullgraph=True``):
+    both formulas are evaluated and ``torch.where`` picks per matrix, giving the same bits as the branch.
     """
     work = _work_dtype(G.dtype, dtype)
     Gw = G.to(work)
     amax = Gw.abs().amax(dim=(-2, -1), keepdim=True)  # max|G|; NaN/Inf propagate
+    fast = None
     if normalization.norm != "spectral":
         # Fast path: ||G||_F straight from G, valid when its squares neither overflow (size finite) nor
         # leave the normal range (max|G| >= tiny^0.4); one host sync decides, else the scaled formula.
         size = torch.linalg.vector_norm(Gw, dim=(-2, -1), keepdim=True)
         ok = torch.isfinite(size) & ((amax >= torch.finfo(work).tiny ** 0.4) | (amax == 0))
-        if bool(ok.all()):
-            denom = size if normalization.norm == "aol" else normalization.scale * size + normalization.eps
-            factor = torch.where(denom > 0, 1.0 / denom, torch.zeros_like(denom))
+        denom = size if normalization.norm == "aol" else normalization.scale * size + normalization.eps
+        factor = torch.where(denom > 0, 1.0 / denom, torch.zeros_like(denom))
+        if not check_finite:  # no sync: the scaled formula below as well, selected per matrix
+            fast = torch.mul(Gw, factor)
+        elif bool(ok.all()):
             return torch.mul(Gw, factor, out=torch.empty(Gw.shape, dtype=dtype, device=Gw.device))
     if check_finite and not bool(torch.isfinite(amax).all()):  # one host sync on CUDA
         _raise_nonfinite(G)
@@ -214,7 +220,10 @@ def normalize(
     else:
         denom = normalization.scale * size + normalization.eps / amax
     factor = torch.where(denom > 0, 1.0 / denom, torch.zeros_like(denom))
-    return torch.mul(Y, factor).to(dtype, memory_format=torch.contiguous_format)
+    scaled = torch.mul(Y, factor)
+    if fast is not None:
+        scaled = torch.where(ok, fast, scaled)
+    return scaled.to(dtype, memory_format=torch.contiguous_format)
 
 
 def _aol(X: torch.Tensor, A: torch.Tensor, normalization: Normalization) -> tuple[torch.Tensor, torch.Tensor]:
@@ -422,22 +431,29 @@ def _run(
     gram_tolerance: float,
     symmetric: bool | int | None,
     record: bool,
+    plan: Plan | None = None,
 ) -> Iterator[torch.Tensor]:
     """The evaluation; with ``record=False`` the Gram form yields only ``X_0`` and the final iterate."""
     sched = resolve_schedule(schedule, norm=norm, steps=steps)
     dt = _check_dtype(dtype)
-    plan = evaluation_plan(
-        G.shape,
-        sched,
-        dtype=dt,
-        device=G.device,
-        method=method,
-        restarts=restarts,
-        gram_dtype=gram_dtype,
-        gram_tolerance=gram_tolerance,
-        emulate=emulate,
-        symmetric=symmetric,
-    )
+    if plan is None:
+        plan = evaluation_plan(
+            G.shape,
+            sched,
+            dtype=dt,
+            device=G.device,
+            method=method,
+            restarts=restarts,
+            gram_dtype=gram_dtype,
+            gram_tolerance=gram_tolerance,
+            emulate=emulate,
+            symmetric=symmetric,
+        )
+    elif (plan.m, plan.n) != (G.shape[-2], G.shape[-1]) or plan.kernel.dtype != dtype_name(dt):
+        raise ValueError(
+            f"plan is for {plan.m} x {plan.n} {plan.kernel.dtype} matrices, got {G.shape[-2]} x {G.shape[-1]} "
+            f"{dtype_name(dt)} (wide side last)"
+        )
     ops = Products(plan.kernel, dt, G.device, plan.gram_dtype)
     X = normalize(G, sched.normalization, dt, check_finite=check_finite)
     if X.dtype != ops.compute:
@@ -514,6 +530,7 @@ def orthogonalize(
     gram_dtype: Any = None,
     gram_tolerance: float = GRAM_TOLERANCE,
     symmetric: bool | int | None = None,
+    plan: Plan | None = None,
 ) -> torch.Tensor:
     """Approximate the polar factor ``U V^T`` of ``G = U S V^T`` by a Newton–Schulz schedule.
 
@@ -546,6 +563,11 @@ def orthogonalize(
         gram_tolerance: the accuracy rule's tolerance (see :func:`nsiter.gram.gram_accurate`).
         symmetric: blocked symmetric products (``None``: where the probe measured that they pay;
             ``True``/``False``; or a block size).
+        plan: a :class:`Plan` from :func:`evaluation_plan` for this shape and dtype, decided ahead: no planning
+            (and no kernel probe) at call time, so ``method``, ``restarts``, ``gram_dtype``, ``gram_tolerance``,
+            ``emulate`` and ``symmetric`` are ignored.  With ``check_finite=False`` the call then makes no host
+            synchronization: it can be captured in a CUDA graph and compiled with ``torch.compile(...,
+            fullgraph=True)`` (tests/test_compile.py).
 
     Returns:
         ``X_T = phi_T(X_0)`` with ``X_0 = G / (scale ||G|| + eps)``: same shape, dtype and device as
@@ -574,6 +596,7 @@ def orthogonalize(
             gram_tolerance=gram_tolerance,
             symmetric=symmetric,
             record=False,
+            plan=plan,
         )
     # the schedule diverged on this input: one reduction, no temporary (NaN/Inf propagate into the sum)
     if check_finite and not bool(

@@ -82,7 +82,8 @@ class DistributedMuon(MuonWithAuxAdam):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.check_gradients()  # before any state changes, on every rank alike
+        if self.check_finite:
+            self.check_gradients()  # before any state changes, on every rank alike
         rank = self.rank
         owners = self.owners()
         items = [(g, p) for g in self.param_groups for p in g["params"]]

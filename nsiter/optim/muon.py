@@ -45,7 +45,7 @@ from torch import nn
 
 from nsiter.checks import check_bool, check_real, short_repr
 from nsiter.dtypes import dtype_name
-from nsiter.evaluate import orthogonalize, validate_matrix
+from nsiter.evaluate import Plan, evaluation_plan, orthogonalize, validate_matrix
 from nsiter.gram import METHODS  # how orthogonalize evaluates the schedule (its ``method``)
 from nsiter.optim.batching import (
     DEFAULT_BATCH_BYTES,
@@ -176,6 +176,13 @@ class Muon(torch.optim.Optimizer):
             ``s(rows, cols)``, as gram-newton-schulz's ``param_split_fn`` does.
         param_split_fn: ``fn(param) -> row sizes | None`` for parameters not in ``split_sizes`` (called once per
             parameter, at its first step).
+        check_finite: check the gradients before every step (default; one host synchronization).  ``False`` skips
+            that check and the evaluator's: the Muon step then makes no host synchronization (capturable in a CUDA
+            graph, compilable with ``fullgraph=True``), and a NaN/Inf gradient propagates into the momentum.
+
+    **Plans.**  The evaluation plan (method, kernels: :func:`nsiter.evaluate.evaluation_plan`) of each (shape,
+    dtype, device, group options) is decided once, at the first step that meets it, and reused
+    (:meth:`plan_of`): later steps do no planning, so a step after the first can be compiled or captured.
 
     **FSDP2.** Parameters sharded by ``torch.distributed.fsdp.fully_shard`` (DTensors split along one mesh
     dimension) are stepped on their shards: the momentum stays a sharded DTensor, each matrix's Nesterov input is
@@ -208,6 +215,7 @@ class Muon(torch.optim.Optimizer):
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         split_sizes: dict[torch.Tensor, Sequence[int]] | None = None,
         param_split_fn: Callable[[torch.Tensor], Sequence[int] | None] | None = None,
+        check_finite: bool = True,
     ) -> None:
         if qk_clip is not None and not isinstance(qk_clip, QKClip):
             raise ValueError(f"qk_clip must be a nsiter.optim.QKClip or None, got {type(qk_clip).__name__}")
@@ -236,6 +244,10 @@ class Muon(torch.optim.Optimizer):
             raise ValueError(f"param_split_fn must be callable or None, got {type(param_split_fn).__name__}")
         self.param_split_fn = param_split_fn
         self._splits: dict[torch.Tensor, tuple[int, ...] | None] = {}
+        if not isinstance(check_finite, bool):
+            raise ValueError(f"check_finite must be True or False, got {check_finite!r}")
+        self.check_finite = check_finite
+        self._plans: dict[tuple, tuple[Schedule, Plan]] = {}
         super().__init__(params, defaults)
         for p, sizes in (split_sizes or {}).items():
             self._splits[p] = check_split_sizes(sizes, p.shape[0], self._names.get(p, ""))
@@ -338,10 +350,30 @@ class Muon(torch.optim.Optimizer):
         buf.lerp_(grad, 1.0 - group["momentum"])  # B_t = mu B_{t-1} + (1 - mu) G_t
         return newton_schulz_input(group, grad, buf)
 
+    def plan_of(self, group: dict[str, Any], U: torch.Tensor) -> Plan:
+        """The evaluation plan for ``U``'s matrices under the group's options, decided once and cached per
+        (small side, large side, device, schedule, dtype, method)."""
+        sched, method = self.schedule_of(group), group.get("method", "auto")
+        m, n = sorted(U.shape[-2:])
+        key = (m, n, str(U.device), id(sched), group["dtype"], method)
+        hit = self._plans.get(key)
+        if hit is None or hit[0] is not sched:  # the schedule is held, so its id is not reused while cached
+            hit = (
+                sched,
+                evaluation_plan((m, n), sched, dtype=group["dtype"], device=U.device, method=method),
+            )
+            self._plans[key] = hit
+        return hit[1]
+
     def orthogonalize(self, group: dict[str, Any], U: torch.Tensor) -> torch.Tensor:
-        """``phi_T(U / ||U||)`` per matrix of ``U`` (m, n) or (b, m, n): the group's schedule, precision, method."""
+        """``phi_T(U / ||U||)`` per matrix of ``U`` (m, n) or (b, m, n): the group's schedule, precision, method
+        (through its cached plan, :meth:`plan_of`)."""
         return orthogonalize(
-            U, self.schedule_of(group), dtype=group["dtype"], method=group.get("method", "auto")
+            U,
+            self.schedule_of(group),
+            dtype=group["dtype"],
+            plan=self.plan_of(group, U),
+            check_finite=self.check_finite,
         )
 
     def block_scales(self, group: dict[str, Any], p: torch.Tensor) -> list[float]:
@@ -535,7 +567,8 @@ class Muon(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        self.check_gradients()
+        if self.check_finite:
+            self.check_gradients()
         sharded, plain = [], []
         for group in self.param_groups:
             for p in group["params"]:
@@ -669,8 +702,8 @@ class MuonWithAuxAdam(Muon):
             :class:`Muon`).
         adam_lr, adam_betas, adam_eps, adam_weight_decay: the AdamW group's settings.
         adam_names: qualified-name prefixes sent to AdamW (e.g. the output head).
-        batch, batch_bytes, split_sizes, param_split_fn: batching and blocks of the Muon matrices (see
-            :class:`Muon`).
+        batch, batch_bytes, split_sizes, param_split_fn, check_finite: batching and blocks of the Muon matrices,
+            gradient checks (see :class:`Muon`).
     """
 
     def __init__(
@@ -695,6 +728,7 @@ class MuonWithAuxAdam(Muon):
         batch_bytes: int = DEFAULT_BATCH_BYTES,
         split_sizes: dict[torch.Tensor, Sequence[int]] | None = None,
         param_split_fn: Callable[[torch.Tensor], Sequence[int] | None] | None = None,
+        check_finite: bool = True,
     ) -> None:
         if isinstance(model_or_groups, nn.Module):
             groups = muon_param_groups(model_or_groups, adam_names=adam_names)
@@ -730,4 +764,5 @@ class MuonWithAuxAdam(Muon):
             batch_bytes=batch_bytes,
             split_sizes=split_sizes,
             param_split_fn=param_split_fn,
+            check_finite=check_finite,
         )

@@ -28,6 +28,7 @@ products — is decided by measurement (:mod:`nsiter.kernels`); :func:`evaluatio
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -41,11 +42,11 @@ from nsiter.gram import (
     GRAM_TOLERANCE,
     METHODS,
     apply_q,
-    choose_method,
     default_gram_dtype,
     gram_magnitude,
     gram_matrix,
     gram_steps,
+    method_decision,
 )
 from nsiter.kernels import KernelChoice, Products, gemm_path, kernel_choice
 from nsiter.registry import load_schedule
@@ -277,6 +278,7 @@ class Plan:
         gram_dtype: canonical name of the precision of ``R`` and ``Q`` (Gram form only; else None).
         restarts: the Gram form's restart positions (after these 1-based steps).
         m, n: the small and the large side.
+        reasons: why, one sentence per decision (GEMM path, products, R/Q precision, restarts, method).
     """
 
     method: str
@@ -285,6 +287,11 @@ class Plan:
     restarts: tuple[int, ...]
     m: int
     n: int
+    reasons: tuple[str, ...] = ()
+
+    def explain(self) -> str:
+        """The label and the reasons, one per line: why did this run the Gram form (or not)?"""
+        return "\n".join([self.label, *(f"- {r}" for r in self.reasons)])
 
     @property
     def label(self) -> str:
@@ -333,10 +340,57 @@ def evaluation_plan(
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     choice = kernel_choice(device, dt, m, emulate=emulate, symmetric=symmetric)
+    batch = math.prod(shape[:-2])
+    key = (
+        str(torch.device(device)),
+        dt,
+        m,
+        n,
+        batch,
+        tuple(tuple(p.coefficients) for p in sched.steps),
+        sched.restarts,
+        sched.normalization.scale,
+        method,
+        None if restarts is None else tuple(restarts),
+        None if gram_dtype is None else dtype_name(gram_dtype),
+        gram_tolerance,
+        choice,
+    )
+    plan = _plans.get(key)
+    if plan is None:
+        if len(_plans) >= _PLAN_CACHE_SIZE:
+            _plans.clear()
+        plan = _plans[key] = _decide(
+            sched, dt, m, n, batch, choice, device, method, restarts, gram_dtype, gram_tolerance
+        )
+    return plan
+
+
+_plans: dict[tuple, Plan] = {}  # plans by (device, dtype, shape, schedule digest, options, kernel choice)
+_PLAN_CACHE_SIZE = 1024
+
+
+def _decide(
+    sched: Schedule,
+    dt: torch.dtype,
+    m: int,
+    n: int,
+    batch: int,
+    choice: KernelChoice,
+    device: torch.device | str,
+    method: str,
+    restarts: Sequence[int] | None,
+    gram_dtype: Any,
+    gram_tolerance: float,
+) -> Plan:
+    """The decisions behind :func:`evaluation_plan`, each with its reason."""
+    why = [f"products: {choice.label} ({choice.source})"]
     gdt = dtype_name(gram_dtype) if gram_dtype is not None else default_gram_dtype(dt, choice.gemm, device)
+    why.append(f"R, Q in {gdt} ({'given' if gram_dtype is not None else 'nsiter.gram.default_gram_dtype'})")
     x_side = "float32" if choice.emulated and dtype_name(dt) in ("bfloat16", "float16") else dtype_name(dt)
     if restarts is not None:
         rs = check_restarts(restarts, len(sched))
+        why.append(f"restarts {list(rs)} given")
     elif unit_roundoff(gdt) <= unit_roundoff(dt) ** 2 and unit_roundoff(x_side) <= unit_roundoff(gdt):
         # a schedule's stored restarts are placed for R, Q in the working precision (nsiter.restarts); a
         # Gram side kept at the square of that precision, and applied (Q X) in it, loses nothing to them
@@ -344,12 +398,14 @@ def evaluation_plan(
         # bf16 X side) they stay: without them Polar Express 8 measured 3.09 against 0.90 with them
         # (bf16, spectrum to 1e-10; issue 19).  Pass restarts= to force them.
         rs = ()
+        why.append(f"no restarts: R, Q and Q X in {gdt}, the square of {dtype_name(dt)}'s precision")
     else:
         rs = sched.restarts
+        why.append(f"the schedule's restarts {list(rs)}")
     if method == "auto":
         wide = torch_dtype(gdt).itemsize > torch_dtype(x_side).itemsize
         cost = _wide_cost(choice) if wide else 1.0
-        method = choose_method(
+        method, reason = method_decision(
             sched,
             m,
             n,
@@ -359,9 +415,13 @@ def evaluation_plan(
             symmetric_block=choice.symmetric_block,
             tolerance=gram_tolerance,
             gram_cost=cost,
+            batch=batch,
         )
+        why.append(f"{method}: {reason}" + (f" (Gram side weighed {cost:.2f}x per flop)" if wide else ""))
+    else:
+        why.append(f"{method}: given")
     if method == "standard":
-        return Plan("standard", choice, None, (), m, n)
+        return Plan("standard", choice, None, (), m, n, tuple(why))
     if largest_finite(gdt) < 1e6:  # float16 R, Q: guard the range (fp16 overflows at 65504)
         peak = gram_magnitude(sched, rs)
         if 2 * peak > largest_finite(gdt):
@@ -369,7 +429,7 @@ def evaluation_plan(
                 f"gram_dtype {gdt}: Q reaches about {peak:.3g} (nsiter.gram.gram_magnitude), beyond half "
                 f"the format's range {largest_finite(gdt):g}; add restarts or keep R, Q in float32"
             )
-    return Plan("gram", choice, gdt, tuple(rs), m, n)
+    return Plan("gram", choice, gdt, tuple(rs), m, n, tuple(why))
 
 
 def iterates(

@@ -51,6 +51,7 @@ __all__ = [
     "gram_magnitude",
     "gram_matrix",
     "gram_steps",
+    "method_decision",
     "method_flops",
 ]
 
@@ -58,6 +59,10 @@ METHODS = ("auto", "standard", "gram")
 Q_ORDERS = ("zq", "qz")  # Q <- c_0 Q + W Q, or Q <- c_0 Q + Q W (gram_steps)
 AUTO_MARGIN = 0.9  # auto takes the Gram form only when its cost model is at most this share of standard's
 GRAM_TOLERANCE = 2.0  # auto's accuracy rule: modelled Gram error at most this times the standard form's
+MODEL_MAX_STEPS = (
+    16  # the mpmath rounding model (about 16 ms a step) is consulted for at most this many steps
+)
+MODEL_MIN_FLOPS = 2e9  # ... and where a standard step costs at least this many flops (planning < running)
 
 
 def default_gram_dtype(dtype: Any, gemm: str, device: str = "cpu") -> str:
@@ -234,20 +239,72 @@ def choose_method(
     symmetric_block: int | None = None,
     tolerance: float = GRAM_TOLERANCE,
     gram_cost: float = 1.0,
+    batch: int = 1,
 ) -> str:
-    """``"gram"`` or ``"standard"`` for ``method="auto"``: accuracy first, then a flop model.
+    """``"gram"`` or ``"standard"`` for ``method="auto"``: the first element of :func:`method_decision`."""
+    return method_decision(
+        schedule,
+        m,
+        n,
+        dtype,
+        gram_dtype=gram_dtype,
+        restarts=restarts,
+        symmetric_block=symmetric_block,
+        tolerance=tolerance,
+        gram_cost=gram_cost,
+        batch=batch,
+    )[0]
 
-    The Gram form is taken only when :func:`gram_accurate` allows it and its flops, the Gram side's
-    weighted by ``gram_cost`` (time per flop of the Gram side's GEMMs over the X side's: 1 when both
-    are float32, the measured float64/float32 ratio, about 2.4 on AVX2 CPUs, for a float64 Gram side),
-    are at most ``AUTO_MARGIN`` of the standard form's.  So on square matrices (where the Gram form does
-    more flops) and at small aspect ratios the standard form runs.
+
+def method_decision(
+    schedule: Schedule,
+    m: int,
+    n: int,
+    dtype: Any,
+    *,
+    gram_dtype: Any,
+    restarts: Sequence[int] = (),
+    symmetric_block: int | None = None,
+    tolerance: float = GRAM_TOLERANCE,
+    gram_cost: float = 1.0,
+    batch: int = 1,
+) -> tuple[str, str]:
+    """(``"gram"`` or ``"standard"``, why) for ``method="auto"``: flops first, then accuracy.
+
+    1. Flops: the Gram form is considered only when its flops, the Gram side's weighted by ``gram_cost``
+       (time per flop of the Gram side's GEMMs over the X side's: 1 when both are float32, the measured
+       float64/float32 ratio, about 2.4 on AVX2 CPUs, for a float64 Gram side), are at most
+       ``AUTO_MARGIN`` of the standard form's.  So square matrices (where the Gram form does more flops)
+       and small aspect ratios run the standard form, decided in microseconds.
+    2. Accuracy (:func:`gram_accurate`): a Gram side at the square of the working precision is allowed.
+       Otherwise the mpmath rounding model would decide, at about 16 ms a step: it is consulted only
+       for schedules of at most :data:`MODEL_MAX_STEPS` steps whose standard form costs at least
+       :data:`MODEL_MIN_FLOPS` flops a step (about 20 ms at 100 GFLOP/s), so that planning never costs
+       more than running (issue 18: ``orthogonalize(4x4, "cubic", steps=10000)`` spent 171 s there);
+       elsewhere the standard form runs.
     """
-    if not gram_accurate(schedule, dtype, gram_dtype=gram_dtype, restarts=restarts, tolerance=tolerance):
-        return "standard"
     std, _ = _flops(schedule, m, n, "standard", (), symmetric_block)
     x, g = _flops(schedule, m, n, "gram", restarts, symmetric_block)
-    return "gram" if x + gram_cost * g <= AUTO_MARGIN * std else "standard"
+    ratio = (x + gram_cost * g) / max(std, 1)
+    if ratio > AUTO_MARGIN:
+        return "standard", f"Gram form {ratio:.2f}x the standard form's weighted flops (> {AUTO_MARGIN})"
+    flops = f"Gram form {ratio:.2f}x the standard form's weighted flops"
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be non-negative, got {tolerance!r}")
+    if unit_roundoff(gram_dtype) <= unit_roundoff(dtype) ** 2:
+        return (
+            "gram",
+            f"{flops}; R, Q in {dtype_name(gram_dtype)}, the square of {dtype_name(dtype)}'s precision",
+        )
+    steps = len(schedule)
+    if steps > MODEL_MAX_STEPS or batch * std < MODEL_MIN_FLOPS * steps:
+        return "standard", (
+            f"{flops}; R, Q in the working precision and the rounding model not worth its cost here "
+            f"({steps} steps, {batch * std / steps:.3g} flops a step): standard"
+        )
+    if gram_accurate(schedule, dtype, gram_dtype=gram_dtype, restarts=restarts, tolerance=tolerance):
+        return "gram", f"{flops}; rounding model within {tolerance:g}x the standard form's error"
+    return "standard", f"{flops}; rounding model above {tolerance:g}x the standard form's error"
 
 
 def gram_matrix(X: torch.Tensor, ops: Products, out: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,9 @@ from experiments.common import REPO
 
 EXAMPLES = REPO / "examples"
 NOTEBOOKS = ("convergence.ipynb", "coefficient_search.ipynb")
-NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")  # not digits inside a word or hash
+NUMBER = re.compile(
+    r"(?<![\w.])[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?"
+)  # not digits inside a word or hash
 
 
 def _execute_module():

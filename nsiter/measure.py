@@ -13,11 +13,18 @@ For a test matrix ``G = U diag(sigma) V^T`` (float64 SVD, :func:`reference`) and
 - ``orth_err_2 = ||X X^T - I||_2`` (from ``eigvalsh``: an independent computation of the previous line)
   and ``orth_err_fro = ||X X^T - I||_F``;
 - ``polar_err_2``, ``polar_err_fro``: ``||X_k - U V^T||`` with the polar factor of ``G``
-  (:func:`polar_factor`);
+  (:func:`polar_factor`).  For a numerically rank-deficient ``G`` (rank ``r < min(m, n)`` at the tolerance
+  ``max(m, n) eps_64 sigma_max``: :attr:`Reference.rank`) the polar factor is only defined on the range, so
+  the error is taken there: ``||(X_k - U_r V_r^T) V_r V_r^T|| = ||X_k V_r V_r^T - U_r V_r^T||``.  An odd
+  polynomial maps the null space to itself, but the rounding of ``G`` to the working precision puts
+  singular values of size ``u ||G||`` there that the iteration amplifies: on the null space ``X_k`` is
+  rounding, not an approximation of anything, and the full-space error would report that as 1;
 - ``max_singular_error = max_i |sigma_i(X_k) - 1|``: the measured counterpart of the certified
   ``max |1 - phi_k|`` (in exact arithmetic ``sigma_i(X_k) = phi_k(sigma_i(X_0))``);
 - ``max_direction_error``, ``mean_direction_error``: ``max_i`` and ``mean_i`` of ``|1 - u_i^T X_k v_i|``
-  along the input's own singular directions (what the iteration should send to 1).
+  along the input's own singular directions (what the iteration should send to 1), ``i <= r`` (the range).
+
+Full-rank matrices (``r = min(m, n)``) are measured on the whole space, exactly as before the range rule.
 
 A run *diverges* (:func:`diverged`, the one rule used everywhere) when an iterate has a non-finite entry
 or ``sigma_max > DIVERGENCE_THRESHOLD``; from then on its errors are ``inf``.
@@ -95,9 +102,13 @@ def polar_factor(G: torch.Tensor) -> torch.Tensor:
             f"polar_factor needs a finite non-empty (..., m, n) matrix (NaN/Inf?), got shape {tuple(Gd.shape)}"
         )
     U, sv, Vh = torch.linalg.svd(Gd, full_matrices=False)
-    cutoff = max(Gd.shape[-2:]) * torch.finfo(torch.float64).eps * sv[..., :1]
-    keep = (sv > cutoff).to(torch.float64)
+    keep = (sv > _rank_cutoff(Gd.shape, sv[..., :1])).to(torch.float64)
     return (U * keep.unsqueeze(-2)) @ Vh
+
+
+def _rank_cutoff(shape: Sequence[int], sigma_max: torch.Tensor) -> torch.Tensor:
+    """``max(m, n) eps_64 sigma_max``: singular values at or below it are numerically zero (float64 SVD)."""
+    return max(shape[-2:]) * torch.finfo(torch.float64).eps * sigma_max
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,20 @@ class Reference:
     S: torch.Tensor
     Vh: torch.Tensor
     polar: torch.Tensor
+
+    @functools.cached_property
+    def rank(self) -> int:
+        """Numerical rank: singular values above ``max(m, n) eps_64 sigma_max`` (:func:`polar_factor`'s rule)."""
+        return int((_rank_cutoff(self.W.shape, self.S[:1]) < self.S).sum())
+
+    @functools.cached_property
+    def range_projector(self) -> torch.Tensor | None:
+        """``V_r V_r^T`` (n x n) onto the numerical row space of ``W``; None when ``W`` has full rank."""
+        r = self.rank
+        if r == self.S.shape[-1]:
+            return None
+        V = self.Vh[:r].mT
+        return V @ V.mT
 
     @property
     def sigma_max(self) -> float:
@@ -129,6 +154,8 @@ def reference(G: torch.Tensor) -> Reference:
     W = G.mT if G.shape[0] > G.shape[1] else G
     Wd = W.detach().to("cpu", torch.float64)
     U, S, Vh = torch.linalg.svd(Wd, full_matrices=False)
+    if not float(S[0]) > 0:  # a zero matrix: its polar factor is empty, nothing to compare
+        raise ValueError(f"the zero matrix (shape {tuple(G.shape)}) has no polar factor to measure against")
     return Reference(W, U, S, Vh, polar_factor(Wd))
 
 
@@ -206,10 +233,16 @@ def iterate_quantities(
     if ref is not None:
         if any(name.startswith("polar_err") for name in quantities):
             D = X - ref.polar
+            P = ref.range_projector
+            if P is not None:  # rank-deficient: the error on the range (module docstring)
+                D = D @ P
             q["polar_err_2"] = torch.linalg.matrix_norm(D, ord=2)
             q["polar_err_fro"] = torch.linalg.matrix_norm(D, ord="fro")
         if "max_direction_error" in quantities or "mean_direction_error" in quantities:
-            dev = (1.0 - torch.einsum("ij,ik,kj->j", ref.U, X, ref.Vh.mT)).abs()  # |1 - u_j^T X v_j|
+            r = ref.rank
+            dev = (
+                1.0 - torch.einsum("ij,ik,kj->j", ref.U[:, :r], X, ref.Vh[:r].mT)
+            ).abs()  # |1 - u_j^T X v_j|
             q["max_direction_error"] = dev.max()
             q["mean_direction_error"] = dev.mean()
     return {name: float(q[name]) for name in quantities}, S

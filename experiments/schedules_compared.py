@@ -104,33 +104,89 @@ def compute(ctx) -> list[dict]:
     return rows
 
 
+# how each schedule was built: one panel per family, so that every series in a panel has its own colour
+FAMILIES = {
+    "Newton-Schulz (Pade)": ("cubic", "quintic"),
+    "Muon quintic": ("muon", "deepseek-v4"),
+    "Polar Express": ("polar-express", "polar-express-5", "polar-express-gram"),
+    "CANS": ("cans-5", "cans-5-nemo"),
+    "tuned per step": ("cesista-5", "jiacheng-6", "relaxed-cubic-5"),
+    "AOL (Turbo-Muon)": ("turbo-muon", "turbo-muon-7-decimals", "turbo-muon-v0-rowscale"),
+}
+
+
+def _not_certified(row: dict) -> bool:
+    """AOL rescaling is no scalar map of the singular values: its interval analysis certifies nothing."""
+    return row["normalization"] == "aol"
+
+
 def plot(tables, ctx):
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    from nsiter.plot import schedule_comparison, use_style
+    from nsiter.plot import schedule_comparison, series_styles, use_style
 
     use_style()
     rows = tables["main"]
-    # how each schedule was built (legend groups; the marker shows the family, the colour the member)
-    families = {
-        "Newton-Schulz (Pade)": ("cubic", "quintic"),
-        "Muon quintic": ("muon", "deepseek-v4"),
-        "Polar Express": ("polar-express", "polar-express-5", "polar-express-gram"),
-        "CANS": ("cans-5", "cans-5-nemo"),
-        "tuned per step": ("cesista-5", "jiacheng-6", "relaxed-cubic-5"),
-        "AOL (Turbo-Muon)": ("turbo-muon", "turbo-muon-v0-rowscale"),
-    }
-    family = {n: f for f, names in families.items() for n in names}
-    family.update({r["schedule"]: "other" for r in rows if r["schedule"] not in family})
-    fig, ax = plt.subplots(1, 2, figsize=(12.5, 4.6), layout="constrained", sharey=True)
-    for a, x in zip(ax, ("step", "matmuls"), strict=True):
-        schedule_comparison(rows, a, x=x, family=family, top=10.0, legend=a is ax[1])
-        a.set_ylim(1e-4, 10.0)
-    handles = ax[1].get_legend().legend_handles
-    ax[1].get_legend().remove()
-    fig.legend(handles=handles, loc="outside right upper", fontsize=7, ncols=1)
-    ax[0].set_title(rf"certified on $[{ctx.params['lo']:g}, 1]$ (solid) vs measured bf16 (dashed)")
-    ax[1].set_title("the same against cost")
+    names = list(dict.fromkeys(r["schedule"] for r in rows))
+    family = {n: f for f, members in FAMILIES.items() for n in members}
+    panels = [f for f in FAMILIES if any(family.get(n) == f for n in names)]
+    panels += ["other"] if any(n not in family for n in names) else []
+    ncols = 3
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(
+        nrows,
+        ncols,
+        figsize=(12.5, 3.3 * nrows),
+        layout="constrained",
+        sharex=True,
+        sharey=True,
+        squeeze=False,
+    )
+    top = 10.0
+    for ax, fam in zip(axes.flat, panels, strict=False):
+        members = [n for n in names if family.get(n, "other") == fam]
+        sub = [r for r in rows if r["schedule"] in members]
+        certified = [r for r in sub if not _not_certified(r)]
+        if certified:
+            schedule_comparison(sub if len(certified) == len(sub) else certified, ax, x="matmuls", top=top)
+        if len(certified) < len(
+            sub
+        ):  # AOL: measured only, the scalar analysis dotted and named as what it is
+            aol = [r for r in sub if _not_certified(r)]
+            styles = series_styles(members)
+            schedule_comparison(aol, ax, x="matmuls", certified=None, top=top, legend=False)
+            for n in dict.fromkeys(r["schedule"] for r in aol):
+                pts = sorted((r["matmuls"], r["certified_error"]) for r in aol if r["schedule"] == n)
+                pts = [(m, v) for m, v in pts if v is not None and v <= top]
+                if pts:
+                    ax.plot(*zip(*pts, strict=True), ls=":", color=styles[n]["color"], marker=None, lw=1.2)
+            handles = [
+                Line2D([], [], color=styles[n]["color"], marker=styles[n]["marker"], label=n) for n in members
+            ]
+            handles += [
+                Line2D([], [], color="0.3", ls="--", label="measured error"),
+                Line2D(
+                    [],
+                    [],
+                    color="0.3",
+                    ls=":",
+                    label="scalar analysis without AOL:\nnot certified for the schedule as run",
+                ),
+            ]
+            ax.legend(handles=handles, fontsize=7)
+        ax.set_title(fam)
+        ax.set_ylim(1e-4, top)
+        ax.set_xlabel("matrix multiplications")
+        ax.set_ylabel(r"error $\max |1 - \sigma|$" if ax in axes[:, 0] else "")
+        ax.tick_params(labelbottom=True)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.remove()
+    fig.suptitle(
+        rf"Published schedules by family: certified worst case on $[{ctx.params['lo']:g}, 1]$ (solid) "
+        "and measured bf16 error (dashed)",
+        fontsize=10,
+    )
     return fig
 
 
@@ -152,7 +208,12 @@ def latex(tables) -> dict:
     def flag(r):
         return r"\,(div.)" if r["certified_diverged"] else ""
 
-    rows = [dict(r, cert=num(r["certified_error"]) + flag(r)) for r in _final(tables)]
+    def cert(r):
+        if _not_certified(r):  # the scalar analysis, in brackets: no certificate for the schedule as run
+            return "not cert." + ("" if r["certified_error"] is None else f" ({num(r['certified_error'])})")
+        return num(r["certified_error"]) + flag(r)
+
+    rows = [dict(r, cert=cert(r)) for r in _final(tables)]
     rows.sort(key=lambda r: (r["matmuls"], r["schedule"]))
     cols = [
         ("schedule", "schedule", None),

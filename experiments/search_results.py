@@ -3,8 +3,25 @@
 For every budget of ``k`` quintic steps (``3k`` matrix products) the table lists the nsiter search
 winners with that many products (registry: ``nsiter-<k>step``, greedy minimax with safety factor 1.01,
 and at 21 products ``nsiter-21mm-bf16``, the precision-aware budget winner) and every published schedule
-with the same matmul count: Polar Express (Algorithm 1, truncated to ``k``), Muon/Jordan (repeated), and
-the fixed-length ones (modded-nanogpt Polar Express, Cesista, CANS at 5; Jiacheng's at 6).
+with the same matmul count: Polar Express (Algorithm 1's 8-step list truncated to ``k``: what a user who
+runs fewer steps gets), Muon/Jordan (repeated), and the fixed-length ones (modded-nanogpt Polar Express,
+Cesista, CANS at 5; Jiacheng's at 6).  The published *generators* are also re-run for each budget
+(kind ``rerun``, Frobenius normalization with scale 1 and eps 1e-7, as the winners), both through
+``nsiter.search``'s ``minimax`` objective:
+
+- ``polar-express-rerun``: Polar Express's recursion (Amsel et al. 2025, arXiv:2505.16932, Algorithm 2 and
+  ``optimal_composition`` of NoahAmsel/PolarExpress): cushion 0.02 with recentering, safety 1.01 on all
+  but the last step, and its interval bookkeeping ``lo' = p(lo)``, ``hi' = 2 - lo'``
+  (``interval="symmetric"``).  The winners ``nsiter-<k>step`` differ from it only in taking the exact image
+  of the interval (``interval="exact"``).
+- ``cans-rerun``: the CANS construction (Grishina, Smirnov & Rakhuba 2025, arXiv:2506.10935): the minimax
+  step on the current interval, whose exact image is the next, no cushion and no safety factor (nsiter's
+  ``band`` objective with ``band_steps=1`` and ``lo* = lo`` gives the same polynomials; at 5 steps on
+  ``[1e-3, 1]`` they round to ``cans-5-nemo``'s 4 decimals).
+
+Every measured verdict is a paired comparison (``nsiter.stats``): per-run differences of the worst
+direction error on the same matrices, significant when ``|mean| > 2`` standard errors
+(``nsiter.stats.SIGNIFICANCE_SE``), under both bf16 arithmetics; otherwise "no significant difference".
 
 - ``certified_error``: worst ``|1 - phi_T|`` for ``sigma/||G||`` in ``[lo, hi]`` (``nsiter.analysis``,
   through the schedule's own normalization scale; ``nsiter.analysis.certified_error``);
@@ -40,7 +57,7 @@ from experiments.tables import tex_number
 from nsiter import available_schedules, load_schedule
 from nsiter.analysis import certified_error
 from nsiter.measure import measured_errors
-from nsiter.stats import mean_and_se, paired_difference
+from nsiter.stats import SIGNIFICANCE_SE, mean_and_se, paired_difference
 
 NAME = "search_results"
 PARAMS = {
@@ -54,6 +71,11 @@ PARAMS = {
     "fixed": ["polar-express-5", "cesista-5", "cans-5", "cans-5-nemo", "polar-express-gram", "jiacheng-6"],
     # (published at their own length)
     "regenerate": ["nsiter-21mm-bf16"],
+    # published generators re-run for every budget: greedy minimax parameters (module docstring)
+    "rerun": {
+        "polar-express": {"cushion": 0.02, "safety": 1.01, "interval": "symmetric"},
+        "cans": {"cushion": 0.0, "safety": 1.0, "interval": "exact"},
+    },
     # mean error under a worst-case constraint (gradient objective, worst_weight 0, max_error = the best
     # published certified error of the budget)
     "tradeoff_budgets": [3, 4, 5],
@@ -93,11 +115,23 @@ def _ours(k: int) -> list[str]:
 def _candidates(k: int, p: dict) -> list[tuple[str, str]]:
     known = set(available_schedules())
     out = [(n, "nsiter") for n in _ours(k)]
+    out += [(f"{g}-rerun", "rerun") for g in p["rerun"]]
     out += [(n, "published") for n in p["repeatable"] if n in known]
     for n in p["fixed"]:
         if n in known and load_schedule(n).matmuls() == 3 * k:
             out.append((n, "published"))
     return out
+
+
+def _schedule(name: str, kind: str, k: int, p: dict):
+    """The schedule a candidate row runs: a re-run generator, a truncated repeatable list, or the entry."""
+    if kind == "rerun":
+        from nsiter.search import search
+
+        gen = name.removesuffix("-rerun")
+        sched, _ = search("minimax", steps=k, degree=5, lo=p["lo"], hi=p["hi"], name=name, **p["rerun"][gen])
+        return sched
+    return load_schedule(name).truncated(k) if name in p["repeatable"] else load_schedule(name)
 
 
 def _regenerate(name: str) -> list[dict]:
@@ -133,7 +167,7 @@ def compute(ctx) -> dict[str, list[dict]]:
         for name, kind in _candidates(k, p):
 
             def unit(name=name, kind=kind, k=k) -> list[dict]:
-                sched = load_schedule(name).truncated(k) if name in p["repeatable"] else load_schedule(name)
+                sched = _schedule(name, kind, k, p)
                 cert = certified_error(sched, p["lo"], p["hi"])
                 out = []
                 for n in p["sizes"]:
@@ -207,10 +241,9 @@ def _tradeoff(k: int, main: list[dict], p: dict) -> list[dict]:
     certified error, against the published schedule with the smallest measured mean error."""
     from nsiter.search import search
 
-    pubs = [
-        r for r in main if r["steps"] == k and r["kind"] == "published" and math.isfinite(r["measured_worst"])
-    ]
-    bound = min(r["certified_error"] for r in pubs)
+    pubs = [r for r in main if r["steps"] == k and r["kind"] == "published"]
+    bound = min(r["certified_error"] for r in pubs)  # diverging in bf16 or not (cans-5-nemo at 15)
+    pubs = [r for r in pubs if math.isfinite(r["measured_worst"])]
     sched, diag = search(
         "gradient", steps=k, lo=p["lo"], hi=p["hi"], worst_weight=0.0, max_error=bound, **p["tradeoff"]
     )
@@ -264,22 +297,37 @@ def _summarize(runs: list[dict]) -> list[dict]:
                 "native_singular": float(nat_sing.mean()) if np.isfinite(nat_sing).all() else math.inf,
             }
         )
-    # paired differences of nsiter schedules against the best published one (same matrices)
+    # paired differences of nsiter schedules against the best published (prefix "paired") and the best
+    # re-run ("rerun") schedule of the budget that stays finite (same matrices), in both arithmetics
+    measured = (
+        ("max_direction_error", ""),
+        ("native_max_direction_error", "_native"),
+        ("max_singular_error", "_singular"),
+    )
     for row in rows:
-        row["paired_vs"] = ""
-        for col in ("paired_diff", "paired_se", "paired_singular_diff", "paired_singular_se"):
-            row[col] = math.nan
-        if row["kind"] != "nsiter":
-            continue
-        pubs = [r for r in rows if r["steps"] == row["steps"] and r["kind"] == "published"]
-        best = min(pubs, key=lambda r: (r["measured_worst"], r["schedule"]))
-        row["paired_vs"] = best["schedule"]
-        for key, col in (("max_direction_error", "paired"), ("max_singular_error", "paired_singular")):
-            mine = {(r["size"], r["seed"]): r[key] for r in groups[(row["steps"], row["schedule"])]}
-            theirs = {(r["size"], r["seed"]): r[key] for r in groups[(best["steps"], best["schedule"])]}
-            d = paired_difference(mine, theirs)
-            row[f"{col}_diff"], row[f"{col}_se"] = d.mean, d.se
-    rows.sort(key=lambda r: (r["steps"], r["kind"] != "nsiter", r["certified_error"], r["schedule"]))
+        for pre, kind in (("paired", "published"), ("rerun", "rerun")):
+            row[f"{pre}_vs"] = ""
+            for _, suffix in measured:
+                row[f"{pre}{suffix}_diff"] = row[f"{pre}{suffix}_se"] = math.nan
+                row[f"{pre}{suffix}_verdict"] = ""
+            others = [
+                r
+                for r in rows
+                if r["steps"] == row["steps"] and r["kind"] == kind and math.isfinite(r["measured_worst"])
+            ]
+            if row["kind"] != "nsiter" or not others:
+                continue
+            best = min(others, key=lambda r: (r["measured_worst"], r["schedule"]))
+            row[f"{pre}_vs"] = best["schedule"]
+            for key, suffix in measured:
+                mine = {(r["size"], r["seed"]): r[key] for r in groups[(row["steps"], row["schedule"])]}
+                theirs = {(r["size"], r["seed"]): r[key] for r in groups[(best["steps"], best["schedule"])]}
+                d = paired_difference(mine, theirs)
+                row[f"{pre}{suffix}_diff"], row[f"{pre}{suffix}_se"] = d.mean, d.se
+                finite = math.isfinite(d.mean) and math.isfinite(d.se)  # a native run may still overflow
+                row[f"{pre}{suffix}_verdict"] = d.verdict() if finite else "not finite"
+    order = {"nsiter": 0, "rerun": 1, "published": 2}
+    rows.sort(key=lambda r: (r["steps"], order[r["kind"]], r["certified_error"], r["schedule"]))
     return rows
 
 
@@ -298,14 +346,16 @@ def plot(tables, ctx):
     use_style()
     rows = tables["main"]
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 3.6), layout="constrained")
+    offscale = 0  # points drawn open on the top edge
 
     def label_of(r: dict) -> str:
-        if r["schedule"] == "nsiter-21mm-bf16" or r["kind"] == "published":
+        if r["schedule"] == "nsiter-21mm-bf16" or r["kind"] != "nsiter":
             return r["schedule"]
         return "nsiter search"
 
     labels = list(dict.fromkeys(label_of(r) for r in rows))
-    family = {lab: "nsiter" if lab.startswith("nsiter") else "published" for lab in labels}
+    kinds = {label_of(r): r["kind"] for r in rows}
+    family = {lab: kinds[lab] for lab in labels}
     styles = series_styles(labels, family)  # one (colour, marker) per series, the same in both panels
     top = 10.0  # values above it (or not finite) leave the axes: a cross at the top edge says so
     matmuls = sorted({r["matmuls"] for r in rows})
@@ -323,37 +373,28 @@ def plot(tables, ctx):
         off = {
             (m, lab): 0.35 * (i - (len(labs) - 1) / 2) for m, labs in at.items() for i, lab in enumerate(labs)
         }
-        stacked: dict[int, int] = {}  # off-scale labels at one budget stack downwards
         for lab, st in styles.items():
             pts = sorted((r["matmuls"], r[key]) for r in rows if label_of(r) == lab)
             shown = [(m + off[m, lab], v) for m, v in pts if math.isfinite(v) and v <= top]
-            line = "-" if lab.startswith("nsiter search") else "--" if len(pts) > 1 else "none"
+            line = {"nsiter": "-", "rerun": "-."}.get(kinds[lab], "--") if len(pts) > 1 else "none"
             if shown:
                 ax.plot(*zip(*shown, strict=True), ls=line, marker=st["marker"], color=st["color"], ms=5)
-            for m, v in pts:
-                if not (math.isfinite(v) and v <= top):
-                    ax.plot(
-                        [m + off[m, lab]],
-                        [top],
-                        marker="X",
-                        ms=8,
-                        color=st["color"],
-                        mec="k",
-                        mew=0.6,
-                        ls="none",
-                        clip_on=False,
-                    )
-                    text = "diverged" if not math.isfinite(v) else f"{v:.2g}"
-                    k = stacked[m] = stacked.get(m, -1) + 1
-                    ax.annotate(
-                        f"{lab}: {text}",
-                        (m + off[m, lab], top),
-                        xytext=(5, -3 - 8 * k),
-                        textcoords="offset points",
-                        fontsize=6,
-                        color=st["color"],
-                        va="top",
-                    )
+            # off-scale (diverged, or above the top): the series' own marker, open, on the top edge
+            gone = [m + off[m, lab] for m, v in pts if not (math.isfinite(v) and v <= top)]
+            if gone:
+                offscale += len(gone)
+                ax.plot(
+                    gone,
+                    [top] * len(gone),
+                    marker=st["marker"],
+                    ms=7,
+                    mfc="white",
+                    mec=st["color"],
+                    mew=1.6,
+                    ls="none",
+                    clip_on=False,
+                    zorder=5,
+                )
         ax.set_yscale("log")
         ax.set_ylim(top=top)
         ax.set_xticks(matmuls)
@@ -363,35 +404,87 @@ def plot(tables, ctx):
     handles = [
         Line2D([], [], color=st["color"], marker=st["marker"], label=lab) for lab, st in styles.items()
     ]
-    handles.append(Line2D([], [], color="0.3", marker="X", mec="k", ls="none", label="above the axes"))
+    if offscale:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="0.3",
+                marker="o",
+                mfc="white",
+                ls="none",
+                label=f"open, on the top edge: diverged or above {top:g} ({offscale} points)",
+            )
+        )
     fig.legend(handles=handles, loc="outside right upper", fontsize=7)
     return fig
 
 
-def _verdict_sentence(rows: list[dict], key: str, what: str) -> str:
-    """Computed, not typed: at which budgets nsiter's best winner has the smaller ``key`` than every published
-    schedule of the same cost, and which published schedules beat it where it does not."""
+def _join(items: list) -> str:
+    items = [str(x) for x in items]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _certified_verdict(rows: list[dict], kind: str, what: str) -> str:
+    """Computed, not typed: at which budgets nsiter's best winner has a smaller certified error than every
+    ``kind`` schedule of the same cost, and which of them is lower where it does not.  Certified errors
+    are exact bounds (no sampling), so the comparison needs no significance rule."""
     budgets = sorted({r["steps"] for r in rows if r["kind"] == "nsiter"})
     wins, losses = [], []
     for k in budgets:
-        ours = _best(rows, k, "nsiter", key)
-        better = [r for r in rows if r["steps"] == k and r["kind"] == "published" and r[key] < ours[key]]
+        ours = _best(rows, k, "nsiter", "certified_error")["certified_error"]
+        better = [r for r in rows if r["steps"] == k and r["kind"] == kind and r["certified_error"] < ours]
         if better:
-            pub = min(better, key=lambda r: (r[key], r["schedule"]))
-            name = pub["schedule"]
+            pub = min(better, key=lambda r: (r["certified_error"], r["schedule"]))
             losses.append(
-                f"{3 * k} (\\texttt{{{name}}}: ${tex_number(pub[key])}$ against ${tex_number(ours[key])}$)"
+                f"{3 * k} (\\texttt{{{pub['schedule']}}}: ${tex_number(pub['certified_error'])}$ against "
+                f"${tex_number(ours)}$)"
             )
         else:
             wins.append(3 * k)
     if not losses:
-        return f"at every budget from {3 * budgets[0]} to {3 * budgets[-1]} products the winners have the smaller {what}"
-    head = (
-        f"at {', '.join(map(str, wins))} products the winners have the smaller {what}; at "
-        if wins
-        else f"at no budget do the winners have the smaller {what}; at "
-    )
-    return head + "; ".join(losses) + " a published schedule is lower"
+        return f"below every {what} at every budget from {3 * budgets[0]} to {3 * budgets[-1]} products"
+    head = f"below every {what} at {_join(wins)} products; " if wins else f"below no {what} at any budget; "
+    return head + f"a {what} is lower at " + "; ".join(losses)
+
+
+def _certified_against(rows: list[dict], name: str) -> str:
+    """Computed: at which budgets the best winner's certified error is below or above that of the
+    schedule ``name`` (a re-run generator, present at every budget)."""
+    below, above = [], []
+    for k in sorted({r["steps"] for r in rows if r["kind"] == "nsiter"}):
+        theirs = [r for r in rows if r["steps"] == k and r["schedule"] == name]
+        if theirs:
+            ours = _best(rows, k, "nsiter", "certified_error")["certified_error"]
+            (below if ours < theirs[0]["certified_error"] else above).append(3 * k)
+    parts = [
+        f"{word} \\texttt{{{name}}}'s at {_join(ks)} products"
+        for word, ks in (("below", below), ("above", above))
+        if ks
+    ]
+    return " and ".join(parts)
+
+
+def _measured_verdict(rows: list[dict], pre: str) -> str:
+    """Computed: the paired verdict (``nsiter.stats``, ``|mean| > SIGNIFICANCE_SE`` standard errors) of the
+    best winner against the best finite comparator (``pre``: ``paired`` published, ``rerun`` re-run) at
+    each budget, in both bf16 arithmetics; budgets with the same verdict are grouped."""
+    groups: dict[str, list[int]] = {}
+    for k in sorted({r["steps"] for r in rows if r["kind"] == "nsiter"}):
+        ours = _best(rows, k, "nsiter", "measured_worst")
+        if not ours[f"{pre}_vs"]:
+            continue
+        emul, native = ours[f"{pre}_verdict"], ours[f"{pre}_native_verdict"]
+        if emul == native:
+            phrase = emul
+        else:
+            d = [
+                rf"${tex_number(ours[f'{pre}{x}_diff'], 2)}\pm{tex_number(ours[f'{pre}{x}_se'], 1)}$"
+                for x in ("", "_native")
+            ]
+            phrase = f"{emul} with emulated bf16 GEMMs ({d[0]}) but {native} with native ones ({d[1]})"
+        groups.setdefault(phrase, []).append(3 * k)
+    return "; ".join(f"{phrase} at {_join(ks)} products" for phrase, ks in groups.items())
 
 
 def numbers(tables) -> dict:
@@ -409,8 +502,21 @@ def numbers(tables) -> dict:
         theirs = _best(rows, k, "published", "measured_worst")
         out[f"searchOursMeas{word}"] = mine["measured_worst"]
         out[f"searchPubMeas{word}"] = theirs["measured_worst"]
-    out["searchCertVerdict"] = _verdict_sentence(rows, "certified_error", "certified error")
-    out["searchMeasVerdict"] = _verdict_sentence(rows, "measured_worst", "measured worst error")
+    for k in sorted({r["steps"] for r in rows}):
+        word = "abcdefghij"[k]
+        for r in rows:
+            if r["steps"] == k and r["schedule"] in ("polar-express-rerun", "cans-rerun", "polar-express"):
+                tag = {"polar-express-rerun": "RerunPe", "cans-rerun": "RerunCans", "polar-express": "Trunc"}
+                out[f"search{tag[r['schedule']]}Cert{word}"] = r["certified_error"]
+                out[f"search{tag[r['schedule']]}Meas{word}"] = (
+                    r["measured_worst"] if math.isfinite(r["measured_worst"]) else r"\infty"
+                )
+    out["searchCertVerdict"] = _certified_verdict(rows, "published", "published schedule")
+    for gen, tag in (("polar-express", "Pe"), ("cans", "Cans")):
+        out[f"searchCertVerdictRerun{tag}"] = _certified_against(rows, f"{gen}-rerun")
+    out["searchMeasVerdict"] = _measured_verdict(rows, "paired")
+    out["searchMeasVerdictRerun"] = _measured_verdict(rows, "rerun")
+    out["searchSignificanceSe"] = f"{SIGNIFICANCE_SE:g}"
     runs = {r["runs"] for r in rows}
     out["searchRuns"] = max(runs) if runs else 0
     for r in rows:
@@ -470,12 +576,13 @@ def latex(tables) -> dict:
     def meas(x):  # a measured error above 10 means the iteration blew up
         return "div." if not math.isfinite(float(x)) or float(x) > 10 else f"${tex_number(float(x))}$"
 
-    def paired(row):
-        if row.get("kind") != "nsiter" or not math.isfinite(float(row["paired_diff"])):
+    def paired(row, pre):
+        if row.get("kind") != "nsiter" or not math.isfinite(float(row[f"{pre}_diff"])):
             return ""
-        return f"${tex_number(float(row['paired_diff']), 2)} \\pm {tex_number(float(row['paired_se']), 1)}$"
+        d = f"${tex_number(float(row[f'{pre}_diff']), 2)} \\pm {tex_number(float(row[f'{pre}_se']), 1)}$"
+        return d + (r"\,n.s." if row[f"{pre}_verdict"] == "no significant difference" else "")
 
-    rows = [dict(r, paired=paired(r)) for r in tables["main"]]
+    rows = [dict(r, paired=paired(r, "paired"), rerun=paired(r, "rerun")) for r in tables["main"]]
     cols = [
         ("steps", "steps", None),
         ("matmuls", "mm", None),
@@ -485,7 +592,8 @@ def latex(tables) -> dict:
         ("measured_worst_run", "worst run", meas),
         ("measured_singular", r"$\max|\sigma-1|$", meas),
         ("measured_mean_error", "bf16 mean", meas),
-        ("paired", "paired diff.", lambda s: s),
+        ("paired", "vs published", lambda s: s),
+        ("rerun", "vs re-run", lambda s: s),
     ]
     return {"table": latex_table(rows, cols)}
 

@@ -56,6 +56,7 @@ from nsiter.restarts import gram_restarts
 from nsiter.schedule import Schedule
 
 __all__ = [
+    "COEFFICIENTS",
     "MAX_ANALYZE_STEPS",
     "MAX_CYCLE_DEGREE",
     "Attractor",
@@ -185,10 +186,23 @@ def image_interval(p: OddPolynomial, lo: float, hi: float) -> tuple[float, float
 
 
 # ------------------------------------------------------------------------- bands carried in high precision
-def _dev_coefficients(p: OddPolynomial) -> list[Fraction]:
-    """Exact ascending coefficients of ``q(d) = 1 - p(1 - d)`` (float coefficients are binary rationals)."""
-    q = [Fraction(0)] * (p.degree + 1)
-    for k, c in enumerate(p.coefficients):
+COEFFICIENTS = ("float", "exact")  # which coefficients a certificate is for
+
+
+def _rational_coefficients(p: OddPolynomial, coefficients: str) -> list[Fraction]:
+    """The coefficients a certificate is for, as rationals: the float64 values (binary rationals, what runs)
+    or the stored exact rationals (``ValueError`` when a step has none)."""
+    if coefficients == "float":
+        return [Fraction(c) for c in p.coefficients]
+    if p.exact is None:
+        raise ValueError(f"coefficients='exact' needs exact rationals, but step {p!r} stores floats only")
+    return list(p.exact)
+
+
+def _dev_coefficients(fr: list[Fraction]) -> list[Fraction]:
+    """Exact ascending coefficients of ``q(d) = 1 - p(1 - d)`` from the odd coefficients ``fr`` of ``p``."""
+    q = [Fraction(0)] * (2 * len(fr))
+    for k, c in enumerate(fr):
         e = 2 * k + 1
         for j in range(e + 1):
             q[j] -= Fraction(c) * math.comb(e, j) * (-1) ** j
@@ -200,11 +214,12 @@ class _StepMap:
     """One polynomial as the band propagation uses it, prepared once: interval coefficients of ``p`` and of
     ``q(d) = 1 - p(1 - d)``, and the positive critical points (``1`` exactly when ``p'(1) = 0`` over Q)."""
 
-    def __init__(self, p: OddPolynomial) -> None:
-        self.coeffs = [iv.mpf(c) for c in p.coefficients]
-        # dyadic rationals of a few hundred bits at most: exact at PREC bits, else rounded outward by iv
-        self.dev = [iv.mpf(c.numerator) / c.denominator for c in _dev_coefficients(p)]
-        dcoeffs = [(2 * k + 1) * Fraction(c) for k, c in enumerate(p.coefficients)]
+    def __init__(self, p: OddPolynomial, coefficients: str = "float") -> None:
+        fr = _rational_coefficients(p, coefficients)
+        # dyadic rationals are exact at PREC bits; other rationals (decimals) are enclosed outward by iv
+        self.coeffs = [iv.mpf(c.numerator) / c.denominator for c in fr]
+        self.dev = [iv.mpf(c.numerator) / c.denominator for c in _dev_coefficients(fr)]
+        dcoeffs = [(2 * k + 1) * c for k, c in enumerate(fr)]
         self.critical_at_one = sum(dcoeffs) == 0
         with mpmath.workdps(DPS):
             roots = [mpmath.sqrt(t) for t in _positive_real_roots(dcoeffs)]
@@ -480,7 +495,9 @@ def _check_steps(steps: Any, what: str = "steps") -> int:
     return int(steps)
 
 
-def _bands(schedule: Schedule, lo: float, hi: float, steps: int) -> Iterator[tuple[StepBand, str]]:
+def _bands(
+    schedule: Schedule, lo: float, hi: float, steps: int, coefficients: str = "float"
+) -> Iterator[tuple[StepBand, str]]:
     """Yield the certified band after steps ``0, 1, ..., steps`` (the last polynomial repeats), with a
     divergence message ("" while bounded) that ends the sequence."""
     maps: dict[OddPolynomial, _StepMap] = {}
@@ -492,7 +509,7 @@ def _bands(schedule: Schedule, lo: float, hi: float, steps: int) -> Iterator[tup
             p = schedule[min(k, len(schedule)) - 1]
             m = maps.get(p)
             if m is None:
-                m = maps[p] = _StepMap(p)
+                m = maps[p] = _StepMap(p, coefficients)
             lo_end, hi_end, crit = _image_ends(m, lo_end, hi_end)
             slope *= p.slope_at_zero
             band = StepBand._from_ends(k, lo_end, hi_end, slope, crit)
@@ -520,6 +537,7 @@ def analyze(
     steps: int | None = None,
     *,
     repeated: bool = False,
+    coefficients: str = "float",
 ) -> ScheduleAnalysis:
     """Certified per-step image bands and worst-case errors of ``schedule`` on ``[lo, hi]``.
 
@@ -538,6 +556,10 @@ def analyze(
             ``MAX_ANALYZE_STEPS``, checked before any work); default: the schedule's length.
         repeated: also describe iterating the last step for ever from ``[lo, hi]`` (``attractor``: its
             band and proved cycles, e.g. Muon's attracting 4-cycle); about 0.1-0.3 s more.
+        coefficients: which coefficients the certificate is for: ``"float"`` (default), the float64
+            values the evaluator runs, or ``"exact"``, the stored exact rationals (e.g. the printed decimals
+            of a published set, which no double equals); ``ValueError`` if a step has none.  The attractor
+            always uses the float64 values.
 
     Returns:
         A ``ScheduleAnalysis``; ``diverged`` is set (and the analysis stops) if a band leaves every bound
@@ -547,7 +569,9 @@ def analyze(
     lo, hi = check_interval(lo, hi)
     schedule = load_schedule(schedule)
     steps = _check_steps(len(schedule) if steps is None else steps)
-    bands, messages = zip(*_bands(schedule, lo, hi, steps), strict=True)
+    if coefficients not in COEFFICIENTS:
+        raise ValueError(f"coefficients must be one of {COEFFICIENTS}, got {coefficients!r}")
+    bands, messages = zip(*_bands(schedule, lo, hi, steps, coefficients), strict=True)
     att, att_error = None, ""
     if repeated:
         try:
@@ -848,15 +872,22 @@ def convergence_bound(p: OddPolynomial) -> tuple[float, bool]:
     return b, certified
 
 
-def certified_error(schedule: Schedule | str | Sequence[Any], lo: float = 1e-3, hi: float = 1.0) -> float:
+def certified_error(
+    schedule: Schedule | str | Sequence[Any],
+    lo: float = 1e-3,
+    hi: float = 1.0,
+    *,
+    coefficients: str = "float",
+) -> float:
     """Certified worst ``|1 - phi_T|`` for inputs with ``sigma / ||G|| in [lo, hi]``.
 
     ``schedule`` is anything :func:`nsiter.load_schedule` takes (a ``Schedule``, registry name, path or
     list of coefficient tuples).
 
     The schedule's normalization divides by ``scale * ||G||``, so the polynomials see
-    ``[lo / scale, hi / scale]``; the bound comes from :func:`analyze` (mpmath, rounded outward).  ``aol``
-    normalization is not a scalar map: ``ValueError``.  A diverging schedule gives ``inf``.
+    ``[lo / scale, hi / scale]``; the bound comes from :func:`analyze` (mpmath, rounded outward), for the
+    float64 coefficients (``coefficients="float"``, what runs) or the stored exact rationals (``"exact"``).
+    ``aol`` normalization is not a scalar map: ``ValueError``.  A diverging schedule gives ``inf``.
     """
     schedule = load_schedule(schedule)
     if schedule.normalization.norm == "aol":
@@ -864,7 +895,7 @@ def certified_error(schedule: Schedule | str | Sequence[Any], lo: float = 1e-3, 
             f"schedule {schedule.name!r} uses 'aol' normalization, which has no scalar certificate"
         )
     s = schedule.normalization.scale
-    res = analyze(schedule, lo / s, hi / s)
+    res = analyze(schedule, lo / s, hi / s, coefficients=coefficients)
     if res.diverged:
         return float("inf")
     return float(res.final_error)

@@ -262,3 +262,42 @@ def test_certified_error_takes_every_schedule_form():
     assert by_name == certified_error(sched, 1e-3)
     assert by_name == certified_error([p.coefficients for p in sched.steps], 1e-3)
     assert by_name == analyze(sched, 1e-3).final_error
+
+
+# ------------------------------------------------------------------- which coefficients are certified
+def _grid_worst(coeff_steps, xs) -> mpmath.mpf:
+    """max |1 - phi(x)| over ``xs`` at 60 digits, for steps given as rationals (floats are binary rationals)."""
+    worst = mpmath.mpf(0)
+    with mpmath.workdps(60):
+        cs = [[mpmath.mpf(c.numerator) / c.denominator for c in step] for step in coeff_steps]
+        for x in xs:
+            y = mpmath.mpf(x)
+            for c in cs:
+                t = y * y
+                y = y * (c[0] + t * (c[1] + t * c[2])) if len(c) == 3 else y * (c[0] + t * c[1])
+            worst = max(worst, abs(1 - y))
+    return worst
+
+
+def test_certificate_for_the_float64_values_or_the_exact_rationals():
+    """cans-5-nemo stores its printed 4-decimal rationals, which no double equals: the two certificates
+    differ (by about 3e-13 relative), each bounds its own composition on a dense grid (60 digits), and the
+    grid maxima move the same way.  Where the rationals are dyadic (jiacheng-6: numerators over 1024) both
+    certificates are the same number."""
+    from fractions import Fraction
+
+    s = load_schedule("cans-5-nemo")
+    as_float, as_exact = certified_error(s), certified_error(s, coefficients="exact")
+    assert as_float != as_exact and 1e-14 < abs(as_float - as_exact) / as_exact < 1e-12
+    xs = np.geomspace(1e-3, 1.0, 4001)
+    g_float = _grid_worst([[Fraction(c) for c in p.coefficients] for p in s], xs)
+    g_exact = _grid_worst([list(p.exact) for p in s], xs)
+    assert g_float <= as_float and g_exact <= as_exact and as_exact - g_exact < 1e-3  # 4001 points
+    assert (g_float > g_exact) == (as_float > as_exact)
+    j = load_schedule("jiacheng-6")
+    assert all(Fraction(c) == e for p in j for c, e in zip(p.coefficients, p.exact, strict=True))
+    assert certified_error(j, coefficients="exact") == certified_error(j)
+    with pytest.raises(ValueError, match="stores floats only"):
+        certified_error(load_schedule("polar-express"), coefficients="exact")
+    with pytest.raises(ValueError, match="coefficients must be one of"):
+        analyze(s, 1e-3, 1.0, coefficients="rational")

@@ -50,7 +50,31 @@ def test_every_macro_the_text_uses_is_generated():
     assert used and used <= defined, sorted(used - defined)
 
 
-def test_paper_builds(tmp_path):
+def test_every_figure_and_table_the_paper_shows_is_committed():
+    """Without TeX: each \\generatedfigure / \\generatedtable names a committed file, and no macro prints a
+    placeholder where a result is missing (the build stops instead: test_paper_fails_without_a_figure)."""
+    tex = (PAPER / "main.tex").read_text()
+    figures = re.findall(r"\\generatedfigure(?:\[[^]]*\])?\{([^}]+)\}", tex)
+    tables = re.findall(r"\\generatedtable\{([^}]+)\}", tex)
+    assert len(figures) >= 10 and len(tables) >= 6
+    for name in figures:
+        assert (REPO / "figures" / f"{name}.pdf").is_file(), name
+    for name in tables:
+        assert (PAPER / "generated" / f"{name}.tex").is_file(), name
+    assert "has not been generated" not in tex and "optionalfigure" not in tex
+
+
+def _latexmk(paper):
+    return subprocess.run(
+        ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-jobname=nsiter", "main.tex"],
+        cwd=paper,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _require_latexmk():
     if shutil.which("latexmk") is None:
         reason = (
             "latexmk not found: `make tex` installs TeX as root, or says which Debian packages to install"
@@ -58,15 +82,24 @@ def test_paper_builds(tmp_path):
         if os.environ.get("NSITER_REQUIRE_TEX"):
             pytest.fail(reason)
         pytest.skip(reason)
+
+
+def test_paper_fails_without_a_figure(tmp_path):
+    """A missing figure stops the build with a message naming it (no placeholder text in a PDF)."""
+    _require_latexmk()
     shutil.copytree(PAPER, tmp_path / "paper", ignore=shutil.ignore_patterns("nsiter.*", "*.aux", "*.log"))
     shutil.copytree(REPO / "figures", tmp_path / "figures")
-    proc = subprocess.run(
-        ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-jobname=nsiter", "main.tex"],
-        cwd=tmp_path / "paper",
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    (tmp_path / "figures" / "schedules_compared.pdf").unlink()
+    proc = _latexmk(tmp_path / "paper")
+    assert proc.returncode != 0
+    assert "figures/schedules_compared.pdf is missing" in proc.stdout + proc.stderr
+
+
+def test_paper_builds(tmp_path):
+    _require_latexmk()
+    shutil.copytree(PAPER, tmp_path / "paper", ignore=shutil.ignore_patterns("nsiter.*", "*.aux", "*.log"))
+    shutil.copytree(REPO / "figures", tmp_path / "figures")
+    proc = _latexmk(tmp_path / "paper")
     assert proc.returncode == 0, proc.stdout[-3000:]
     log = (tmp_path / "paper" / "nsiter.log").read_text(errors="replace")
     assert "undefined" not in log.lower().replace("undefined color", ""), "undefined references or citations"

@@ -147,7 +147,8 @@ def test_records_drop_into_the_plots_unchanged():
 
 
 def test_schedule_comparison_marks_where_a_series_leaves_the_axes():
-    """A diverged run (inf, or flagged) and an off-scale value get a cross at the top edge, not a silent stop."""
+    """A diverged run (inf, or flagged) and an off-scale value get the series' open marker on the top edge and a
+    note in that series' own legend entry, not a silent stop and not a floating label."""
     rows = [
         {"schedule": "a", "step": k, "certified_error": 0.5**k, "measured_error": [0.9, 2.0, 56.0][k]}
         for k in range(3)
@@ -162,11 +163,18 @@ def test_schedule_comparison_marks_where_a_series_leaves_the_axes():
         for k in range(3)
     ]
     ax = plot.schedule_comparison(rows, top=10.0)
-    texts = sorted(t.get_text() for t in ax.texts)
-    assert texts == ["56", "diverged", "diverged"]
-    crosses = [ln for ln in ax.get_lines() if ln.get_marker() == "X"]
-    assert len(crosses) == 3 and all(ln.get_ydata()[0] == 10.0 for ln in crosses)
+    assert not ax.texts
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "a (measured 56 at step 2)" in legend
+    assert "b (certified diverged at step 2; measured diverged at step 1)" in legend
+    assert "open: off the top edge" in legend
+    edge = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white"]
+    assert len(edge) == 3 and all(ln.get_ydata()[0] == 10.0 for ln in edge)
     assert ax.get_ylim()[1] == 10.0
+    calm = plot.schedule_comparison(
+        [{"schedule": "c", "step": k, "certified_error": 0.5**k} for k in range(3)]
+    )
+    assert "open: off the top edge" not in [t.get_text() for t in calm.get_legend().get_texts()]
 
 
 def test_series_styles_are_distinct_and_grouped_by_family():

@@ -46,7 +46,7 @@ def _edge_marks(ax, xs, ys, flags, top: float, style: dict) -> list[tuple[float,
     """Where a series leaves the plot: the first point that is missing after data, not finite, or above ``top``.
 
     Returns ``[(x, text)]``: ``"diverged"`` when the row says so (flag, or a non-finite value), otherwise the
-    off-scale value itself.  Draws a cross at the top edge there.
+    off-scale value itself.  Draws the series' own marker, open, on the top edge there.
     """
     seen_data = False
     for x0, y0, flag in zip(xs, ys, flags, strict=True):
@@ -61,7 +61,16 @@ def _edge_marks(ax, xs, ys, flags, top: float, style: dict) -> list[tuple[float,
         else:
             text = f"{y0:.3g}"
         ax.plot(
-            [x0], [top], marker="X", ms=8, color=style["color"], mec="k", mew=0.6, ls="none", clip_on=False
+            [x0],
+            [top],
+            marker=style["marker"],
+            ms=7,
+            mfc="white",
+            mec=style["color"],
+            mew=1.6,
+            ls="none",
+            clip_on=False,
+            zorder=5,
         )
         return [(x0, text)]
     return []
@@ -83,9 +92,10 @@ def schedule_comparison(
     """Per schedule: certified worst-case error (solid) and measured error (dashed), one style each.
 
     Each schedule has its own colour and marker (``series_styles``; the marker says its ``family``).
-    Where a series leaves the axes (its value is missing after data, not finite, or above ``top``) a
-    cross is drawn at the top edge with ``diverged`` (when the value is not finite or the row's flag
-    column ``diverged[column]`` is true) or the off-scale value: a line never just stops.
+    Where a series leaves the axes (its value is missing after data, not finite, or above ``top``) its
+    marker is drawn open on the top edge, and its legend entry says where and why: ``diverged`` (the value
+    is not finite or the row's flag column ``diverged[column]`` is true) or the off-scale value.  A line
+    never just stops, and no note floats in the plot where it could be read as another series'.
 
     Args:
         rows: one row per schedule and step with columns ``x`` (``step`` or ``matmuls``), the certified
@@ -110,7 +120,7 @@ def schedule_comparison(
     ]
     if top is None:
         top = 2 * max((v for v in values if v > 0), default=1.0)
-    notes: list[tuple[float, str, str]] = []
+    notes: dict[str, list[str]] = {}  # schedule -> "measured: diverged at 15", ...
     for name, grp in by_name.items():
         st = styles[str(name)]
         for col, ls in kinds:
@@ -130,13 +140,8 @@ def schedule_comparison(
             flags = [bool(r.get(diverged.get(col, ""), False)) for r in srt]
             raw = [None if r.get(col) is None else float(r[col]) for r in srt]
             for x0, text in _edge_marks(ax, [float(r[x]) for r in srt], raw, flags, top, st):
-                notes.append((x0, text, st["color"]))
-    stacked: dict[float, int] = {}  # labels at the same x stack downwards, whatever their text
-    for x0, text, color in notes:
-        k = stacked[x0] = stacked.get(x0, -1) + 1
-        ax.annotate(
-            text, (x0, top), xytext=(4, -10 - 9 * k), textcoords="offset points", fontsize=6, color=color
-        )
+                what = col.split("_")[0]
+                notes.setdefault(str(name), []).append(f"{what} {text} at {x} {x0:g}")
     ax.set_yscale("log", nonpositive="mask")
     ax.set_ylim(top=top)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -148,11 +153,22 @@ def schedule_comparison(
             if fam:
                 handles.append(Line2D([], [], ls="none", label=fam))  # a header row
             handles += [
-                Line2D([], [], color=s["color"], marker=s["marker"], label=("  " if fam else "") + n)
+                Line2D(
+                    [],
+                    [],
+                    color=s["color"],
+                    marker=s["marker"],
+                    label=("  " if fam else "") + n + (f" ({'; '.join(notes[n])})" if n in notes else ""),
+                )
                 for n, s in styles.items()
                 if s["family"] == fam
             ]
         handles += [Line2D([], [], color="0.3", ls=ls, label=col.replace("_", " ")) for col, ls in kinds]
-        handles.append(Line2D([], [], color="0.3", marker="X", mec="k", ls="none", label="leaves the axes"))
+        if notes:  # only where something does leave the axes
+            handles.append(
+                Line2D(
+                    [], [], color="0.3", marker="o", mfc="white", ls="none", label="open: off the top edge"
+                )
+            )
         ax.legend(handles=handles, fontsize=7, ncols=2)
     return ax

@@ -34,9 +34,19 @@ CANS_5 = [
     (2.187030637313693, -1.5649500065194997, 0.4076449910177318),
 ]
 
-# thib-s/flash-newton-schulz newton_schulz_triton.py, newton_schulz_triton_aol, ns_consts: the current (re-tuned)
-# Turbo-Muon set at commit 46d13a305868f8474112ed97be436e904aa9b639 (float32 decimals as printed).
+# thib-s/flash-newton-schulz newton_schulz_triton.py, newton_schulz_triton_aol, ns_consts: the current Turbo-Muon
+# set at HEAD, commit cdb03db0e6c59e82365426373a1601fadfdf7ab3 (2025-09-22, "fixed bug with A rescling and updated
+# poly params"): the tuned coefficients truncated to 4 decimals.
 TURBO_MUON = [
+    ("4.6051", "-9.6552", "5.6769"),
+    ("4.7505", "-6.0861", "2.1790"),
+    ("2.7763", "-2.3190", "0.5523"),
+    ("2.4231", "-2.2861", "0.8193"),
+]
+
+# The same set as first printed, at commit 46d13a305868f8474112ed97be436e904aa9b639 (float32 decimals),
+# until cdb03db truncated it.
+TURBO_MUON_7_DECIMALS = [
     ("4.6051846", "-9.6552305", "5.676981"),
     ("4.750538", "-6.086122", "2.1790226"),
     ("2.776319", "-2.3190296", "0.55232877"),

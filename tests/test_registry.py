@@ -17,7 +17,7 @@ from nsiter.polynomial import OddPolynomial
 from nsiter.registry import available_schedules, load_schedule, registry_dir
 from nsiter.schedule import Schedule
 from nsiter.symbolic import newton_schulz
-from tests.published import PE5_PRINTED, PE_PRINTED, TURBO_MUON, TURBO_MUON_V0
+from tests.published import PE5_PRINTED, PE_PRINTED, TURBO_MUON, TURBO_MUON_7_DECIMALS, TURBO_MUON_V0
 
 OURS = (
     "cubic",
@@ -181,6 +181,11 @@ def test_turbo_muon_matches_the_current_flash_newton_schulz_set():
     assert [p.coefficients for p in s] == [tuple(float(v) for v in t) for t in TURBO_MUON]
     n = s.normalization
     assert (n.norm, n.scale, n.eps) == ("aol", 1.0, 1e-7)
+    assert "cdb03db" in s.provenance.source
+    # the set as first printed is kept under a name that says what it is, with the same normalization
+    s7 = load_schedule("turbo-muon-7-decimals")
+    assert [p.exact for p in s7] == [_fr(t) for t in TURBO_MUON_7_DECIMALS]
+    assert s7.normalization == n and "46d13a30" in s7.provenance.source
 
 
 def test_turbo_muon_v0_keeps_the_first_aol_set():

@@ -51,7 +51,7 @@ def test_the_old_turbo_set_is_kept_under_a_name_that_says_what_it_is():
     assert [p.exact for p in v0] == [_fr(t) for t in TURBO_MUON_V0]
     assert [p.exact for p in v1] == [_fr(t) for t in TURBO_MUON]
     assert v0.normalization == v1.normalization
-    assert "b73111d0" in v0.provenance.source and "46d13a30" in v1.provenance.source
+    assert "b73111d0" in v0.provenance.source and "cdb03db" in v1.provenance.source
 
 
 def test_current_turbo_set_keeps_every_singular_value_positive():

@@ -2,8 +2,11 @@
 
 Each check returns the value in its canonical type or raises ``ValueError`` naming the bad value:
 
-- ``check_interval(lo, hi)``: finite reals with ``0 < lo <= hi`` (a point interval is a valid, degenerate
-  band: every singular value equal);
+- ``check_interval(lo, hi)``: finite reals with ``0 < lo <= hi <= MAX_HI`` (a point interval is a valid,
+  degenerate band: every singular value equal; normalized singular values live near ``(0, 1]``, and ``MAX_HI``
+  keeps a degree-101 polynomial's value at ``hi`` inside the float range);
+- ``check_safety``: a safety factor ``1 <= s <= MAX_SAFETY`` (it divides the input, ``x -> x / s``; the
+  conventional ones are 1.01 to 1.1);
 - ``check_seed(seed)``: an integer in ``[0, 2**63)``.  torch's generators take a 64-bit seed; nsiter keeps
   the non-negative half, so that derived seeds (``seed + 1_000_003`` for the noise of a gradient-like matrix)
   still fit, and the same seed means the same matrix through the Python API and the command line;
@@ -22,6 +25,8 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "MAX_HI",
+    "MAX_SAFETY",
     "SEED_LIMIT",
     "check_bool",
     "check_interval",
@@ -29,11 +34,14 @@ __all__ = [
     "check_positive",
     "check_positive_int",
     "check_real",
+    "check_safety",
     "check_seed",
     "short_repr",
 ]
 
 SEED_LIMIT = 2**63  # seeds are integers in [0, SEED_LIMIT)
+MAX_HI = 1e3  # largest upper end of an interval of normalized singular values (1e3**101 < 1.8e308)
+MAX_SAFETY = 10.0  # largest safety factor
 
 
 def short_repr(value: Any, limit: int = 40) -> str:
@@ -62,7 +70,14 @@ def check_interval(lo: Any, hi: Any) -> tuple[float, float]:
         raise ValueError(f"lo must be > 0 (the smallest normalized singular value), got {lo!r}")
     if lo > hi:
         raise ValueError(f"need lo <= hi, got lo={lo!r}, hi={hi!r}")
+    if hi > MAX_HI:
+        raise ValueError(f"hi must be <= MAX_HI = {MAX_HI:g} (normalized singular values), got {hi!r}")
     return lo, hi
+
+
+def check_safety(value: Any, what: str = "safety") -> float:
+    """A safety factor: a finite real ``1 <= s <= MAX_SAFETY``."""
+    return check_real(value, what, low=1.0, high=MAX_SAFETY)
 
 
 def check_seed(seed: Any) -> int:

@@ -24,6 +24,7 @@ from nsiter.checks import check_seed, short_repr
 
 __all__ = [
     "CliError",
+    "bounded_float",
     "bounded_int",
     "check_device",
     "check_memory",
@@ -44,6 +45,7 @@ __all__ = [
 # sub-command modules, in the order `nsiter --help` lists them
 COMMANDS = ("derive", "schedules", "analyze", "run", "bench", "tune", "search")
 MEMORY_FRACTION = 0.5  # a command may plan to use at most this fraction of the available memory
+MAX_MEMORY_LIMIT = 2**60  # the largest NSITER_MEMORY_LIMIT accepted (1 EiB)
 
 
 class CliError(ValueError):
@@ -85,6 +87,19 @@ def positive_float(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {echo(text)}")
     return value
+
+
+def bounded_float(low: float, high: float) -> Callable[[str], float]:
+    """argparse type factory: a finite float in ``(low, high]`` (a limit that bounds the work)."""
+
+    def parse(text: str) -> float:
+        value = finite_float(text)
+        if not low < value <= high:
+            raise argparse.ArgumentTypeError(f"must be in ({low:g}, {high:g}], got {echo(text)}")
+        return value
+
+    parse.__name__ = f"number in ({low:g}, {high:g}]"
+    return parse
 
 
 def matrix_shape(text: str) -> tuple[int, int]:
@@ -132,6 +147,8 @@ def bounded_int(low: int, high: int) -> Callable[[str], int]:
 def _int_in(text: str, low: int, high: int | None) -> int:
     if len(text) > 30:
         raise argparse.ArgumentTypeError(f"not an integer of at most 30 characters: {echo(text)}")
+    if not _ASCII_INT.fullmatch(text.strip()):  # int() would also take "1_000" and non-ASCII digits
+        raise argparse.ArgumentTypeError(f"not an integer (ASCII digits): {echo(text)}")
     try:
         value = int(text)
     except ValueError as err:
@@ -145,7 +162,9 @@ def _int_in(text: str, low: int, high: int | None) -> int:
 def seed(text: str) -> int:
     """argparse type: a seed, ``0 <= seed < 2**63`` (the rule of :mod:`nsiter.checks`, shared with the API)."""
     try:
-        return check_seed(int(text)) if len(text) <= 30 else check_seed(text)
+        if len(text) > 30 or not _ASCII_INT.fullmatch(text.strip()):
+            raise ValueError(text)
+        return check_seed(int(text))
     except ValueError as err:
         raise argparse.ArgumentTypeError(f"seed must be an integer in [0, 2**63), got {echo(text)}") from err
 
@@ -163,8 +182,13 @@ def seed_list(text: str) -> list[int]:
     return [seed(v) for v in items]
 
 
+_ASCII_INT = re.compile(r"[+-]?[0-9]+")
+
+
 def finite_float(text: str) -> float:
-    """argparse type: a finite float."""
+    """argparse type: a finite float, written in ASCII (float() would also take non-ASCII digits)."""
+    if not text.isascii() or "_" in text:
+        raise argparse.ArgumentTypeError(f"not a number (ASCII digits): {echo(text)}")
     try:
         value = float(text)
     except ValueError as err:
@@ -181,11 +205,14 @@ def memory_limit() -> int:
     ``os.sysconf``; ``NSITER_MEMORY_LIMIT`` (bytes) overrides both.
     """
     override = os.environ.get("NSITER_MEMORY_LIMIT")
-    if override:
-        try:
-            return int(override)
-        except ValueError as err:
-            raise CliError(f"NSITER_MEMORY_LIMIT must be a number of bytes, got {echo(override)}") from err
+    if override is not None and override.strip():  # empty: unset
+        text = override.strip()
+        if not (text.isascii() and text.isdigit() and len(text) <= 20 and 0 < int(text) <= MAX_MEMORY_LIMIT):
+            raise CliError(
+                f"NSITER_MEMORY_LIMIT must be a positive integer number of bytes up to {MAX_MEMORY_LIMIT} "
+                f"(2**60), got {echo(override)}"
+            )
+        return int(text)
     available = None
     try:
         with open("/proc/meminfo") as fh:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 
 from nsiter._io import check_writable
-from nsiter.cli import emit_json, positive_float, positive_int
+from nsiter.cli import CliError, bounded_float, check_memory, echo, emit_json, positive_int
+from nsiter.cli.run import run_bytes
+
+MAX_CASE_SECONDS = 86400.0  # --budget: one day per case
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,7 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dtypes", default="bf16,fp16,fp32", help="comma-separated: bf16, fp16, fp32, fp64")
     p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per variant (median)")
     p.add_argument(
-        "--budget", type=positive_float, default=60.0, help="seconds allowed per case (default 60)"
+        "--budget",
+        type=bounded_float(0.0, MAX_CASE_SECONDS),
+        default=60.0,
+        help=f"seconds allowed per case, at most {MAX_CASE_SECONDS:g} (default 60)",
     )
     p.add_argument(
         "--svd-max",
@@ -64,13 +70,19 @@ def run(args: argparse.Namespace) -> int:
     )
     from nsiter.dtypes import dtype_name
 
-    if args.shapes:
+    if args.shapes is not None:
         shapes = [parse_shape(s) for s in args.shapes.split(",") if s.strip()]
+        if not shapes:
+            raise CliError(f"--shapes needs at least one MxN or BxMxN, got {echo(args.shapes)}")
     else:
         shapes = [parse_shape(s) for s in (QUICK_SHAPES if args.quick else DEFAULT_SHAPES)]
     dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
+    if not dtypes:
+        raise CliError(f"--dtypes needs at least one of bf16, fp16, fp32, fp64, got {echo(args.dtypes)}")
     for d in dtypes:
         dtype_name(d)  # bad names fail here, before any work
+    for s in shapes:  # the benchmark holds about as many float64 copies of a case as a run: before any work
+        check_memory(run_bytes(s.m, s.n, s.batch), f"a benchmark case of shape {s}")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     repeats = min(args.repeats, 3) if args.quick else args.repeats

@@ -50,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from nsiter.checks import check_interval, check_positive, check_positive_int, check_seed
+from nsiter.checks import check_interval, check_positive, check_positive_int, check_safety, check_seed
 from nsiter.dtypes import dtype_name, unit_roundoff
 from nsiter.polynomial import OddPolynomial, step_matmuls
 from nsiter.restarts import SAFE_LO, gram_restarts, placements
@@ -246,7 +246,7 @@ def budget_search(
         raise ValueError("exact_budget applies to the standard form's matrix products, not with shape=")
     if exact_budget and not _reachable(budget, [step_matmuls(d) for d in degs]):
         raise ValueError(f"no sequence of degrees {degs} costs exactly {budget} matrix products")
-    safety = check_positive(safety, "safety")
+    safety = check_safety(safety)
     max_steps = check_positive_int(max_steps, "max_steps")
     if not 0 <= cushion < 1:
         raise ValueError(f"cushion must be in [0, 1), got {cushion!r}")

@@ -17,7 +17,6 @@ torch is imported when these functions run, never at import of :mod:`nsiter.sear
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -25,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from nsiter.checks import check_positive_int, check_seed
+from nsiter.checks import check_positive_int, check_safety, check_seed
 from nsiter.dtypes import dtype_name
 from nsiter.schedule import Schedule
 from nsiter.search._core import Diagnostics, schedule_error_fast
@@ -86,9 +85,7 @@ def calibrate(
     if not seeds:
         raise ValueError("seeds must list at least one seed")
     dtype = dtype_name(dtype)
-    cands = sorted({float(f) for f in (*factors, *CONVENTIONAL_FACTORS)})
-    if any(not math.isfinite(f) or f < 1 for f in cands):
-        raise ValueError(f"safety factors must be finite and >= 1, got {list(factors)!r}")
+    cands = sorted({check_safety(f, "safety factor") for f in (*factors, *CONVENTIONAL_FACTORS)})
     table = []
     best = None
     for k, f in enumerate(cands, start=1):

@@ -36,7 +36,14 @@ from typing import Any
 
 import numpy as np
 
-from nsiter.checks import check_interval, check_odd_degree, check_positive, check_positive_int
+from nsiter.checks import (
+    MAX_SAFETY,
+    check_interval,
+    check_odd_degree,
+    check_positive_int,
+    check_real,
+    check_safety,
+)
 from nsiter.polynomial import OddPolynomial
 from nsiter.schedule import Provenance, Schedule
 from nsiter.search._core import (
@@ -207,7 +214,7 @@ def with_safety_factor(
 
     This is how Algorithm 1 of Amsel et al. (2025) applies its 1.01 to the published coefficient list.
     """
-    s = check_positive(safety, "safety")
+    s = check_real(safety, "safety", low=0.0, low_open=True, high=MAX_SAFETY)
     k = len(schedule) if last else len(schedule) - 1
     steps = tuple(p.scaled_input(s) if i < k else p for i, p in enumerate(schedule.steps))
     return replace(schedule, steps=steps, name=name or schedule.name)
@@ -312,9 +319,7 @@ def greedy_minimax(
     degs = _degrees(degree, steps)
     if isinstance(cushion, bool) or not isinstance(cushion, (int, float)) or not 0 <= cushion < 1:
         raise ValueError(f"cushion must be in [0, 1), got {cushion!r}")
-    safety = check_positive(safety, "safety")
-    if safety < 1:
-        raise ValueError(f"safety must be >= 1 (it shrinks the input, x -> x/safety), got {safety!r}")
+    safety = check_safety(safety)  # >= 1: it shrinks the input, x -> x / safety
     if interval not in ("exact", "symmetric"):
         raise ValueError(f"interval must be 'exact' or 'symmetric', got {interval!r}")
     params = {

@@ -8,8 +8,9 @@ and every command that takes ``--out`` calls :func:`check_writable` with the sam
 * A regular file, or a new name, is written atomically: a temporary file in the *target's* folder, written,
   ``fsync``-ed, then ``os.replace``-d over the target (POSIX ``rename(2)`` is atomic), so a reader sees the
   old or the new content and never half a file; the temporary file is removed whatever happens.  An existing
-  file keeps its permission bits (a new one gets 0644); a read-only one is refused, not replaced.  A hard
-  link to the target keeps the old content (the new content is a new inode).
+  file keeps its permission bits and, when root writes it, its owner (a new one gets 0644); a read-only one
+  is refused, not replaced.  A hard link to the target keeps the old content (the new content is a new
+  inode).
 * A character device (``/dev/null``, a terminal, ``/dev/stdout``) or a FIFO (a named pipe, the shell's
   ``>(cmd)``) is written in place and never replaced.  It is opened non-blocking, so a FIFO without a reader
   is refused at once instead of hanging; the data is then written blocking, as to any pipe.
@@ -111,12 +112,26 @@ def _existing_folder(path: str, folder: str, *, parents: bool) -> str:
 class _Plan(NamedTuple):
     """How a path is written: ``in_place`` (a character device or FIFO), else replaced: ``target`` is the
     final target of any links, ``folder`` the existing folder that will receive the temporary file (or its
-    deepest existing ancestor, with ``parents``), ``mode`` the permission bits to keep (None: a new file)."""
+    deepest existing ancestor, with ``parents``), ``old`` the replaced file's status (None: a new file),
+    whose permission bits and owner the new content keeps."""
 
     in_place: bool
     target: str
     folder: str
-    mode: int | None
+    old: os.stat_result | None
+
+
+def _name(path: str | Path) -> str:
+    """The path as a string; a string ending in a separator names a folder (``Path`` would drop it)."""
+    try:
+        name = os.fspath(path)
+    except TypeError:
+        name = None
+    if not isinstance(name, str) or not name:
+        raise _error(str(path), "expected a non-empty path (str or os.PathLike)", errno.EINVAL)
+    if name.endswith(os.sep) and not os.path.isdir(name):
+        raise _error(name, "a path ending in a separator names a folder, not a file", errno.EISDIR)
+    return name
 
 
 def _plan(path: str, parents: bool) -> _Plan:
@@ -155,7 +170,7 @@ def _plan(path: str, parents: bool) -> _Plan:
         return _Plan(False, target, folder, None)
     if not os.access(target, os.W_OK):
         raise _error(path, "the file is read-only (permission denied)", errno.EACCES)
-    return _Plan(False, target, folder, stat.S_IMODE(st.st_mode))
+    return _Plan(False, target, folder, st)
 
 
 def check_writable(path: str | Path, *, parents: bool = False) -> Path:
@@ -171,8 +186,8 @@ def check_writable(path: str | Path, *, parents: bool = False) -> Path:
 
     Returns ``path`` as a ``Path``.
     """
-    path = Path(path)
-    name = os.fspath(path)
+    name = _name(path)
+    path = Path(name)
     plan = _plan(name, parents)
     if plan.in_place:
         if not os.access(name, os.W_OK):
@@ -221,14 +236,14 @@ def atomic_write(path: str | Path, data: str | bytes, *, parents: bool = False) 
 
     Returns ``path`` as given (a link stays the name returned).
     """
-    path = Path(path)
-    name = os.fspath(path)
+    name = _name(path)
+    path = Path(name)
     raw = data.encode() if isinstance(data, str) else bytes(data)
     plan = _plan(name, parents)
     if plan.in_place:
         _write_in_place(name, raw)
         return path
-    target, mode = plan.target, plan.mode
+    target, old = plan.target, plan.old
     folder = os.path.dirname(target)
     if folder != plan.folder:  # parents: create the missing folders
         try:
@@ -242,7 +257,10 @@ def atomic_write(path: str | Path, data: str | bytes, *, parents: bool = False) 
         raise _folder_error(name, folder, err) from err
     try:
         with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), NEW_FILE_MODE if mode is None else mode)
+            os.fchmod(fh.fileno(), NEW_FILE_MODE if old is None else stat.S_IMODE(old.st_mode))
+            if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                with contextlib.suppress(OSError):  # root keeps the owner; others cannot give a file away
+                    os.fchown(fh.fileno(), old.st_uid, old.st_gid)
             fh.write(raw)
             fh.flush()
             os.fsync(fh.fileno())

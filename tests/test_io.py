@@ -252,6 +252,38 @@ def test_check_writable_refuses_what_the_write_refuses(case, setup, parents, wor
     assert info.value.errno == code and words in str(info.value)
 
 
+NOT_A_PATH = [
+    ("empty string", "", "expected a non-empty path"),
+    ("not a path", 3, "expected a non-empty path"),
+    ("trailing separator, no such folder", "{d}/new/", "names a folder"),
+    ("trailing separator on a file", "{d}/f.csv/", "names a folder"),
+]
+
+
+@pytest.mark.parametrize(("case", "given", "words"), NOT_A_PATH, ids=[c[0] for c in NOT_A_PATH])
+def test_what_is_not_a_file_name_is_refused(case, given, words, tmp_path):
+    (tmp_path / "f.csv").write_text("old")
+    path = given.replace("{d}", str(tmp_path)) if isinstance(given, str) else given
+    for call in (check_writable, lambda p: atomic_write(p, DATA)):
+        with pytest.raises(WriteError, match=words):
+            call(path)
+    assert os.listdir(tmp_path) == ["f.csv"] and (tmp_path / "f.csv").read_text() == "old"
+
+
+def test_replacing_keeps_mode_and_owner(tmp_path):
+    target = tmp_path / "theirs.csv"
+    target.write_text("old")
+    target.chmod(0o640)
+    try:
+        os.chown(target, 12345, 54321)
+    except PermissionError:
+        pytest.skip("only root can give a file to another owner")
+    atomic_write(target, DATA)
+    st = target.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (12345, 54321, 0o640)
+    assert target.read_text() == DATA
+
+
 def test_missing_folders_with_parents_and_the_rule_of_bench(tmp_path):
     deep = tmp_path / "new" / "deeper" / "x.csv"
     assert check_writable(deep, parents=True) == deep

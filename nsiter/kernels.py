@@ -201,7 +201,7 @@ def tuning_enabled() -> bool:
 
 
 def _read_cache(path: Path | None) -> dict[str, Any]:
-    if path is None:
+    if path is None or not path.is_file():  # a FIFO or device would block or never end: never read
         return {}
     try:
         data = json.loads(path.read_text())

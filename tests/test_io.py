@@ -490,3 +490,19 @@ def test_bench_writes_only_with_out(tmp_path, capsys, monkeypatch):
     assert code == 0 and json.loads(out)["csv"] == "res/b.csv"
     header, row = (tmp_path / "res" / "b.csv").read_text().splitlines()
     assert header == ",".join(nsiter.bench.COLUMNS) and "1.25" in row.split(",")
+
+
+def test_kernel_cache_on_a_fifo_neither_hangs_nor_is_replaced(tmp_path, monkeypatch):
+    # NSITER_KERNEL_CACHE naming a FIFO with no writer: reading it would block for ever; the decision is
+    # measured instead, the failed write is swallowed (no reader), and the FIFO is still a FIFO
+    import torch
+
+    from nsiter import kernels
+
+    fifo = tmp_path / "kernels.json"
+    os.mkfifo(fifo)
+    monkeypatch.setenv("NSITER_KERNEL_CACHE", str(fifo))
+    kernels.clear_cache()
+    choice = kernels.kernel_choice("cpu", torch.float32, 32)
+    assert choice.gemm == "native" and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    kernels.clear_cache()

@@ -29,6 +29,7 @@ from nsiter._io import atomic_write_csv
 from nsiter.bench import reference_loop
 from nsiter.evaluate import orthogonalize, resolve_schedule
 from nsiter.kernels import device_name
+from nsiter.measure import rounding_error
 from nsiter.restarts import predict_error, standard_error
 
 SCHEDULES = ("muon", "polar-express-5", "polar-express")
@@ -73,7 +74,7 @@ def switch(G: torch.Tensor, sched, k: int) -> torch.Tensor:
 
 
 def _error(X: torch.Tensor, exact: torch.Tensor) -> float:
-    return float(torch.linalg.matrix_norm(X.double() - exact, ord=2))
+    return rounding_error(X, exact)
 
 
 def accuracy_rows() -> list[dict]:

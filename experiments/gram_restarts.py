@@ -93,11 +93,9 @@ def _band(G, sched) -> tuple[float, float]:
 
 
 def _error(X, ref) -> float:
-    import torch
+    from nsiter.measure import rounding_error
 
-    if not bool(torch.isfinite(X).all()):
-        return math.inf
-    return float(torch.linalg.matrix_norm(X.double() - ref, ord=2).max())
+    return rounding_error(X, ref)
 
 
 def _measure(sched, G, dt: str, cands) -> tuple[float, dict]:

@@ -83,17 +83,10 @@ def _matrix(spectrum: str, m: int, n: int, seed: int, batch: int):
 
 
 def _distances(X, ref) -> list[float]:
-    """Per matrix ``||X - X^(float64)||_2`` (``inf`` when ``X`` has a non-finite entry).
+    """Per matrix ``||X - X^(float64)||_2`` (``inf`` when ``X`` has a non-finite entry)."""
+    from nsiter.measure import rounding_errors
 
-    LOCAL STAND-IN for the project's one measured-distance function (being written in
-    ``nsiter.measure``); replace with it at merge.
-    """
-    import torch
-
-    X = X.double()
-    finite = torch.isfinite(X).flatten(1).all(dim=1)
-    d = torch.linalg.matrix_norm(torch.where(torch.isfinite(X), X, 0.0) - ref, ord=2)
-    return [float(v) if ok else math.inf for v, ok in zip(d, finite, strict=True)]
+    return rounding_errors(X, ref)
 
 
 def gram_run(G, sched, dtype: str, gram: str, restarts, q_order: str, block: int | None):

@@ -46,10 +46,11 @@ from typing import Any
 import torch
 
 from nsiter._io import atomic_write_csv
+from nsiter.cost import method_flops
 from nsiter.dtypes import short_name, torch_dtype
 from nsiter.evaluate import evaluation_plan, orthogonalize, resolve_schedule
-from nsiter.gram import method_flops
 from nsiter.kernels import device_name
+from nsiter.rounding import rounding_error
 from nsiter.schedule import Schedule
 
 __all__ = [
@@ -267,14 +268,6 @@ def _probe_rate(dtype: torch.dtype, device: torch.device, size: int = 256) -> fl
     return 2 * size**3 / max(best, 1e-9)
 
 
-def _distance(X: torch.Tensor, ref: torch.Tensor) -> float:
-    """Largest 2-norm of ``X - ref`` over the batch (float64)."""
-    D = X.to(ref.device, torch.float64) - ref
-    if not bool(torch.isfinite(D).all()):
-        return math.inf
-    return float(torch.linalg.matrix_norm(D, 2).max())
-
-
 def run_benchmark(
     shapes: Sequence[str | BenchShape] = DEFAULT_SHAPES,
     dtypes: Sequence[str | torch.dtype] = ("bf16", "fp16", "fp32"),
@@ -458,7 +451,7 @@ def _case(
                 if name == "peer" and sched.normalization.scale != 1.0:  # the peer's own function
                     unscaled = replace(sched, normalization=replace(sched.normalization, scale=1.0))
                     ref = orthogonalize(G.double(), unscaled, dtype=torch.float64, method="standard")
-                row[f"{name}_err"] = _distance(out if out is not None else variants[name](), ref)
+                row[f"{name}_err"] = rounding_error(out if out is not None else variants[name](), ref)
     if "ours" in med:
         row["ours_tflops"] = flops / med["ours"] / 1e12
         for other, col in (

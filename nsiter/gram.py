@@ -12,7 +12,7 @@ The Gram form iterates ``(R_k, Q_k)`` (``m x m`` only) and touches the ``m x n``
 ``W = q_k(R_k) - c_0 I`` (Horner), one for ``Q <- c_0 Q + W Q`` and two for
 ``R <- q(R) (R q(R))`` (each fused as ``c_0 C + W C``), all ``m x m``; the last step skips the ``R``
 update.  Against ``4 m^2 n + 2 (l - 1) m^3`` flops per standard step this pays when ``n / m`` is large
-(see :func:`method_flops`).  Every ``R_k``, ``Q_k`` and the ``W``-products are polynomials in ``R_0``,
+(see :func:`nsiter.cost.method_flops`).  Every ``R_k``, ``Q_k`` and the ``W``-products are polynomials in ``R_0``,
 hence symmetric: :mod:`nsiter.kernels` computes them as blocked symmetric products.
 
 A *restart after step r* sets ``X <- Q X``, ``R <- X X^T``, ``Q <- I`` before step ``r + 1``: rounding
@@ -35,8 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from nsiter.cost import gram_side_flops, method_flops, standard_flops
 from nsiter.dtypes import dtype_name, unit_roundoff
-from nsiter.kernels import Products, symmetric_product_flops
+from nsiter.kernels import Products
 from nsiter.polynomial import OddPolynomial
 from nsiter.restarts import SAFE_LO, predict_error, standard_error
 from nsiter.schedule import Schedule, check_restarts
@@ -161,73 +162,6 @@ def gram_magnitude(schedule: Schedule | Sequence[OddPolynomial], restarts: Seque
     return worst
 
 
-def _flops(
-    schedule: Schedule | Sequence[OddPolynomial],
-    m: int,
-    n: int,
-    method: str,
-    restarts: Sequence[int],
-    block: int | None,
-) -> tuple[int, int]:
-    """(X-side flops, Gram-side flops) per matrix, as the kernels execute them."""
-    s, t = min(m, n), max(m, n)
-    steps = list(schedule.steps if isinstance(schedule, Schedule) else schedule)
-    sq = symmetric_product_flops(s, s, block)  # one symmetric m x m product
-    gram = symmetric_product_flops(s, t, block)  # X X^T
-    full = 2 * s * s * t  # B X or Q X
-    if method == "standard":
-        x = 0
-        for p in steps:
-            l = len(p.coefficients) - 1  # noqa: E741 - degree 2l + 1
-            if l >= 1:
-                x += gram + (l - 1) * sq + full
-        return x, 0
-    if method != "gram":
-        raise ValueError(f"method must be 'standard' or 'gram' here, got {method!r}")
-    cuts = set(check_restarts(list(restarts), len(steps)))
-    x, g, fresh = 0, gram, True  # fresh: Q is the identity
-    for k, p in enumerate(steps, start=1):
-        l = len(p.coefficients) - 1  # noqa: E741
-        need_r = k < len(steps) and k not in cuts
-        if l >= 1:
-            g += (l - 1) * sq + (0 if fresh else sq) + (2 * sq if need_r else 0)
-        fresh = False
-        if k in cuts:
-            x += full
-            g += gram
-            fresh = True
-    x += full
-    return x, g
-
-
-def method_flops(
-    schedule: Schedule | Sequence[OddPolynomial],
-    m: int,
-    n: int,
-    *,
-    batch: int = 1,
-    method: str = "standard",
-    restarts: Sequence[int] | None = None,
-    symmetric_block: int | None = None,
-) -> int:
-    """GEMM flops of one evaluation, exactly as :mod:`nsiter.kernels` runs it (2 per multiply-add).
-
-    On the small side ``s <= t``, with ``sym(k)`` the flops of an ``s x s`` symmetric product of inner
-    dimension ``k`` (``2 s^2 k`` in full; :func:`nsiter.kernels.symmetric_product_flops` with row blocks):
-
-    - standard, per step of degree ``2l + 1 >= 3``: ``sym(t) + (l - 1) sym(s) + 2 s^2 t``;
-    - gram: ``sym(t)`` for ``R_0``; per step ``(l - 1) sym(s)``, plus ``sym(s)`` for ``Q`` unless it is
-      the identity, plus ``2 sym(s)`` for ``R`` unless it is the last step or a restart follows; per
-      restart ``2 s^2 t + sym(t)``; finally ``2 s^2 t`` for ``Q X``.
-
-    Degree-1 steps are scalings (no flops).  ``restarts`` defaults to the schedule's.
-    """
-    if restarts is None:
-        restarts = schedule.restarts if isinstance(schedule, Schedule) else ()
-    x, g = _flops(schedule, m, n, method, restarts, symmetric_block)
-    return (x + g) * batch
-
-
 def choose_method(
     schedule: Schedule,
     m: int,
@@ -283,8 +217,8 @@ def method_decision(
        more than running (issue 18: ``orthogonalize(4x4, "cubic", steps=10000)`` spent 171 s there);
        elsewhere the standard form runs.
     """
-    std, _ = _flops(schedule, m, n, "standard", (), symmetric_block)
-    x, g = _flops(schedule, m, n, "gram", restarts, symmetric_block)
+    std = standard_flops(schedule, m, n, symmetric_block)
+    x, g = gram_side_flops(schedule, m, n, restarts, symmetric_block)
     ratio = (x + gram_cost * g) / max(std, 1)
     if ratio > AUTO_MARGIN:
         return "standard", f"Gram form {ratio:.2f}x the standard form's weighted flops (> {AUTO_MARGIN})"

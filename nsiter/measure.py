@@ -52,6 +52,7 @@ from nsiter.checks import check_interval, check_positive_int, check_seed, short_
 from nsiter.dtypes import dtype_name, torch_dtype
 from nsiter.dynamics import DIVERGENCE_THRESHOLD
 from nsiter.evaluate import iterates, resolve_schedule, validate_matrix
+from nsiter.rounding import rounding_error, rounding_errors
 from nsiter.schedule import Normalization, Schedule
 
 __all__ = [
@@ -67,6 +68,8 @@ __all__ = [
     "measure",
     "polar_factor",
     "reference",
+    "rounding_error",
+    "rounding_errors",
 ]
 
 

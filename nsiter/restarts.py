@@ -57,6 +57,7 @@ from typing import Any
 import mpmath
 import numpy as np
 
+from nsiter.cost import restart_cost
 from nsiter.dtypes import dtype_name, largest_finite, short_name, unit_roundoff
 from nsiter.registry import load_schedule
 from nsiter.schedule import Schedule, check_restarts
@@ -88,25 +89,6 @@ GRID = 12  # grid directions per decade of [lo, hi] (plus 16)
 # cluster at 1.8e-7 their error is 93x and 320x the standard form's; modelled from 0 they are rejected (4.3x, 4.4x).
 SAFE_LO = 0.0
 MAX_PLACEMENTS = 2000  # restart placements one search may evaluate (a limit checked before the work)
-
-
-def restart_cost(m: int, n: int, *, net: bool = False) -> int:
-    """Flops of one Gram-form restart on an ``m x n`` iterate (``m <= n``, real, 2 flops per multiply-add).
-
-    A restart computes ``X <- Q X`` and ``R <- X X^T``: two rectangular products, ``4 m^2 n`` flops
-    (the gross cost, counted by a budget search).  It also saves the square products it replaces:
-    ``R <- Z R Z`` after the step (``4 m^3``) and ``Q <- Z Q`` in the next step (``2 m^3``); with
-    ``net=True`` the result is ``4 m^2 n - 6 m^3`` (negative on square matrices, where the Gram form
-    does not pay anyway).  Symmetric products (``X X^T`` at half the flops) are not counted.
-    """
-    for name, v in (("m", m), ("n", n)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    m, n = int(m), int(n)
-    if m > n:
-        raise ValueError(f"the Gram form works on the small side: need m <= n, got m={m}, n={n}")
-    gross = 4 * m * m * n
-    return gross - 6 * m**3 if net else gross
 
 
 def placements(steps: int, max_restarts: int) -> list[tuple[int, ...]]:

@@ -12,8 +12,10 @@ search); ``nsiter.matrices.measured_matrix`` builds a seeded matrix with exactly
 
 The rows are tidy (one per matrix and singular index) with columns ``task, optimizer, seed, step, param, rows,
 cols, index, sigma, x``.  nsiter ships one recording as package data (:data:`DEFAULT_SPECTRA`: the training
-experiment ``experiments/train_muon.py``, small transformer and MLP tasks, copied from its results), so the
-library never reads ``experiments/``; pass any other recording as a path or as rows.
+experiment ``experiments/train_muon.py``, small transformer and MLP tasks, recorded once and frozen: a rerun
+of the experiment on another CPU follows that machine's bf16 rounding and writes its own recording, while the
+library's spectra stay put), so the library never reads ``experiments/``; pass any other recording as a path
+or as rows.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from torch.overrides import TorchFunctionMode
 from nsiter import matrices
 from nsiter.evaluate import evaluation_plan, iterates, orthogonalize
 from nsiter.gram import choose_method, default_gram_dtype, gram_accurate, gram_magnitude, method_flops
+from nsiter.measure import rounding_error
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
 from tests.test_evaluate import MIXED as EVALUATE_MIXED
@@ -178,7 +179,7 @@ def test_auto_rejects_the_restarts_that_fail_below_1e_3():
 
 def error_to_float64(G, name, **kw):
     exact = orthogonalize(G.double(), name, dtype=torch.float64, method="standard")
-    return float(torch.linalg.matrix_norm(orthogonalize(G, name, **kw).double() - exact, 2).max())
+    return rounding_error(orthogonalize(G, name, **kw), exact)
 
 
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])

@@ -275,6 +275,39 @@ def test_a_scalar_native_gemm_is_never_chosen(injected):
         assert c.native_ms is None  # not timed again at the class size: its loss is known
 
 
+class ColdStart(Timed):
+    """A product whose first call pays a one-time set-up (``cold`` ms) and then runs in ``ms``."""
+
+    def __init__(self, cold: float, ms: float):
+        super().__init__(cold)
+        self.warm = ms
+
+    def __call__(self) -> None:
+        self.ms = self.warm
+
+
+def test_a_cold_first_call_does_not_make_a_fast_native_gemm_scalar(injected, monkeypatch):
+    # An Intel Xeon with AMX: oneDNN's first bf16 product at 256 took 2.7 ms (kernel set-up), later ones
+    # 0.045 ms against 0.113 ms emulated.  Timing the first call called native bf16 scalar (ratio 15.6) and
+    # pinned the 2.5-4x slower emulation at every size; the warm-up call is not timed.
+    injected.update({64: (0.5, 1.0)})
+    pair = {"native": ColdStart(2.7, 0.045), "emulated": Timed(0.113)}
+    sizes = {}
+    monkeypatch.setattr(
+        kernels,
+        "_gemm_pair",
+        lambda device, dtype, size: (
+            pair
+            if size == DECISIVE_SIZE
+            else sizes.setdefault(
+                size, {"native": Timed(injected[size][0]), "emulated": Timed(injected[size][1])}
+            )
+        ),
+    )
+    c = kernel_choice("cpu", "bf16", 64)
+    assert c.decisive_ratio == pytest.approx(0.045 / 0.113) and c.gemm == "native"
+
+
 def test_close_calls_are_measured_again_and_go_to_emulation(injected):
     # native within CLOSE of emulation: re-measured (5 + 9 rounds) and, still close, emulated; a decisive
     # native win (3.8x, bf16 GEMMs on AVX-512 bf16) is native

@@ -27,52 +27,36 @@ with an optional wider precision for ``R`` and ``Q`` (``gram_dtype``).
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from nsiter.cost import gram_side_flops, method_flops, standard_flops
-from nsiter.dtypes import dtype_name, unit_roundoff
+from nsiter.cost import method_flops
+from nsiter.dtypes import dtype_name
 from nsiter.kernels import Products
 from nsiter.polynomial import OddPolynomial
-from nsiter.restarts import SAFE_LO, predict_error, standard_error
 from nsiter.schedule import Schedule, check_restarts
 
 __all__ = [
-    "METHODS",
     "Q_ORDERS",
     "apply_q",
-    "choose_method",
     "default_gram_dtype",
-    "gram_accurate",
     "gram_magnitude",
     "gram_matrix",
     "gram_steps",
-    "method_decision",
     "method_flops",
 ]
 
-METHODS = ("auto", "standard", "gram")
 Q_ORDERS = ("zq", "qz")  # Q <- c_0 Q + W Q, or Q <- c_0 Q + Q W (gram_steps)
-AUTO_MARGIN = 0.9  # auto takes the Gram form only when its cost model is at most this share of standard's
-GRAM_TOLERANCE = 2.0  # auto's accuracy rule: modelled Gram error at most this times the standard form's
-MODEL_MAX_STEPS = (
-    16  # the mpmath rounding model (about 16 ms a step) is consulted for at most this many steps
-)
-MODEL_MIN_FLOPS = 2e9  # ... and where a standard step costs at least this many flops (planning < running)
-
-
 def default_gram_dtype(dtype: Any, gemm: str, device: str = "cpu") -> str:
     """The precision kept for ``R`` and ``Q``: float32 for bf16/fp16 work on CPUs, float64 for float32
     work, else the working dtype itself (native low-precision GEMMs on GPUs, where float32 products
     cost far more and the rounding model or a measurement gates the Gram form).
 
     On CPUs float32 is the square of the working precision (``2^-24 <= (2^-8)^2``), so the Gram form
-    is no less accurate than the standard form (:func:`gram_accurate`, case 1) on every CPU kind: where
+    is no less accurate than the standard form on every CPU kind: where
     the X side is emulated its GEMMs are float32 anyway, and where it runs natively (AVX-512 bf16) the
     bf16 Gram side was measured further from float64 than the standard form (1.4x on Muon's 6-step
     agreement test, 48x24 and 16x40; tests/test_optim.py).  ``gemm`` is ``"native"`` or ``"emulated"``.
@@ -85,55 +69,6 @@ def default_gram_dtype(dtype: Any, gemm: str, device: str = "cpu") -> str:
     if name in ("bfloat16", "float16") and (gemm == "emulated" or torch.device(device).type == "cpu"):
         return "float32"
     return name
-
-
-def gram_accurate(
-    schedule: Schedule,
-    dtype: Any,
-    *,
-    gram_dtype: Any,
-    restarts: Sequence[int] = (),
-    tolerance: float = GRAM_TOLERANCE,
-) -> bool:
-    """The accuracy rule of ``method="auto"``: may the Gram form run ``schedule`` in ``dtype``?
-
-    Accuracy first, in two cases:
-
-    1. ``R`` and ``Q`` kept at least at the square of the working precision (``u(gram_dtype) <= u(dtype)^2``,
-       e.g. float32 for bf16 work on CPUs, where the X side is emulated in float32 anyway): ``R = X X^T``
-       squares the singular values, so holding it to relative ``u^2`` keeps every direction that ``X``
-       resolves at relative ``u``.  Allowed.  Measured (128x512, log-uniform spectra down to 1e-8 and
-       rank-deficient; Muon, Polar Express 5 and 8 steps, Cesista, Jiacheng, nsiter-21mm-bf16): the bf16/fp16
-       Gram form's rounding error was 0.7-0.99x the standard form's, with no restart.
-    2. Otherwise (``R``, ``Q`` in the working precision, as on GPUs with native bf16): the rounding model of
-       :mod:`nsiter.restarts` (evaluated in mpmath on the schedule's scalar maps, fitted to measured
-       fp16/bf16 runs) predicts the Gram form's error with these ``restarts``; allowed when nothing overflows
-       and it is at most ``tolerance`` times the model's standard-form error on ``[0, 1/scale]``
-       (:data:`nsiter.restarts.SAFE_LO`: exact zeros and every small direction included; on ``[1e-3, 1]``
-       alone the model accepted placements whose measured error was 93-320x the standard form's).
-    """
-    if not tolerance >= 0:
-        raise ValueError(f"tolerance must be non-negative, got {tolerance!r}")
-    if unit_roundoff(gram_dtype) <= unit_roundoff(dtype) ** 2:
-        return True
-    key = (
-        tuple(p.coefficients for p in schedule.steps),
-        schedule.normalization.scale,
-        tuple(check_restarts(list(restarts), len(schedule))),
-        dtype_name(dtype),
-        dtype_name(gram_dtype),
-    )
-    gram, standard = _modelled_errors(key)
-    return math.isfinite(gram) and gram <= tolerance * standard
-
-
-@functools.lru_cache(maxsize=256)
-def _modelled_errors(key: tuple) -> tuple[float, float]:
-    """(Gram-form error with the given restarts, standard-form error) predicted by :mod:`nsiter.restarts`."""
-    coefficients, scale, restarts, dtype, gram_dtype = key
-    sched = Schedule.from_coefficients([tuple(c) for c in coefficients])
-    gram = predict_error(sched, restarts, dtype=dtype, gram_dtype=gram_dtype, lo=SAFE_LO, hi=1.0 / scale)
-    return gram.error, standard_error(sched, dtype=dtype, lo=SAFE_LO, hi=1.0 / scale)
 
 
 def gram_magnitude(schedule: Schedule | Sequence[OddPolynomial], restarts: Sequence[int] = ()) -> float:
@@ -160,85 +95,6 @@ def gram_magnitude(schedule: Schedule | Sequence[OddPolynomial], restarts: Seque
         if k in cuts:
             q_all = np.ones_like(x)
     return worst
-
-
-def choose_method(
-    schedule: Schedule,
-    m: int,
-    n: int,
-    dtype: Any,
-    *,
-    gram_dtype: Any,
-    restarts: Sequence[int] = (),
-    symmetric_block: int | None = None,
-    tolerance: float = GRAM_TOLERANCE,
-    gram_cost: float = 1.0,
-    batch: int = 1,
-) -> str:
-    """``"gram"`` or ``"standard"`` for ``method="auto"``: the first element of :func:`method_decision`."""
-    return method_decision(
-        schedule,
-        m,
-        n,
-        dtype,
-        gram_dtype=gram_dtype,
-        restarts=restarts,
-        symmetric_block=symmetric_block,
-        tolerance=tolerance,
-        gram_cost=gram_cost,
-        batch=batch,
-    )[0]
-
-
-def method_decision(
-    schedule: Schedule,
-    m: int,
-    n: int,
-    dtype: Any,
-    *,
-    gram_dtype: Any,
-    restarts: Sequence[int] = (),
-    symmetric_block: int | None = None,
-    tolerance: float = GRAM_TOLERANCE,
-    gram_cost: float = 1.0,
-    batch: int = 1,
-) -> tuple[str, str]:
-    """(``"gram"`` or ``"standard"``, why) for ``method="auto"``: flops first, then accuracy.
-
-    1. Flops: the Gram form is considered only when its flops, the Gram side's weighted by ``gram_cost``
-       (time per flop of the Gram side's GEMMs over the X side's: 1 when both are float32, the measured
-       float64/float32 ratio, about 2.4 on AVX2 CPUs, for a float64 Gram side), are at most
-       ``AUTO_MARGIN`` of the standard form's.  So square matrices (where the Gram form does more flops)
-       and small aspect ratios run the standard form, decided in microseconds.
-    2. Accuracy (:func:`gram_accurate`): a Gram side at the square of the working precision is allowed.
-       Otherwise the mpmath rounding model would decide, at about 16 ms a step: it is consulted only
-       for schedules of at most :data:`MODEL_MAX_STEPS` steps whose standard form costs at least
-       :data:`MODEL_MIN_FLOPS` flops a step (about 20 ms at 100 GFLOP/s), so that planning never costs
-       more than running (issue 18: ``orthogonalize(4x4, "cubic", steps=10000)`` spent 171 s there);
-       elsewhere the standard form runs.
-    """
-    std = standard_flops(schedule, m, n, symmetric_block)
-    x, g = gram_side_flops(schedule, m, n, restarts, symmetric_block)
-    ratio = (x + gram_cost * g) / max(std, 1)
-    if ratio > AUTO_MARGIN:
-        return "standard", f"Gram form {ratio:.2f}x the standard form's weighted flops (> {AUTO_MARGIN})"
-    flops = f"Gram form {ratio:.2f}x the standard form's weighted flops"
-    if not tolerance >= 0:
-        raise ValueError(f"tolerance must be non-negative, got {tolerance!r}")
-    if unit_roundoff(gram_dtype) <= unit_roundoff(dtype) ** 2:
-        return (
-            "gram",
-            f"{flops}; R, Q in {dtype_name(gram_dtype)}, the square of {dtype_name(dtype)}'s precision",
-        )
-    steps = len(schedule)
-    if steps > MODEL_MAX_STEPS or batch * std < MODEL_MIN_FLOPS * steps:
-        return "standard", (
-            f"{flops}; R, Q in the working precision and the rounding model not worth its cost here "
-            f"({steps} steps, {batch * std / steps:.3g} flops a step): standard"
-        )
-    if gram_accurate(schedule, dtype, gram_dtype=gram_dtype, restarts=restarts, tolerance=tolerance):
-        return "gram", f"{flops}; rounding model within {tolerance:g}x the standard form's error"
-    return "standard", f"{flops}; rounding model above {tolerance:g}x the standard form's error"
 
 
 def gram_matrix(X: torch.Tensor, ops: Products, out: torch.Tensor) -> torch.Tensor:

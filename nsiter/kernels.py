@@ -72,6 +72,7 @@ __all__ = [
     "cache_path",
     "check_entry",
     "clear_cache",
+    "compare_timings",
     "cpu_model",
     "device_name",
     "gemm_path",
@@ -116,7 +117,7 @@ class KernelChoice:
             ``"override"`` (``emulate=``/``symmetric=`` given by the caller).
         native_ms, emulated_ms, full_ms, symmetric_ms: the probe's medians (None when not probed).
         float64_cost: float64 GEMM time over float32 GEMM time (float32 entries only): what a float64
-            Gram side costs per flop relative to the float32 X side (:func:`nsiter.gram.choose_method`).
+            Gram side costs per flop relative to the float32 X side (:mod:`nsiter.plan`).
         probe_size: side of the square products the GEMM probe timed (None when not probed).
         rounds: interleaved rounds behind the GEMM medians (more when a close call was measured again).
         decisive_ratio: native over emulated time at :data:`DECISIVE_SIZE` (low precision, probed only).
@@ -334,6 +335,14 @@ def _compare(fns: dict[str, Any], device: torch.device) -> tuple[dict[str, float
         med = {k: statistics.median(v) for k, v in times.items()}
         low = {k: min(v) for k, v in times.items()}
     return med, low, len(next(iter(times.values())))
+
+
+def compare_timings(
+    fns: dict[str, Any], device: torch.device | str
+) -> tuple[dict[str, float], dict[str, float], int]:
+    """Median and minimum ms of each function (interleaved rounds after a warm-up; close calls measured again):
+    the noise-robust comparison every measured decision uses (the kernel probe, :mod:`nsiter.plan`)."""
+    return _compare(fns, torch.device(device))
 
 
 def _faster(a: str, b: str, med: dict[str, float], low: dict[str, float], gain: float) -> bool:

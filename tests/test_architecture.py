@@ -43,6 +43,8 @@ LAYERS = {
     "nsiter.matrices": 3,
     "nsiter.gram": 3,
     "nsiter.kernels": 3,
+    "nsiter.engine": 3,
+    "nsiter.plan": 3,
     "nsiter.rounding": 3,
     "nsiter.measure": 4,
     "nsiter.records": 4,

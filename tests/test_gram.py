@@ -10,9 +10,11 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from nsiter import matrices
+from nsiter.cost import method_flops
 from nsiter.evaluate import evaluation_plan, iterates, orthogonalize
-from nsiter.gram import choose_method, default_gram_dtype, gram_accurate, gram_magnitude, method_flops
-from nsiter.measure import rounding_error
+from nsiter.gram import default_gram_dtype, gram_magnitude
+from nsiter.measure import rounding_error, rounding_errors
+from nsiter.plan import gate_matrices as plan_gate_matrices
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import load_schedule
 from tests.test_evaluate import MIXED as EVALUATE_MIXED
@@ -129,37 +131,48 @@ def test_flop_closed_forms():
     )  # the schedule's stored restarts by default
 
 
-def test_auto_picks_by_flops_and_accuracy():
+def test_auto_picks_by_flops_then_measured_accuracy():
+    # tests run with NSITER_TUNE=off: the rule table's kernels (bf16 emulated on CPUs) and, among the Gram plans
+    # the measured accuracy gate admits, the one with the fewest weighted flops
     muon = load_schedule("muon")
-    # emulated bf16 keeps R, Q in float32 (u = 2^-24 <= (2^-8)^2): Gram wherever its flops are lower
     assert default_gram_dtype("bf16", "emulated") == "float32"
-    assert choose_method(muon, 1024, 4096, "bf16", gram_dtype="float32") == "gram"
-    assert choose_method(muon, 1024, 1024, "bf16", gram_dtype="float32") == "standard"  # square: more flops
-    # R, Q in the working precision: the rounding model of nsiter.restarts decides, on singular values in
-    # [0, 1/scale].  Without restarts the spurious eigenvalues grow (modelled 9e4 against 0.075 for the
-    # standard form); with Muon's stored restarts (2, 3) the modelled error is 1.8x the standard form's:
-    # inside the default tolerance 2, not inside 1
-    assert not gram_accurate(muon, "bf16", gram_dtype="bf16", restarts=())
-    assert gram_accurate(muon, "bf16", gram_dtype="bf16", restarts=muon.restarts)
-    assert not gram_accurate(muon, "bf16", gram_dtype="bf16", restarts=muon.restarts, tolerance=1.0)
-    assert choose_method(muon, 1024, 4096, "bf16", gram_dtype="bf16", restarts=()) == "standard"
-    assert choose_method(muon, 1024, 4096, "bf16", gram_dtype="bf16", restarts=muon.restarts) == "gram"
-    # float32 work keeps R, Q in float64, whose GEMMs take 2.4x as long per flop on AVX2 (probed):
-    # aspect 2 costs 4 + 2.4 * 38 = 95 m^3 against 0.9 * 50 for standard; aspect 16, 190 against 297
-    assert default_gram_dtype("fp32", "native") == "float64"
-    assert choose_method(muon, 512, 1024, "fp32", gram_dtype="float64", gram_cost=2.4) == "standard"
-    assert choose_method(muon, 512, 1024, "fp32", gram_dtype="float64", gram_cost=1.0) == "gram"
-    assert choose_method(muon, 256, 4096, "fp32", gram_dtype="float64", gram_cost=2.4) == "gram"
-    # float64 has nothing wider
-    assert choose_method(muon, 256, 4096, "fp64", gram_dtype="float64") == "standard"
-    with pytest.raises(ValueError, match="tolerance"):
-        gram_accurate(muon, "bf16", gram_dtype="fp32", tolerance=-1.0)
+    wide = evaluation_plan((1024, 4096), muon, dtype="bf16")
+    assert (wide.method, wide.gram_dtype, wide.source) == ("gram", "float32", "rule")
+    assert "measured rounding error" in wide.explain()
+    square = evaluation_plan((1024, 1024), muon, dtype="bf16")  # the Gram form does more flops on a square
+    assert square.method == "standard" and "can pay" in square.explain()
+    tiny = evaluation_plan((4, 64), muon, dtype="bf16")  # too small to pay for the gate: standard, at once
+    assert tiny.method == "standard" and "not worth planning" in tiny.explain()
+    # float64 work has no more precise reference for the gate: standard, unless asked for
+    assert evaluation_plan((256, 4096), muon, dtype="fp64").method == "standard"
+    assert evaluation_plan((256, 4096), muon, dtype="fp64", method="gram").method == "gram"
+    with pytest.raises(ValueError, match="gram_tolerance"):
+        evaluation_plan((64, 256), muon, gram_tolerance=-1.0)
+
+
+def test_the_gate_refuses_what_it_measures_as_inaccurate():
+    # R, Q in bf16 without restarts: spurious eigenvalues of R grow through the steps; the gate measures this
+    # on its hard spectra (orders of magnitude over the standard form) and refuses, whatever the flops say.
+    # The rounding model of nsiter.restarts predicts the same direction (9e4 against 0.075), but only ranks.
+    muon = load_schedule("muon")
+    plan = evaluation_plan((1024, 4096), muon, dtype="bf16", gram_dtype="bf16", restarts=())
+    assert plan.method == "standard" and "refused" in plan.explain()
+    # a tolerance of 0 refuses every Gram plan (no run is exactly as accurate as another on these spectra)
+    assert evaluation_plan((1024, 4096), muon, dtype="bf16", gram_tolerance=0.0).method == "standard"
+    # the gate's own numbers: the standard and the refused Gram form run on the gate's matrices
+    G = plan_gate_matrices(48, 192)
+    exact = orthogonalize(G, muon, dtype=torch.float64, method="standard")
+    std = rounding_errors(orthogonalize(G, muon, dtype="bf16", method="standard", emulate=True), exact)
+    bad = rounding_errors(
+        orthogonalize(G, muon, dtype="bf16", method="gram", gram_dtype="bf16", restarts=(), emulate=True), exact
+    )
+    assert max(b / s for b, s in zip(bad, std, strict=True)) > 2.0
 
 
 def test_auto_rejects_the_restarts_that_fail_below_1e_3():
     # Polar Express's 8 steps, R and Q in bf16: restarts after (2, 3) are modelled at 1.9x the standard form on
-    # [1e-3, 1] but 4.4x from 0 (nsiter.restarts.SAFE_LO), and auto keeps the standard form.  Measured here on
-    # a log-uniform spectrum down to 1e-10: the Gram form's error is several times the standard form's.
+    # [1e-3, 1] (nsiter.restarts) but measure several times the standard form's error on spectra below 1e-3;
+    # the gate measures down to 1e-10 and exact zeros, and auto keeps the standard form.
     pe = load_schedule("polar-express")
     from nsiter.restarts import predict_error, standard_error
 
@@ -167,7 +180,6 @@ def test_auto_rejects_the_restarts_that_fail_below_1e_3():
         pe, dtype="bf16", lo=1e-3
     )
     assert narrow <= 2.0  # what the model said on [1e-3, 1] alone
-    assert not gram_accurate(pe, "bf16", gram_dtype="bf16", restarts=(2, 3))
     assert (
         evaluation_plan((96, 384), pe, dtype="bf16", gram_dtype="bf16", restarts=(2, 3)).method == "standard"
     )

@@ -46,7 +46,7 @@ from torch import nn
 from nsiter.checks import check_bool, check_real, short_repr
 from nsiter.dtypes import dtype_name
 from nsiter.evaluate import Plan, evaluation_plan, orthogonalize, validate_matrix
-from nsiter.gram import METHODS  # how orthogonalize evaluates the schedule (its ``method``)
+from nsiter.plan import METHODS  # how orthogonalize evaluates the schedule (its ``method``)
 from nsiter.optim.batching import (
     DEFAULT_BATCH_BYTES,
     check_batch_options,

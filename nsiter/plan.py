@@ -1,0 +1,454 @@
+"""Every decision ``orthogonalize`` makes, in one place, each with its reason.
+
+A call of :func:`nsiter.evaluate.orthogonalize` runs as a :class:`Plan`: the method (standard or Gram form),
+the precision of the Gram side (``R``, ``Q``), its restarts, the Q ordering, and the products (native or
+emulated GEMM, full or blocked symmetric: :mod:`nsiter.kernels`).  :func:`evaluation_plan` makes the plan
+and :meth:`Plan.explain` says why, one line per decision.
+
+**Candidates.**  For ``method="auto"`` the admissible plans are the standard form and the Gram form with
+``R``, ``Q`` in the working precision or one wider, with the schedule's stored restarts or none.  The flop
+count (:mod:`nsiter.cost`, the Gram side weighted by its measured cost per flop) drops every Gram candidate
+that cannot pay (square matrices, small aspect ratios) in microseconds.
+
+**Accuracy by measurement.**  Each remaining Gram candidate runs, with the same kernels it would use, on
+a few small matrices with hard spectra (singular values log-uniform down to 1e-10, half exactly zero, and a
+cluster at 1.8e-7) beside the standard form in the same precision; both are compared with the float64 run
+of the schedule (:func:`nsiter.rounding.rounding_error`).  A candidate whose worst error exceeds
+``gram_tolerance`` times the standard form's is not admissible.  The gate is a measurement of the kernel that
+will run on this machine, not a model fitted on another (the mpmath model of :mod:`nsiter.restarts` ranks
+restart placements and explains them; it no longer vetoes).  It depends on no timing: the same machine and
+seed give the same verdict.
+
+**Speed.**  With tuning on (the default; ``NSITER_TUNE=off`` turns it off) the admissible candidates are timed
+at the call's own shape (interleaved medians and minima, :func:`nsiter.kernels.timed_choice`) and the fastest
+runs; a close call (within :data:`nsiter.kernels.CLOSE`) goes to the one with fewer weighted flops.  With
+tuning off a deterministic rule serves: the fewest weighted flops, ties to the standard form.  Plans are
+kept per process; timed decisions also in the kernel cache file, keyed by the machine.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nsiter.cost import gram_side_flops, standard_flops
+from nsiter.dtypes import dtype_name, largest_finite, torch_dtype, unit_roundoff
+from nsiter.engine import _check_dtype, resolve_schedule, run_plan
+from nsiter.gram import Q_ORDERS, default_gram_dtype, gram_magnitude
+from nsiter.kernels import CLOSE, KernelChoice, compare_timings, kernel_choice, tuning_enabled
+from nsiter.schedule import Schedule, check_restarts
+
+__all__ = [
+    "AUTO_MARGIN",
+    "GRAM_TOLERANCE",
+    "METHODS",
+    "GATE_MIN_FLOPS",
+    "TUNE_ROUND_S",
+    "WIDE_GRAM_COST",
+    "Plan",
+    "PlanOptions",
+    "evaluation_plan",
+    "gate_matrices",
+]
+
+METHODS = ("auto", "standard", "gram")
+GRAM_TOLERANCE = 2.0  # the accuracy gate: measured Gram-form error at most this times the standard form's
+# a Gram side wider than the X side, where not probed: float64/float32 GEMM time, measured 2.4-2.5 (AVX2)
+WIDE_GRAM_COST = 2.5
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one evaluation runs: what ``orthogonalize`` chose for a (device, dtype, shape, schedule).
+
+    Attributes:
+        method: ``"standard"`` or ``"gram"`` (``"auto"`` resolved).
+        kernel: the :class:`nsiter.kernels.KernelChoice` (native or emulated GEMM, symmetric products).
+        gram_dtype: canonical name of the precision of ``R`` and ``Q`` (Gram form only; else None).
+        restarts: the Gram form's restart positions (after these 1-based steps).
+        m, n: the small and the large side.
+        reasons: why, one sentence per decision (GEMM path, products, R/Q precision, restarts, method).
+        q_order: the Gram form's Q update, ``"zq"`` (``Q <- c_0 Q + W Q``) or ``"qz"`` (:func:`nsiter.gram.gram_steps`).
+        source: ``"given"`` (the caller fixed the method), ``"rule"`` (fewest weighted flops among the plans the
+            accuracy gate admits) or ``"measured"`` (the fastest of them, timed on this machine).
+    """
+
+    method: str
+    kernel: KernelChoice
+    gram_dtype: str | None
+    restarts: tuple[int, ...]
+    m: int
+    n: int
+    reasons: tuple[str, ...] = ()
+    q_order: str = "zq"
+    source: str = "rule"
+
+    def explain(self) -> str:
+        """The label and the reasons, one per line: why did this run the Gram form (or not)?"""
+        return "\n".join([self.label, *(f"- {r}" for r in self.reasons)])
+
+    @property
+    def label(self) -> str:
+        """E.g. ``"gram (R, Q float32; restarts 2), bfloat16 emulated, symmetric/128"``."""
+        if self.method == "gram":
+            rs = f"; restarts {','.join(map(str, self.restarts))}" if self.restarts else ""
+            return f"gram (R, Q {self.gram_dtype}{rs}), {self.kernel.label}"
+        return f"standard, {self.kernel.label}"
+
+
+def _wide_cost(choice: KernelChoice) -> float:
+    """Time per flop of a Gram side one precision wider than the X side, over the X side's: the probe's
+    float64/float32 ratio for float32 work, its emulated/native ratio (float32 over the dtype's own GEMM)
+    for native bf16/fp16, else :data:`WIDE_GRAM_COST`."""
+    if choice.float64_cost is not None:
+        return choice.float64_cost
+    if not choice.emulated and choice.native_ms and choice.emulated_ms:
+        return max(1.0, choice.emulated_ms / choice.native_ms)
+    return WIDE_GRAM_COST
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """The options ``orthogonalize`` forwards to planning, as one object (see :func:`evaluation_plan`)."""
+
+    method: str = "auto"
+    restarts: tuple[int, ...] | None = None
+    gram_dtype: str | None = None
+    gram_tolerance: float = GRAM_TOLERANCE
+    emulate: bool | None = None
+    symmetric: bool | int | None = None
+    q_order: str = "zq"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if isinstance(self.gram_tolerance, bool) or not (
+            isinstance(self.gram_tolerance, (int, float)) and self.gram_tolerance >= 0
+        ):
+            raise ValueError(f"gram_tolerance must be a non-negative number, got {self.gram_tolerance!r}")
+        if self.q_order not in Q_ORDERS:
+            raise ValueError(f"q_order must be one of {Q_ORDERS}, got {self.q_order!r}")
+
+
+def evaluation_plan(
+    shape: Sequence[int],
+    schedule: Schedule | str | Path = "muon",
+    *,
+    dtype: Any = torch.bfloat16,
+    device: torch.device | str = "cpu",
+    method: str = "auto",
+    restarts: Sequence[int] | None = None,
+    gram_dtype: Any = None,
+    gram_tolerance: float = GRAM_TOLERANCE,
+    emulate: bool | None = None,
+    symmetric: bool | int | None = None,
+    steps: int | None = None,
+    q_order: str = "zq",
+) -> Plan:
+    """The plan ``orthogonalize`` follows for an input of ``shape`` (``(..., m, n)``) with these options.
+
+    Records, the benchmark and experiments store ``Plan.label`` next to their numbers; ``Plan.explain()``
+    says why.  The first call for a (device, dtype, size class) may run the kernel probe
+    (:func:`nsiter.kernels.kernel_choice`); the first call for a shape and schedule may run the accuracy gate
+    (small matrices, milliseconds) and, with tuning on, time the admissible plans (bounded by
+    :data:`TUNE_ROUND_S`).  Later calls reuse the plan.
+    """
+    if len(shape) < 2 or min(shape[-2:]) < 1:
+        raise ValueError(f"expected a shape (..., m, n), got {tuple(shape)}")
+    sched = resolve_schedule(schedule, steps=steps)
+    dt = _check_dtype(dtype)
+    opts = PlanOptions(
+        method,
+        None if restarts is None else tuple(check_restarts(restarts, len(sched))),
+        None if gram_dtype is None else dtype_name(gram_dtype),
+        gram_tolerance,
+        emulate,
+        symmetric,
+        q_order,
+    )
+    m, n = min(shape[-2:]), max(shape[-2:])
+    choice = kernel_choice(device, dt, m, emulate=emulate, symmetric=symmetric)
+    batch = math.prod(shape[:-2])
+    key = (
+        str(torch.device(device)),
+        dt,
+        m,
+        n,
+        batch,
+        tuple(tuple(p.coefficients) for p in sched.steps),
+        sched.restarts,
+        sched.normalization,
+        opts,
+        choice,
+        tuning_enabled(),
+    )
+    plan = _plans.get(key)
+    if plan is None:
+        if len(_plans) >= _PLAN_CACHE_SIZE:
+            _plans.clear()
+        plan = _plans[key] = _decide(sched, dt, m, n, batch, choice, torch.device(device), opts)
+    return plan
+
+
+_plans: dict[tuple, Plan] = {}  # plans by (device, dtype, shape, schedule, options, kernel choice, tuning)
+_PLAN_CACHE_SIZE = 1024
+AUTO_MARGIN = 0.9  # a Gram candidate must need at most this share of the standard form's weighted flops
+GATE_MIN_FLOPS = 5e7  # below this many flops a call runs the standard form: no gate, no timing
+TUNE_ROUND_S = 0.25  # one round of the timed candidates takes at most this long (at most 16 rounds a plan)
+_GATE_SIZE = 48  # the accuracy gate's matrices: at most this small side
+
+
+def _x_side(dt: torch.dtype, choice: KernelChoice) -> str:
+    """The precision the X side's products really run in (float32 where bf16/fp16 is emulated)."""
+    return "float32" if choice.emulated and dtype_name(dt) in ("bfloat16", "float16") else dtype_name(dt)
+
+
+def _default_restarts(sched: Schedule, dt: torch.dtype, gdt: str, x_side: str) -> tuple[tuple[int, ...], str]:
+    """``method="gram"`` without ``restarts=``: the schedule's stored restarts, except where ``R``, ``Q`` and
+    ``Q X`` all run at the square of the working precision (they are placed for ``R``, ``Q`` in the working
+    precision, :mod:`nsiter.restarts`; a Gram side that wide loses nothing to them and skips their two
+    ``m x n`` products each)."""
+    if unit_roundoff(gdt) <= unit_roundoff(dt) ** 2 and unit_roundoff(x_side) <= unit_roundoff(gdt):
+        return (), f"no restarts: R, Q and Q X in {gdt}, the square of {dtype_name(dt)}'s precision"
+    return tuple(sched.restarts), f"the schedule's restarts {list(sched.restarts)}"
+
+
+def _candidates(
+    sched: Schedule, dt: torch.dtype, choice: KernelChoice, device: torch.device, opts: PlanOptions
+) -> list[tuple[str, tuple[int, ...]]]:
+    """The Gram candidates ``(gram_dtype, restarts)`` of ``method="auto"``, in a fixed order: ``R``, ``Q`` in
+    the given precision, else the default one (:func:`nsiter.gram.default_gram_dtype`) and, where it is
+    wider, the X side's own; restarts given, else the schedule's stored ones and none."""
+    x_side = _x_side(dt, choice)
+    if opts.gram_dtype is not None:
+        precisions = [opts.gram_dtype]
+    else:
+        precisions = [default_gram_dtype(dt, choice.gemm, device)]
+        if unit_roundoff(x_side) > unit_roundoff(precisions[0]):
+            precisions.append(x_side)
+    placements = [opts.restarts] if opts.restarts is not None else list(dict.fromkeys([sched.restarts, ()]))
+    return [(g, tuple(r)) for g in precisions for r in placements]
+
+
+def _gram_cost(choice: KernelChoice, dt: torch.dtype, gdt: str) -> float:
+    """Time per flop of the Gram side's products over the X side's."""
+    x_side = _x_side(dt, choice)
+    return _wide_cost(choice) if torch_dtype(gdt).itemsize > torch_dtype(x_side).itemsize else 1.0
+
+
+def _decide(
+    sched: Schedule,
+    dt: torch.dtype,
+    m: int,
+    n: int,
+    batch: int,
+    choice: KernelChoice,
+    device: torch.device,
+    opts: PlanOptions,
+) -> Plan:
+    """The decisions behind :func:`evaluation_plan`, each with its reason."""
+    why = [f"products: {choice.label} ({choice.source})"]
+    x_side = _x_side(dt, choice)
+
+    def gram_plan(gdt: str, rs: tuple[int, ...], reasons: list[str], source: str) -> Plan:
+        _check_range(sched, gdt, rs)
+        return Plan("gram", choice, gdt, rs, m, n, tuple(reasons), opts.q_order, source)
+
+    if opts.method == "standard":
+        return Plan("standard", choice, None, (), m, n, (*why, "standard: given"), opts.q_order, "given")
+    if opts.method == "gram":
+        gdt = opts.gram_dtype or default_gram_dtype(dt, choice.gemm, device)
+        why.append(f"R, Q in {gdt} ({'given' if opts.gram_dtype else 'nsiter.gram.default_gram_dtype'})")
+        if opts.restarts is not None:
+            rs, reason = opts.restarts, f"restarts {list(opts.restarts)} given"
+        else:
+            rs, reason = _default_restarts(sched, dt, gdt, x_side)
+        return gram_plan(gdt, rs, [*why, reason, "gram: given"], "given")
+    # method="auto": flops prune, the measured accuracy gate admits, then time (or the rule) picks
+    if dt == torch.float64:  # the gate needs a reference more precise than the run
+        why.append("standard: float64 work has no more precise reference to gate a Gram plan by")
+        return Plan("standard", choice, None, (), m, n, tuple(why), opts.q_order)
+    block = choice.symmetric_block
+    std = standard_flops(sched, m, n, block)
+    cheap = []
+    for gdt, rs in _candidates(sched, dt, choice, device, opts):
+        x, g = gram_side_flops(sched, m, n, rs, block)
+        cost = _gram_cost(choice, dt, gdt)
+        ratio = (x + cost * g) / max(std, 1)
+        label = f"gram (R, Q {gdt}; restarts {list(rs)})"
+        if ratio > AUTO_MARGIN:
+            why.append(f"{label}: {ratio:.2f}x the standard form's weighted flops (> {AUTO_MARGIN})")
+        elif not _in_range(sched, gdt, rs):
+            why.append(f"{label}: Q would overflow {gdt} (nsiter.gram.gram_magnitude)")
+        else:
+            cheap.append((ratio, gdt, rs, label))
+    if not cheap:
+        return Plan(
+            "standard", choice, None, (), m, n, (*why, "standard: no Gram plan can pay"), opts.q_order
+        )
+    if batch * std < GATE_MIN_FLOPS:
+        why.append(f"standard: {batch * std:.3g} flops a call, below {GATE_MIN_FLOPS:g}: not worth planning")
+        return Plan("standard", choice, None, (), m, n, tuple(why), opts.q_order)
+    errors = _gate(sched, dt, choice, device, m, n, [(g, r) for _, g, r, _ in cheap], opts.q_order)
+    std_err = errors[None]
+    floor = unit_roundoff(x_side)  # a standard run can hit the reference exactly: ratios of errors above u
+    admitted = []
+    for ratio, gdt, rs, label in cheap:
+        worst = max(e / max(s, floor) for e, s in zip(errors[(gdt, rs)], std_err, strict=True))
+        verdict = "admitted" if worst <= opts.gram_tolerance else "refused"
+        why.append(
+            f"{label}: {ratio:.2f}x the weighted flops; measured rounding error up to {worst:.3g}x the "
+            f"standard form's on hard spectra ({verdict}, tolerance {opts.gram_tolerance:g})"
+        )
+        if worst <= opts.gram_tolerance:
+            admitted.append((ratio, gdt, rs, label))
+    if not admitted:
+        return Plan("standard", choice, None, (), m, n, (*why, "standard: no Gram plan within tolerance"),
+                    opts.q_order)  # fmt: skip
+    if not tuning_enabled():
+        ratio, gdt, rs, label = min(admitted, key=lambda c: c[0])
+        return gram_plan(gdt, rs, [*why, f"{label}: fewest weighted flops (rule; tuning off)"], "rule")
+    plans = {"standard": Plan("standard", choice, None, (), m, n, (), opts.q_order)}
+    for _, gdt, rs, label in admitted:
+        plans[label] = Plan("gram", choice, gdt, rs, m, n, (), opts.q_order)
+    med, shape = _time_plans(sched, dt, device, batch, m, n, plans)
+    flops = {"standard": 1.0, **{label: ratio for ratio, _, _, label in admitted}}
+    best = min(med, key=med.get)
+    close = [k for k in med if med[k] <= (1 + CLOSE) * med[best]]
+    pick = min(close, key=lambda k: (flops[k], k != "standard"))
+    timing = ", ".join(f"{k} {v:.3g} ms" for k, v in sorted(med.items(), key=lambda kv: kv[1]))
+    why.append(f"timed at {shape}: {timing}; {pick} (within {CLOSE:.0%} of the fastest: fewest flops)")
+    if pick == "standard":
+        return Plan("standard", choice, None, (), m, n, tuple(why), opts.q_order, "measured")
+    chosen = plans[pick]
+    return gram_plan(chosen.gram_dtype, chosen.restarts, why, "measured")
+
+
+def _in_range(sched: Schedule, gdt: str, rs: tuple[int, ...]) -> bool:
+    """float16 ``R``, ``Q``: does ``Q`` stay below half the format's range (65504)?"""
+    return largest_finite(gdt) >= 1e6 or 2 * gram_magnitude(sched, rs) <= largest_finite(gdt)
+
+
+def _check_range(sched: Schedule, gdt: str, rs: tuple[int, ...]) -> None:
+    if not _in_range(sched, gdt, rs):
+        raise ValueError(
+            f"gram_dtype {gdt}: Q reaches about {gram_magnitude(sched, rs):.3g} (nsiter.gram.gram_magnitude), "
+            f"beyond half the format's range {largest_finite(gdt):g}; add restarts or keep R, Q in float32"
+        )
+
+
+def gate_matrices(m: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The accuracy gate's hard spectra, float64 ``(3, m, n)``: singular values log-uniform from 1 down to
+    1e-10; half of them exactly zero (rank-deficient), the rest log-uniform to 1e-3; and a cluster of half at
+    1.8e-7 with the rest log-uniform to 1e-2 (seeded: the same matrices on every call)."""
+    from nsiter.matrices import with_spectrum
+
+    k = min(m, n)
+    half = k // 2
+    spectra = [
+        torch.logspace(0, -10, k, dtype=torch.float64),
+        torch.cat(
+            [torch.logspace(0, -3, k - half, dtype=torch.float64), torch.zeros(half, dtype=torch.float64)]
+        ),
+        torch.cat([torch.logspace(0, -2, k - half, dtype=torch.float64), torch.full((half,), 1.8e-7)]),
+    ]
+    return torch.stack([with_spectrum(m, n, s, seed=i) for i, s in enumerate(spectra)]).to(device)
+
+
+_gates: dict[tuple, dict[Any, list[float]]] = {}
+
+
+def _gate(
+    sched: Schedule,
+    dt: torch.dtype,
+    choice: KernelChoice,
+    device: torch.device,
+    m: int,
+    n: int,
+    cands: list[tuple[str, tuple[int, ...]]],
+    q_order: str,
+) -> dict[Any, list[float]]:
+    """Rounding errors (:func:`nsiter.rounding.rounding_error`, per gate matrix) of the standard form (key
+    ``None``) and of each Gram candidate, run with ``choice``'s GEMM path on :func:`gate_matrices` of a small
+    side at most :data:`_GATE_SIZE` and the call's aspect ratio (at most 8)."""
+    from nsiter.rounding import rounding_errors
+
+    gm = min(m, _GATE_SIZE)
+    gn = gm * max(1, min(8, round(n / m)))
+    key = (str(device), dt, choice.gemm, gm, gn, tuple(tuple(p.coefficients) for p in sched.steps),
+           sched.normalization, tuple(cands), q_order)  # fmt: skip
+    if key in _gates:
+        return _gates[key]
+    G = gate_matrices(gm, gn, device)
+    exact_kernel = KernelChoice(device.type, "float64", choice.size_class, "native", None, "rule")
+    small = KernelChoice(device.type, choice.dtype, choice.size_class, choice.gemm, None, "rule")
+    exact = _last(run_plan(G, sched, Plan("standard", exact_kernel, None, (), gm, gn), torch.float64,
+                           check_finite=False, record=False))  # fmt: skip
+    out: dict[Any, list[float]] = {}
+    std = _last(
+        run_plan(G, sched, Plan("standard", small, None, (), gm, gn), dt, check_finite=False, record=False)
+    )
+    out[None] = rounding_errors(std, exact)
+    for gdt, rs in cands:
+        plan = Plan("gram", small, gdt, rs, gm, gn, (), q_order)
+        out[(gdt, rs)] = rounding_errors(
+            _last(run_plan(G, sched, plan, dt, check_finite=False, record=False)), exact
+        )
+    _gates[key] = out
+    return out
+
+
+def _last(run: Iterator[torch.Tensor]) -> torch.Tensor:
+    out = None
+    for out in run:  # noqa: B007 - the last iterate is the result
+        pass
+    assert out is not None
+    return out
+
+
+def _time_plans(
+    sched: Schedule, dt: torch.dtype, device: torch.device, batch: int, m: int, n: int, plans: dict[str, Plan]
+) -> tuple[dict[str, float], str]:
+    """Median ms of each plan on a random input of the call's shape (interleaved rounds, close calls measured
+    again: :func:`nsiter.kernels.compare_timings`); returns the medians and the shape timed.
+
+    Each plan runs once untimed (set-up, first-call kernel builds), then once timed; the batch is halved
+    while one round takes longer than :data:`TUNE_ROUND_S` (small matrices are timed as they are: the
+    plans' overheads are what decides there), and only then the matrix, keeping its aspect ratio, so a plan's
+    timing costs at most about 16 rounds of :data:`TUNE_ROUND_S`."""
+    gen = torch.Generator().manual_seed(0)
+    b, mm, nn = batch, m, n
+    while b * mm * nn > 2**26 and b > 1:  # at most 256 MiB of float32 input
+        b = max(1, b // 2)
+
+    def runner(p: Plan, G: torch.Tensor) -> Any:
+        return lambda: _last(run_plan(G, sched, p, dt, check_finite=False, record=False))
+
+    while True:
+        G = torch.randn(b, mm, nn, generator=gen).to(device)
+        fns = {k: runner(_resized(p, mm, nn), G) for k, p in plans.items()}
+        for fn in fns.values():
+            fn()
+        t0 = time.perf_counter()
+        for fn in fns.values():
+            fn()
+        if time.perf_counter() - t0 <= TUNE_ROUND_S or (b == 1 and mm <= 128):
+            break
+        b, mm, nn = (b // 2, mm, nn) if b > 1 else (1, mm // 2, nn // 2)
+    med, _, _ = compare_timings(fns, device)
+    shape = f"{b}x{mm}x{nn}" if b > 1 else f"{mm}x{nn}"
+    return med, shape
+
+
+def _resized(plan: Plan, m: int, n: int) -> Plan:
+    if (plan.m, plan.n) == (m, n):
+        return plan
+    block = plan.kernel.symmetric_block
+    kernel = plan.kernel if block is None or block < m else replace(plan.kernel, symmetric_block=None)
+    return replace(plan, m=m, n=n, kernel=kernel)

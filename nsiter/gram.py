@@ -50,6 +50,8 @@ __all__ = [
 ]
 
 Q_ORDERS = ("zq", "qz")  # Q <- c_0 Q + W Q, or Q <- c_0 Q + Q W (gram_steps)
+
+
 def default_gram_dtype(dtype: Any, gemm: str, device: str = "cpu") -> str:
     """The precision kept for ``R`` and ``Q``: float32 for bf16/fp16 work on CPUs, float64 for float32
     work, else the working dtype itself (native low-precision GEMMs on GPUs, where float32 products

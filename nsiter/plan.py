@@ -46,9 +46,9 @@ from nsiter.schedule import Schedule, check_restarts
 
 __all__ = [
     "AUTO_MARGIN",
+    "GATE_MIN_FLOPS",
     "GRAM_TOLERANCE",
     "METHODS",
-    "GATE_MIN_FLOPS",
     "TUNE_ROUND_S",
     "WIDE_GRAM_COST",
     "Plan",

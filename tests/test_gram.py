@@ -164,7 +164,8 @@ def test_the_gate_refuses_what_it_measures_as_inaccurate():
     exact = orthogonalize(G, muon, dtype=torch.float64, method="standard")
     std = rounding_errors(orthogonalize(G, muon, dtype="bf16", method="standard", emulate=True), exact)
     bad = rounding_errors(
-        orthogonalize(G, muon, dtype="bf16", method="gram", gram_dtype="bf16", restarts=(), emulate=True), exact
+        orthogonalize(G, muon, dtype="bf16", method="gram", gram_dtype="bf16", restarts=(), emulate=True),
+        exact,
     )
     assert max(b / s for b, s in zip(bad, std, strict=True)) > 2.0
 

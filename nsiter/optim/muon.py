@@ -46,7 +46,6 @@ from torch import nn
 from nsiter.checks import check_bool, check_real, short_repr
 from nsiter.dtypes import dtype_name
 from nsiter.evaluate import Plan, evaluation_plan, orthogonalize, validate_matrix
-from nsiter.plan import METHODS  # how orthogonalize evaluates the schedule (its ``method``)
 from nsiter.optim.batching import (
     DEFAULT_BATCH_BYTES,
     check_batch_options,
@@ -56,6 +55,7 @@ from nsiter.optim.batching import (
 )
 from nsiter.optim.clip import QKClip
 from nsiter.optim.fsdp import ShardLayout, apply_on_owners, is_dtensor, redistribute_like, shard_layout
+from nsiter.plan import METHODS  # how orthogonalize evaluates the schedule (its ``method``)
 from nsiter.registry import load_schedule
 from nsiter.schedule import Schedule
 

@@ -9,6 +9,10 @@ recorded with each row), all in one process:
   kernels), normalization included; ``plan`` says what it ran (:func:`nsiter.evaluate.evaluation_plan`);
 - ``standard_full``, ``standard_sym``, ``gram_full``, ``gram_sym``: each method with full or blocked
   symmetric products (``gram_*`` keep ``R, Q`` in :func:`nsiter.gram.default_gram_dtype`);
+- ``gram_low`` (where the X side runs narrower than that default, e.g. native bf16): the Gram form with
+  ``R, Q`` in the X side's own precision and the schedule's restarts;  ``ours_vs_best_own`` compares the
+  default with the fastest of these own paths whose rounding error is within the accuracy gate's tolerance
+  (:data:`nsiter.plan.GRAM_TOLERANCE`) of the standard form's, named in ``best_own``;
 - ``reference``: the plain loop (normalize, transpose, ``A = X@X.T; B = b*A + c*A@A; X = a*X + B@X``,
   generalized to the schedule's per-step coefficients and degrees) in the dtype's own GEMM;
 - ``plain_emulated`` (bf16/fp16 only): the same loop with float32 GEMMs and every result rounded to the
@@ -17,10 +21,11 @@ recorded with each row), all in one process:
 - ``bare``: the standard method's matrix products alone (``torch.mm``/``bmm`` with ``out=`` on preallocated
   operands) in the GEMM dtype actually used — the ceiling for the standard flop count;
 - ``svd``: the polar factor ``U V^T`` from ``torch.linalg.svd`` in float32 (LAPACK has no bf16 SVD);
-- ``peer`` (fp16 rows, when ``gram-newton-schulz`` is installed and every step is a quintic): the
+- ``peer`` (fp16 and bf16 rows, when ``gram-newton-schulz`` is installed and every step is a quintic): the
   Gram Newton–Schulz package's pure-torch path (``ns_use_kernels=False``, no ``torch.compile``) with the
-  same coefficients, the schedule's restarts (or the package's default, after step 2); it always
-  computes in float16.
+  same coefficients, the schedule's restarts (or the package's default, after step 2); it computes in
+  float16, and for bf16 rows its one cast is changed to bfloat16 (:func:`_peer`);
+- ``speedup_vs_plain_best``: against the faster of the plain loop's native and emulated arithmetic.
 
 Every row states the rounding error of each variant: the 2-norm distance (largest over the batch) to the
 float64 run of the same schedule (standard form), from one extra untimed call.
@@ -33,11 +38,13 @@ default beats the GEMM ceiling of the plain loop's flops by doing fewer of them.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
 import statistics
 import time
+import types
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,7 +56,9 @@ from nsiter._io import atomic_write_csv
 from nsiter.cost import method_flops
 from nsiter.dtypes import short_name, torch_dtype
 from nsiter.evaluate import evaluation_plan, orthogonalize, resolve_schedule
+from nsiter.gram import default_gram_dtype
 from nsiter.kernels import device_name
+from nsiter.plan import GRAM_TOLERANCE
 from nsiter.rounding import rounding_error
 from nsiter.schedule import Schedule
 
@@ -75,6 +84,7 @@ VARIANTS = (
     "standard_sym",
     "gram_full",
     "gram_sym",
+    "gram_low",
     "reference",
     "plain_emulated",
     "bare",
@@ -97,9 +107,11 @@ COLUMNS = (
     "ratio_to_bare",
     "speedup_vs_reference",
     "speedup_vs_plain_emulated",
+    "speedup_vs_plain_best",
     "speedup_vs_peer",
     "speedup_vs_svd",
     "ours_vs_best_own",
+    "best_own",
     *(f"{v}_err" for v in _ERRORS),
     *(f"{v}_min_ms" for v in VARIANTS),
     "repeats",
@@ -109,7 +121,7 @@ COLUMNS = (
     "threads",
     "note",
 )
-_OWN = ("standard_full", "standard_sym", "gram_full", "gram_sym")
+_OWN = ("standard_full", "standard_sym", "gram_full", "gram_sym", "gram_low")
 
 
 @dataclass(frozen=True)
@@ -218,8 +230,15 @@ def _svd_polar(G: torch.Tensor) -> torch.Tensor:
     return U @ Vh
 
 
-def _peer(schedule: Schedule) -> tuple[Callable[[torch.Tensor], torch.Tensor] | None, str]:
-    """The ``gram-newton-schulz`` package's torch path with the schedule's coefficients, or a reason."""
+def _peer(
+    schedule: Schedule,
+) -> tuple[Callable[[torch.dtype], Callable[[torch.Tensor], torch.Tensor]] | None, str]:
+    """The ``gram-newton-schulz`` package's torch path with the schedule's coefficients, as a function of the
+    dtype it computes in, or a reason.
+
+    The package always casts to float16.  For a bfloat16 row the benchmark runs the package's own functions
+    with that one cast changed: their code is unchanged, but the name ``torch`` they look up resolves to a view
+    of torch whose ``float16`` is ``bfloat16`` (nothing of the package is copied)."""
     try:
         from gram_newton_schulz import GramNewtonSchulz
     except ImportError:
@@ -236,13 +255,35 @@ def _peer(schedule: Schedule) -> tuple[Callable[[torch.Tensor], torch.Tensor] | 
         gram_newton_schulz_reset_iterations=restarts,
         compile_kwargs=None,
     )
-    note = f"peer: torch path, float16, restarts after steps {restarts}"
+
+    def in_dtype(dtype: torch.dtype) -> Callable[[torch.Tensor], torch.Tensor]:
+        if dtype == torch.float16:
+            return peer
+        view = _TorchWithHalfAs(dtype)
+        moved = copy.copy(peer)
+        for attr in ("_gram_torch", "_standard_torch"):
+            fn = getattr(peer, attr)
+            setattr(moved, attr, types.FunctionType(fn.__code__, {**fn.__globals__, "torch": view}, fn.__name__,
+                                                    fn.__defaults__, fn.__closure__))  # fmt: skip
+        return moved
+
+    note = f"peer: torch path, the row's dtype (float16 as published), restarts after steps {restarts}"
     if schedule.normalization.scale != 1.0:
         note += (
             f" (it normalizes without the schedule's scale {schedule.normalization.scale}: its error is "
             "taken against the float64 run with scale 1)"
         )
-    return peer, note
+    return in_dtype, note
+
+
+class _TorchWithHalfAs:
+    """torch, except that ``float16`` names another dtype (the peer's cast, changed for a bfloat16 row)."""
+
+    def __init__(self, dtype: torch.dtype):
+        self._dtype = dtype
+
+    def __getattr__(self, name: str) -> Any:
+        return self._dtype if name == "float16" else getattr(torch, name)
 
 
 def _sync(device: torch.device) -> None:
@@ -382,8 +423,10 @@ def _case(
     notes = []
     sym_block = plan.kernel.symmetric_block or True
 
-    def ours(method: str = "auto", symmetric: bool | int | None = None) -> Callable[[], torch.Tensor]:
-        return lambda: orthogonalize(G, sched, dtype=dtype, method=method, symmetric=symmetric)
+    def ours(
+        method: str = "auto", symmetric: bool | int | None = None, **kw: Any
+    ) -> Callable[[], torch.Tensor]:
+        return lambda: orthogonalize(G, sched, dtype=dtype, method=method, symmetric=symmetric, **kw)
 
     variants: dict[str, Callable[[], Any]] = {
         "ours": ours(),
@@ -393,6 +436,11 @@ def _case(
         "gram_sym": ours("gram", sym_block),
         "bare": _bare(sched, shape, gemm_dtype, dev),
     }
+    x_side = torch.float32 if emulated and dtype in (torch.bfloat16, torch.float16) else dtype
+    if x_side != torch_dtype(
+        default_gram_dtype(dtype, plan.kernel.gemm, dev)
+    ):  # R, Q in the X side's precision
+        variants["gram_low"] = ours("gram", False, gram_dtype=x_side, restarts=sched.restarts)
     rate = rates[gemm_dtype]
     predicted: dict[str, float | None] = {k: flops / rate for k in variants}
     if reference:
@@ -401,12 +449,12 @@ def _case(
         if dtype in (torch.bfloat16, torch.float16):
             variants["plain_emulated"] = lambda: reference_loop(G, sched, dtype, emulate=True)
             predicted["plain_emulated"] = flops / rates[torch.float32]
-    if peer is not None and dtype == torch.float16:
-        variants["peer"] = lambda: peer(G)
+    if peer is not None and dtype in (torch.float16, torch.bfloat16):
+        variants["peer"] = lambda: peer(dtype)(G)
         predicted["peer"] = method_flops(sched, shape.m, shape.n, batch=shape.count, method="gram",
-                                         restarts=list(sched.restarts) or [2]) / rates[torch.float16]  # fmt: skip
+                                         restarts=list(sched.restarts) or [2]) / rates[dtype]  # fmt: skip
         notes.append(peer_note)
-    elif peer is None and dtype == torch.float16:
+    elif peer is None and dtype in (torch.float16, torch.bfloat16):
         notes.append(peer_note)
     svd_cost = shape.count * shape.m * shape.n * min(shape.m, shape.n)  # SVD flops ~ C m n min(m, n)
     if svd and svd_cost <= svd_max**3:
@@ -463,9 +511,22 @@ def _case(
         ):
             if other in med:
                 row[col] = med[other] / med["ours"]
-        own = [med[k] for k in _OWN if k in med]
+        plain = [med[k] for k in ("reference", "plain_emulated") if k in med]
+        if plain:
+            row["speedup_vs_plain_best"] = min(plain) / med["ours"]
+        # the fastest own path among the admissible ones: rounding error within the accuracy gate's
+        # tolerance of the standard form's (every own path when errors are not computed)
+        std_err = row.get("standard_full_err")
+        own = {
+            k: med[k]
+            for k in _OWN
+            if k in med
+            and (std_err is None or (row.get(f"{k}_err") or 0.0) <= GRAM_TOLERANCE * max(std_err, 1e-300))
+        }
         if own:
-            row["ours_vs_best_own"] = min(own) / med["ours"]
+            best = min(own, key=own.get)
+            row["ours_vs_best_own"] = own[best] / med["ours"]
+            row["best_own"] = best
     if "bare" in med:
         row["bare_tflops"] = flops / med["bare"] / 1e12
     row["repeats"] = reps
@@ -493,11 +554,14 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
         ("speedup_vs_plain_emulated", "x plain emu"),
         ("speedup_vs_peer", "x peer"),
         ("speedup_vs_svd", "x svd"),
+        ("speedup_vs_plain_best", "x best plain"),
         ("ours_vs_best_own", "vs best own"),
+        ("best_own", "best own"),
         ("standard_full_ms", "std ms"),
         ("standard_sym_ms", "std sym ms"),
         ("gram_full_ms", "gram ms"),
         ("gram_sym_ms", "gram sym ms"),
+        ("gram_low_ms", "gram low ms"),
         ("reference_ms", "plain ms"),
         ("plain_emulated_ms", "plain emu ms"),
         ("peer_ms", "peer ms"),

@@ -77,6 +77,7 @@ __all__ = [
     "device_name",
     "gemm_path",
     "kernel_choice",
+    "machine_key",
     "rule_choice",
     "size_class",
     "symmetric_mm",
@@ -188,7 +189,9 @@ def cache_path() -> Path | None:
     return Path(base) / "nsiter" / "kernels.json"
 
 
-def _machine_key(device: torch.device) -> str:
+def machine_key(device: torch.device | str) -> str:
+    """What a measured decision is valid for: device kind, CPU model or GPU name, capability, threads, torch."""
+    device = torch.device(device)
     if device.type == "cuda":
         hw = torch.cuda.get_device_name(device)
     else:
@@ -507,7 +510,7 @@ def kernel_choice(
 
 
 def _key(device: torch.device, name: str, cls: int) -> str:
-    return f"{_machine_key(device)}|{name}|{cls}"
+    return f"{machine_key(device)}|{name}|{cls}"
 
 
 def rule_choice(device: torch.device | str, dtype: Any, cls: int) -> KernelChoice:
@@ -531,9 +534,9 @@ def verify_cache() -> list[dict[str, Any]]:
     and the new decision (``gemm``, ``symmetric_block``) and whether they agree.  Entries that differ
     are replaced by the new measurement (``nsiter tune --verify``)."""
     path = cache_path()
-    machines = {_machine_key(torch.device("cpu")): torch.device("cpu")}
+    machines = {machine_key(torch.device("cpu")): torch.device("cpu")}
     if torch.cuda.is_available():
-        machines[_machine_key(torch.device("cuda"))] = torch.device("cuda")
+        machines[machine_key(torch.device("cuda"))] = torch.device("cuda")
     rows = []
     for key in sorted(_read_cache(path), key=lambda k: (k.rsplit("|", 2)[1], k.rsplit("|", 2)[2].zfill(8))):
         machine, name, cls = key.rsplit("|", 2)
@@ -569,7 +572,7 @@ def _measure(device: torch.device, name: str, tdt: torch.dtype, cls: int) -> Ker
     gemm, native_ms, emulated_ms, source = "native", None, None, "rule"
     probe_size = rounds = ratio = None
     if name in LOW_PRECISION and device.type != "cuda":
-        dkey = (_machine_key(device), name)
+        dkey = (machine_key(device), name)
         if dkey not in _decisive:
             _decisive[dkey] = _scalar_ratio(device, tdt)
         ratio = _decisive[dkey]

@@ -11,8 +11,8 @@ count (:mod:`nsiter.cost`, the Gram side weighted by its measured cost per flop)
 that cannot pay (square matrices, small aspect ratios) in microseconds.
 
 **Accuracy by measurement.**  Each remaining Gram candidate runs, with the same kernels it would use, on
-a few small matrices with hard spectra (singular values log-uniform down to 1e-10, half exactly zero, and a
-cluster at 1.8e-7) beside the standard form in the same precision; both are compared with the float64 run
+a few small matrices (:func:`gate_matrices`: a Gaussian one, singular values log-uniform down to 1e-3 and to
+1e-10, half exactly zero, and a cluster at 1.8e-7) beside the standard form in the same precision; both are compared with the float64 run
 of the schedule (:func:`nsiter.rounding.rounding_error`).  A candidate whose worst error exceeds
 ``gram_tolerance`` times the standard form's is not admissible.  The gate is a measurement of the kernel that
 will run on this machine, not a model fitted on another (the mpmath model of :mod:`nsiter.restarts` ranks
@@ -28,6 +28,9 @@ kept per process; timed decisions also in the kernel cache file, keyed by the ma
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -37,11 +40,20 @@ from typing import Any
 
 import torch
 
+from nsiter._io import atomic_write
 from nsiter.cost import gram_side_flops, standard_flops
 from nsiter.dtypes import dtype_name, largest_finite, torch_dtype, unit_roundoff
 from nsiter.engine import _check_dtype, resolve_schedule, run_plan
 from nsiter.gram import Q_ORDERS, default_gram_dtype, gram_magnitude
-from nsiter.kernels import CLOSE, KernelChoice, compare_timings, kernel_choice, tuning_enabled
+from nsiter.kernels import (
+    CLOSE,
+    KernelChoice,
+    cache_path,
+    compare_timings,
+    kernel_choice,
+    machine_key,
+    tuning_enabled,
+)
 from nsiter.schedule import Schedule, check_restarts
 
 __all__ = [
@@ -55,6 +67,7 @@ __all__ = [
     "PlanOptions",
     "evaluation_plan",
     "gate_matrices",
+    "plan_cache_path",
 ]
 
 METHODS = ("auto", "standard", "gram")
@@ -201,7 +214,7 @@ _PLAN_CACHE_SIZE = 1024
 AUTO_MARGIN = 0.9  # a Gram candidate must need at most this share of the standard form's weighted flops
 GATE_MIN_FLOPS = 5e7  # below this many flops a call runs the standard form: no gate, no timing
 TUNE_ROUND_S = 0.25  # one round of the timed candidates takes at most this long (at most 16 rounds a plan)
-_GATE_SIZE = 48  # the accuracy gate's matrices: at most this small side
+_GATE_SIZE = 64  # the accuracy gate's matrices: at most this small side
 
 
 def _x_side(dt: torch.dtype, choice: KernelChoice) -> str:
@@ -317,6 +330,9 @@ def _decide(
     plans = {"standard": Plan("standard", choice, None, (), m, n, (), opts.q_order)}
     for _, gdt, rs, label in admitted:
         plans[label] = Plan("gram", choice, gdt, rs, m, n, (), opts.q_order)
+    stored = _stored_plan(sched, dt, m, n, batch, choice, device, opts, admitted)
+    if stored is not None:
+        return stored
     med, shape = _time_plans(sched, dt, device, batch, m, n, plans)
     flops = {"standard": 1.0, **{label: ratio for ratio, _, _, label in admitted}}
     best = min(med, key=med.get)
@@ -325,9 +341,87 @@ def _decide(
     timing = ", ".join(f"{k} {v:.3g} ms" for k, v in sorted(med.items(), key=lambda kv: kv[1]))
     why.append(f"timed at {shape}: {timing}; {pick} (within {CLOSE:.0%} of the fastest: fewest flops)")
     if pick == "standard":
-        return Plan("standard", choice, None, (), m, n, tuple(why), opts.q_order, "measured")
-    chosen = plans[pick]
-    return gram_plan(chosen.gram_dtype, chosen.restarts, why, "measured")
+        plan = Plan("standard", choice, None, (), m, n, tuple(why), opts.q_order, "measured")
+    else:
+        plan = gram_plan(plans[pick].gram_dtype, plans[pick].restarts, why, "measured")
+    _store_plan(_plan_key(sched, dt, m, n, batch, choice, device, opts), plan)
+    return plan
+
+
+_PLAN_FILE_VERSION = 1
+
+
+def plan_cache_path() -> Path | None:
+    """The file of timed plan decisions: ``plans.json`` beside the kernel cache
+    (:func:`nsiter.kernels.cache_path`), or ``None`` when that is off."""
+    path = cache_path()
+    return None if path is None else path.with_name("plans.json")
+
+
+def _plan_key(
+    sched: Schedule, dt: torch.dtype, m: int, n: int, batch: int, choice: KernelChoice, device: torch.device,
+    opts: PlanOptions,
+) -> str:  # fmt: skip
+    digest = hashlib.sha256(
+        repr((
+            [list(p.coefficients) for p in sched.steps], sched.restarts, sched.normalization, opts,
+            (choice.gemm, choice.symmetric_block),
+        )).encode()
+    ).hexdigest()[:16]  # fmt: skip
+    return f"{machine_key(device)}|{dtype_name(dt)}|{batch}x{m}x{n}|{digest}"
+
+
+def _read_plans(path: Path | None) -> dict[str, Any]:
+    if path is None or not path.is_file():  # never read a FIFO or a device
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    ok = (
+        isinstance(data, dict)
+        and data.get("version") == _PLAN_FILE_VERSION
+        and isinstance(data.get("entries"), dict)
+    )
+    return data["entries"] if ok else {}
+
+
+def _store_plan(key: str, plan: Plan) -> None:
+    path = plan_cache_path()
+    if path is None:
+        return
+    entries = _read_plans(path)
+    entries[key] = {"method": plan.method, "gram_dtype": plan.gram_dtype, "restarts": list(plan.restarts),
+                    "reasons": list(plan.reasons)}  # fmt: skip
+    with contextlib.suppress(OSError):  # a read-only home is no reason to fail a computation
+        atomic_write(
+            path, json.dumps({"version": _PLAN_FILE_VERSION, "entries": entries}, indent=1), parents=True
+        )
+
+
+def _stored_plan(
+    sched: Schedule, dt: torch.dtype, m: int, n: int, batch: int, choice: KernelChoice, device: torch.device,
+    opts: PlanOptions, admitted: list[tuple[float, str, tuple[int, ...], str]],
+) -> Plan | None:  # fmt: skip
+    """The timed decision stored for this call, if it is one of the plans admitted now (an entry that is not,
+    or is malformed, is ignored and measured again)."""
+    entry = _read_plans(plan_cache_path()).get(_plan_key(sched, dt, m, n, batch, choice, device, opts))
+    if not isinstance(entry, dict):
+        return None
+    reasons = entry.get("reasons")
+    if not (isinstance(reasons, list) and all(isinstance(r, str) for r in reasons)):
+        return None
+    why = (*reasons, "(timed decision from the plan cache file)")
+    if entry.get("method") == "standard":
+        return Plan("standard", choice, None, (), m, n, why, opts.q_order, "measured")
+    for _, gdt, rs, _ in admitted:
+        if (
+            entry.get("method") == "gram"
+            and entry.get("gram_dtype") == gdt
+            and entry.get("restarts") == list(rs)
+        ):
+            return Plan("gram", choice, gdt, rs, m, n, why, opts.q_order, "measured")
+    return None
 
 
 def _in_range(sched: Schedule, gdt: str, rs: tuple[int, ...]) -> bool:
@@ -344,21 +438,25 @@ def _check_range(sched: Schedule, gdt: str, rs: tuple[int, ...]) -> None:
 
 
 def gate_matrices(m: int, n: int, device: torch.device | str = "cpu") -> torch.Tensor:
-    """The accuracy gate's hard spectra, float64 ``(3, m, n)``: singular values log-uniform from 1 down to
-    1e-10; half of them exactly zero (rank-deficient), the rest log-uniform to 1e-3; and a cluster of half at
-    1.8e-7 with the rest log-uniform to 1e-2 (seeded: the same matrices on every call)."""
+    """The accuracy gate's matrices, float64 ``(5, m, n)`` (seeded: the same on every call): a Gaussian matrix
+    (the spectrum of a random gradient), singular values log-uniform from 1 down to 1e-3 and down to 1e-10,
+    half of them exactly zero (rank-deficient) with the rest log-uniform to 1e-3, and a cluster of half at
+    1.8e-7 with the rest log-uniform to 1e-2."""
     from nsiter.matrices import with_spectrum
 
     k = min(m, n)
     half = k // 2
     spectra = [
+        torch.logspace(0, -3, k, dtype=torch.float64),
         torch.logspace(0, -10, k, dtype=torch.float64),
         torch.cat(
             [torch.logspace(0, -3, k - half, dtype=torch.float64), torch.zeros(half, dtype=torch.float64)]
         ),
         torch.cat([torch.logspace(0, -2, k - half, dtype=torch.float64), torch.full((half,), 1.8e-7)]),
     ]
-    return torch.stack([with_spectrum(m, n, s, seed=i) for i, s in enumerate(spectra)]).to(device)
+    gaussian = torch.randn(m, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    made = [with_spectrum(m, n, s, seed=i + 1) for i, s in enumerate(spectra)]
+    return torch.stack([gaussian, *made]).to(device)
 
 
 _gates: dict[tuple, dict[Any, list[float]]] = {}
@@ -424,8 +522,8 @@ def _time_plans(
     timing costs at most about 16 rounds of :data:`TUNE_ROUND_S`."""
     gen = torch.Generator().manual_seed(0)
     b, mm, nn = batch, m, n
-    while b * mm * nn > 2**26 and b > 1:  # at most 256 MiB of float32 input
-        b = max(1, b // 2)
+    while b * mm * nn > 2**26:  # at most 256 MiB of float32 input: the batch first, then the matrix
+        b, mm, nn = (b // 2, mm, nn) if b > 1 else (1, mm // 2, nn // 2)
 
     def runner(p: Plan, G: torch.Tensor) -> Any:
         return lambda: _last(run_plan(G, sched, p, dt, check_finite=False, record=False))

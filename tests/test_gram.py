@@ -160,7 +160,7 @@ def test_the_gate_refuses_what_it_measures_as_inaccurate():
     # a tolerance of 0 refuses every Gram plan (no run is exactly as accurate as another on these spectra)
     assert evaluation_plan((1024, 4096), muon, dtype="bf16", gram_tolerance=0.0).method == "standard"
     # the gate's own numbers: the standard and the refused Gram form run on the gate's matrices
-    G = plan_gate_matrices(48, 192)
+    G = plan_gate_matrices(64, 256)
     exact = orthogonalize(G, muon, dtype=torch.float64, method="standard")
     std = rounding_errors(orthogonalize(G, muon, dtype="bf16", method="standard", emulate=True), exact)
     bad = rounding_errors(

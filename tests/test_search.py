@@ -334,12 +334,14 @@ def test_gram_budget_counts_the_restarts_the_rounding_needs():
         p.coefficients for p in sched.steps
     ]
     assert diag.metrics["cost"] == sequence_cost(seq, shape=shape, restarts=rs) <= 8.5
-    # independently, with the rounding model on [0, 1] (as method="auto" decides): within 2x the standard
-    # form with its restarts, not without; and auto runs it in the Gram form with bf16 R, Q
+    # independently, with the rounding model on [0, 1]: within 2x the standard form with its restarts, not
+    # without; auto weighs exactly that plan (the model ranks, the measured accuracy gate decides if it runs)
     std = standard_error(sched, dtype="bfloat16", lo=0.0)
     assert predict_error(sched, rs, dtype="bfloat16", lo=0.0).error <= 2 * std
     assert not predict_error(sched, (), dtype="bfloat16", lo=0.0).error <= 2 * std
-    assert evaluation_plan(shape, sched, dtype="bf16", gram_dtype="bf16").method == "gram"
+    plan = evaluation_plan(shape, sched, dtype="bf16", gram_dtype="bf16")
+    assert f"gram (R, Q bfloat16; restarts {list(rs)}): " in plan.explain()
+    assert "measured rounding error" in plan.explain()
     # without counting restarts this sequence would fit a smaller budget; counting them, nothing does
     assert sequence_cost(seq, shape=shape) <= 8.0
     with pytest.raises(ValueError, match="no degree sequence fits budget 8"):

@@ -1,4 +1,5 @@
-"""``nsiter tune``: measure the kernel decisions ahead of time (native or emulated GEMM, symmetric blocks)."""
+"""``nsiter tune``: measure the kernel decisions ahead of time (native or emulated GEMM, symmetric blocks), and
+with ``--shapes`` the plans of those shapes (method, R/Q precision, restarts: :mod:`nsiter.plan`)."""
 
 from __future__ import annotations
 
@@ -40,17 +41,30 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated size classes (default 16..2048)",
     )
     p.add_argument("--verify", action="store_true", help="measure the stored entries again instead")
+    p.add_argument(
+        "--shapes",
+        default="",
+        help="also plan these MxN or BxMxN shapes (comma-separated) for --schedule: the accuracy gate and the "
+        "timed choice among the admitted plans, stored beside the kernel cache (plans.json)",
+    )
+    p.add_argument(
+        "--schedule", default="muon", help="registry name or schedule file for --shapes (default muon)"
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nsiter.bench import parse_shape
     from nsiter.dtypes import dtype_name
+    from nsiter.evaluate import evaluation_plan, resolve_schedule
     from nsiter.kernels import cache_path, clear_cache, kernel_choice, tuning_enabled, verify_cache
 
     if not tuning_enabled():
         raise CliError("NSITER_TUNE is off: decisions come from the rule table, nothing to measure")
     dtypes = [dtype_name(d) for d in args.dtypes.split(",") if d.strip()]  # bad names fail before work
+    shapes = [parse_shape(s) for s in args.shapes.split(",") if s.strip()]  # ValueError: exit 2, before work
+    sched = resolve_schedule(args.schedule) if shapes else None
     if any(d == "float64" for d in dtypes):
         raise CliError("float64 has no decision to tune (always native): use bf16, fp16, fp32")
     t0 = time.perf_counter()
@@ -63,6 +77,11 @@ def run(args: argparse.Namespace) -> int:
             for cls in args.sizes:
                 c = kernel_choice("cpu", d, cls)
                 rows.append({"dtype": d, "size_class": cls, "decision": c.label, "source": c.source})
+        for shape in shapes:
+            for d in dtypes:
+                lead = (shape.batch,) if shape.batch else ()
+                p = evaluation_plan((*lead, shape.m, shape.n), sched, dtype=d)
+                rows.append({"dtype": d, "shape": str(shape), "plan": p.label, "source": p.source})
     seconds = time.perf_counter() - t0
     path = cache_path()
     if args.json:

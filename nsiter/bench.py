@@ -30,7 +30,7 @@ recorded with each row), all in one process:
 Every row states the rounding error of each variant: the 2-norm distance (largest over the batch) to the
 float64 run of the same schedule (standard form), from one extra untimed call.
 
-FLOP counts: ``gflop`` is the standard form's count with full products (``nsiter.gram.method_flops``:
+FLOP counts: ``gflop`` is the standard form's count with full products (``nsiter.cost.method_flops``:
 per step of degree ``2l + 1``, ``4 m^2 n + 2 (l - 1) m^3`` on the small side ``m <= n``), the work of
 the plain loop; ``gflop_ours`` is what the default plan executes.  ``ratio_to_bare`` above 1 means the
 default beats the GEMM ceiling of the plain loop's flops by doing fewer of them.
@@ -154,7 +154,7 @@ def parse_shape(text: str) -> BenchShape:
 
 def schedule_flops(schedule: Schedule, m: int, n: int, batch: int = 1) -> int:
     """Matmul flops of the plain loop: ``sum_k 4 s^2 t + 2 (l_k - 1) s^3`` per matrix (s <= t); the standard
-    form with full products in :func:`nsiter.gram.method_flops`."""
+    form with full products in :func:`nsiter.cost.method_flops`."""
     return method_flops(schedule, m, n, batch=batch, method="standard")
 
 

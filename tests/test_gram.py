@@ -198,7 +198,7 @@ def error_to_float64(G, name, **kw):
 @pytest.mark.parametrize("dtype", ["bf16", "fp16"])
 @pytest.mark.parametrize("name", ["muon", "polar-express"])
 def test_wide_gram_side_is_no_less_accurate_than_standard(dtype, name):
-    # The rule behind gram_accurate: R, Q in float32 keep what bf16/fp16 X resolves.  Rounding error =
+    # Why float32 R, Q is the CPU default: R, Q in float32 keep what bf16/fp16 X resolves.  Rounding error =
     # 2-norm distance to the float64 run of the same schedule, largest over 2 matrices with spectra
     # log-uniform in [1e-3, 1]; measured here the standard form's is 1.19-1.44x the Gram form's.
     G = matrices.log_uniform(64, 256, 1e-3, seed=6, batch=2)

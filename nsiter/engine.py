@@ -228,10 +228,10 @@ def run_plan(
         if plan.method == "gram":
             A = gram_matrix(X, ops, A)
         else:
-            A = ops.rx(ops.sym(X, X.mT, A))
+            A = ops.round_x(ops.symmetric_product(X, X.mT, A))
         X, A = _aol(X, A, sched.normalization)
-        ops.rx(X)
-        ops.rg(A) if plan.method == "gram" else ops.rx(A)
+        ops.round_x(X)
+        ops.round_gram(A) if plan.method == "gram" else ops.round_x(A)
     yield X.view(b, m, n)
     if plan.method == "gram":
         out = torch.empty_like(X)
@@ -258,21 +258,21 @@ def _standard_steps(
     for p in steps:
         c = [float(v) for v in p.coefficients]
         if len(c) == 1:  # degree 1: X <- c_0 X
-            ops.rx(X.mul_(c[0]))
+            ops.round_x(X.mul_(c[0]))
             have_gram = False
             yield X
             continue
         if not have_gram:
-            ops.rx(ops.sym(X, X.mT, A))  # A = X X^T
+            ops.round_x(ops.symmetric_product(X, X.mT, A))  # A = X X^T
         have_gram = False
         if len(c) == 2:  # cubic: X <- c_0 X + c_1 A X
-            ops.rx(ops.mm(A, X, Y, C=X, beta=c[0], alpha=c[1]))
+            ops.round_x(ops.fused_product(A, X, Y, C=X, beta=c[0], alpha=c[1]))
         else:  # Horner in A: B = c_{l-1} A + c_l A^2, then B <- c_j A + B A for j = l-2, ..., 1
-            Bk, spare = ops.rx(ops.sym(A, A, B, C=A, beta=c[-2], alpha=c[-1])), B2
+            Bk, spare = ops.round_x(ops.symmetric_product(A, A, B, C=A, beta=c[-2], alpha=c[-1])), B2
             for cj in reversed(c[1:-2]):
-                ops.rx(ops.sym(Bk, A, spare, C=A, beta=cj))
+                ops.round_x(ops.symmetric_product(Bk, A, spare, C=A, beta=cj))
                 Bk, spare = spare, Bk
-            ops.rx(ops.mm(Bk, X, Y, C=X, beta=c[0]))  # X <- c_0 X + B X
+            ops.round_x(ops.fused_product(Bk, X, Y, C=X, beta=c[0]))  # X <- c_0 X + B X
         X, Y = Y, X
         yield X
 

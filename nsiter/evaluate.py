@@ -46,7 +46,7 @@ from nsiter.engine import (
     wide_batch,
 )
 from nsiter.kernels import gemm_path
-from nsiter.plan import GRAM_TOLERANCE, Plan, evaluation_plan
+from nsiter.plan import GRAM_TOLERANCE, Plan, PlanOptions, evaluation_plan, plan_options
 from nsiter.schedule import Normalization, Schedule
 
 __all__ = [
@@ -115,21 +115,9 @@ def iterates(
     to ``dtype``, so each product sees ``dtype`` inputs, accumulates in float32 and rounds its output once,
     the arithmetic of a bf16 GEMM with float32 accumulation (summation order aside).
     """
-    yield from _run(
-        G,
-        schedule,
-        dtype=dtype,
-        norm=norm,
-        steps=steps,
-        emulate=emulate,
-        check_finite=check_finite,
-        method=method,
-        restarts=restarts,
-        gram_dtype=gram_dtype,
-        gram_tolerance=gram_tolerance,
-        symmetric=symmetric,
-        record=True,
-    )
+    options = plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric)
+    yield from _run(G, schedule, dtype=dtype, norm=norm, steps=steps, check_finite=check_finite, options=options,
+                    record=True)  # fmt: skip
 
 
 def _run(
@@ -139,13 +127,8 @@ def _run(
     dtype: Any,
     norm: str | Normalization | None,
     steps: int | None,
-    emulate: bool | None,
     check_finite: bool,
-    method: str,
-    restarts: Sequence[int] | None,
-    gram_dtype: Any,
-    gram_tolerance: float,
-    symmetric: bool | int | None,
+    options: PlanOptions | None,
     record: bool,
     plan: Plan | None = None,
 ) -> Iterator[torch.Tensor]:
@@ -153,18 +136,7 @@ def _run(
     sched = resolve_schedule(schedule, norm=norm, steps=steps)
     dt = _check_dtype(dtype)
     if plan is None:
-        plan = evaluation_plan(
-            G.shape,
-            sched,
-            dtype=dt,
-            device=G.device,
-            method=method,
-            restarts=restarts,
-            gram_dtype=gram_dtype,
-            gram_tolerance=gram_tolerance,
-            emulate=emulate,
-            symmetric=symmetric,
-        )
+        plan = evaluation_plan(G.shape, sched, dtype=dt, device=G.device, options=options or PlanOptions())
     elif (plan.m, plan.n) != (G.shape[-2], G.shape[-1]) or plan.kernel.dtype != dtype_name(dt):
         raise ValueError(
             f"plan is for {plan.m} x {plan.n} {plan.kernel.dtype} matrices, got {G.shape[-2]} x {G.shape[-1]} "
@@ -239,24 +211,15 @@ def orthogonalize(
     """
     validate_matrix(G, check_finite=False)  # normalize checks finiteness from max|G|
     _check_dtype(dtype)
+    options = (
+        None
+        if plan is not None
+        else plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric)
+    )
     W, layout = wide_batch(G)
     with torch.no_grad():  # the kernel writes into reused buffers (out=): not differentiable
-        *_, last = _run(
-            W,
-            schedule,
-            dtype=dtype,
-            norm=norm,
-            steps=steps,
-            emulate=emulate,
-            check_finite=check_finite,
-            method=method,
-            restarts=restarts,
-            gram_dtype=gram_dtype,
-            gram_tolerance=gram_tolerance,
-            symmetric=symmetric,
-            record=False,
-            plan=plan,
-        )
+        *_, last = _run(W, schedule, dtype=dtype, norm=norm, steps=steps, check_finite=check_finite,
+                        options=options, record=False, plan=plan)  # fmt: skip
     # the schedule diverged on this input: one reduction, no temporary (NaN/Inf propagate into the sum)
     if check_finite and not bool(
         torch.isfinite(last.sum(dtype=torch.float32 if last.itemsize < 4 else None))

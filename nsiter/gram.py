@@ -102,7 +102,7 @@ def gram_magnitude(schedule: Schedule | Sequence[OddPolynomial], restarts: Seque
 def gram_matrix(X: torch.Tensor, ops: Products, out: torch.Tensor) -> torch.Tensor:
     """``R = X X^T`` on the Gram side (``X`` cast to the Gram compute dtype when that is wider)."""
     Xg = X if X.dtype == ops.gram_compute else X.to(ops.gram_compute)
-    return ops.rg(ops.sym(Xg, Xg.mT, out))
+    return ops.round_gram(ops.symmetric_product(Xg, Xg.mT, out))
 
 
 def apply_q(Q: torch.Tensor | None, X: torch.Tensor, ops: Products, out: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,7 @@ def apply_q(Q: torch.Tensor | None, X: torch.Tensor, ops: Products, out: torch.T
     if Q is None:
         return X
     Qx = Q if Q.dtype == X.dtype else Q.to(X.dtype)
-    return ops.rx(ops.mm(Qx, X, out))
+    return ops.round_x(ops.fused_product(Qx, X, out))
 
 
 def gram_steps(
@@ -155,29 +155,29 @@ def gram_steps(
                 Q.zero_().diagonal(dim1=-2, dim2=-1).fill_(c[0])
             else:
                 Q.mul_(c[0])
-            ops.rg(Q)
+            ops.round_gram(Q)
             if need_r:
-                ops.rg(R.mul_(c[0] ** 2))
+                ops.round_gram(R.mul_(c[0] ** 2))
         else:
             # W = q(R) - c_0 I = c_1 R + ... + c_l R^l by Horner: W <- c_j R + W R
             if len(c) == 2:
-                Wk = ops.rg(W.copy_(R).mul_(c[1]))
+                Wk = ops.round_gram(W.copy_(R).mul_(c[1]))
             else:
-                Wk, spare = ops.rg(ops.sym(R, R, W, C=R, beta=c[-2], alpha=c[-1])), W2
+                Wk, spare = ops.round_gram(ops.symmetric_product(R, R, W, C=R, beta=c[-2], alpha=c[-1])), W2
                 for cj in reversed(c[1:-2]):
-                    ops.rg(ops.sym(Wk, R, spare, C=R, beta=cj))
+                    ops.round_gram(ops.symmetric_product(Wk, R, spare, C=R, beta=cj))
                     Wk, spare = spare, Wk
             if Q is None:  # Q = q(R) = W + c_0 I
                 Q = Qbuf[0]
                 Q.copy_(Wk).diagonal(dim1=-2, dim2=-1).add_(c[0])
-                ops.rg(Q)
+                ops.round_gram(Q)
             else:  # Q <- q(R) Q = c_0 Q + W Q ("zq"), or Q q(R) = c_0 Q + Q W ("qz")
                 other = Qbuf[1] if Q is Qbuf[0] else Qbuf[0]
                 left, right = (Wk, Q) if q_order == "zq" else (Q, Wk)
-                Q = ops.rg(ops.sym(left, right, other, C=Q, beta=c[0]))
+                Q = ops.round_gram(ops.symmetric_product(left, right, other, C=Q, beta=c[0]))
             if need_r:  # R <- q(R) R q(R): T = c_0 R + R W, then R = c_0 T + W T
-                ops.rg(ops.sym(R, Wk, T, C=R, beta=c[0]))
-                ops.rg(ops.sym(Wk, T, R, C=T, beta=c[0]))
+                ops.round_gram(ops.symmetric_product(R, Wk, T, C=R, beta=c[0]))
+                ops.round_gram(ops.symmetric_product(Wk, T, R, C=T, beta=c[0]))
         if k in cuts:  # restart: X <- Q X, R <- X X^T, Q <- I
             if Xspare is None:
                 Xspare = torch.empty_like(X)

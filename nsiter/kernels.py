@@ -695,7 +695,7 @@ class Products:
         self.block = choice.symmetric_block
         self._scratch: dict[torch.dtype, torch.Tensor] = {}
 
-    def round_(self, T: torch.Tensor, to: torch.dtype | None) -> torch.Tensor:
+    def round_in_place(self, T: torch.Tensor, to: torch.dtype | None) -> torch.Tensor:
         """Round ``T`` (contiguous) in place to ``to`` (no-op for ``None``)."""
         if to is None:
             return T
@@ -706,15 +706,15 @@ class Products:
         s.copy_(T)
         return T.copy_(s)
 
-    def rx(self, T: torch.Tensor) -> torch.Tensor:
+    def round_x(self, T: torch.Tensor) -> torch.Tensor:
         """Round an X-side result."""
-        return self.round_(T, self.round_to)
+        return self.round_in_place(T, self.round_to)
 
-    def rg(self, T: torch.Tensor) -> torch.Tensor:
+    def round_gram(self, T: torch.Tensor) -> torch.Tensor:
         """Round a Gram-side result."""
-        return self.round_(T, self.gram_round)
+        return self.round_in_place(T, self.gram_round)
 
-    def mm(
+    def fused_product(
         self,
         P: torch.Tensor,
         Q: torch.Tensor,
@@ -731,7 +731,7 @@ class Products:
             return torch.addmm(C, P, Q, beta=beta, alpha=alpha, out=out)
         return torch.baddbmm(C, P, Q, beta=beta, alpha=alpha, out=out)
 
-    def sym(
+    def symmetric_product(
         self,
         P: torch.Tensor,
         Q: torch.Tensor,
@@ -742,5 +742,5 @@ class Products:
     ) -> torch.Tensor:
         """``out = beta C + alpha P Q`` for a symmetric result: blocked when the choice says it pays."""
         if self.block is None or self.block >= out.shape[-1]:
-            return self.mm(P, Q, out, C, beta, alpha)
+            return self.fused_product(P, Q, out, C, beta, alpha)
         return symmetric_mm(P, Q, out, block=self.block, C=C, beta=beta, alpha=alpha)

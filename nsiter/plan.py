@@ -68,6 +68,7 @@ __all__ = [
     "evaluation_plan",
     "gate_matrices",
     "plan_cache_path",
+    "plan_options",
 ]
 
 METHODS = ("auto", "standard", "gram")
@@ -149,6 +150,32 @@ class PlanOptions:
             raise ValueError(f"q_order must be one of {Q_ORDERS}, got {self.q_order!r}")
 
 
+def plan_options(
+    method: str = "auto",
+    restarts: Sequence[int] | None = None,
+    gram_dtype: Any = None,
+    gram_tolerance: float = GRAM_TOLERANCE,
+    emulate: bool | None = None,
+    symmetric: bool | int | None = None,
+    q_order: str = "zq",
+) -> PlanOptions:
+    """The :class:`PlanOptions` of these keyword values (``gram_dtype`` by any dtype name), checked: what
+    ``orthogonalize`` and ``iterates`` build once and hand on."""
+    if restarts is not None:
+        if isinstance(restarts, (str, bytes)) or not isinstance(restarts, Sequence):
+            raise ValueError(f"restarts must be a sequence of step numbers, got {restarts!r}")
+        restarts = tuple(restarts)
+    return PlanOptions(
+        method,
+        restarts,
+        None if gram_dtype is None else dtype_name(gram_dtype),
+        gram_tolerance,
+        emulate,
+        symmetric,
+        q_order,
+    )
+
+
 def evaluation_plan(
     shape: Sequence[int],
     schedule: Schedule | str | Path = "muon",
@@ -163,6 +190,7 @@ def evaluation_plan(
     symmetric: bool | int | None = None,
     steps: int | None = None,
     q_order: str = "zq",
+    options: PlanOptions | None = None,
 ) -> Plan:
     """The plan ``orthogonalize`` follows for an input of ``shape`` (``(..., m, n)``) with these options.
 
@@ -170,21 +198,21 @@ def evaluation_plan(
     says why.  The first call for a (device, dtype, size class) may run the kernel probe
     (:func:`nsiter.kernels.kernel_choice`); the first call for a shape and schedule may run the accuracy gate
     (small matrices, milliseconds) and, with tuning on, time the admissible plans (bounded by
-    :data:`TUNE_ROUND_S`).  Later calls reuse the plan.
+    :data:`TUNE_ROUND_S`).  Later calls reuse the plan.  ``options`` (a :class:`PlanOptions`, as
+    ``orthogonalize`` hands it on) replaces the keywords from ``method`` to ``q_order``.
     """
     if len(shape) < 2 or min(shape[-2:]) < 1:
         raise ValueError(f"expected a shape (..., m, n), got {tuple(shape)}")
     sched = resolve_schedule(schedule, steps=steps)
     dt = _check_dtype(dtype)
-    opts = PlanOptions(
-        method,
-        None if restarts is None else tuple(check_restarts(restarts, len(sched))),
-        None if gram_dtype is None else dtype_name(gram_dtype),
-        gram_tolerance,
-        emulate,
-        symmetric,
-        q_order,
-    )
+    if options is None:
+        options = plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric, q_order)
+    elif not isinstance(options, PlanOptions):
+        raise ValueError(f"options must be a PlanOptions, got {type(options).__name__}")
+    opts = options
+    if opts.restarts is not None:
+        opts = replace(opts, restarts=tuple(check_restarts(list(opts.restarts), len(sched))))
+    emulate, symmetric = opts.emulate, opts.symmetric
     m, n = min(shape[-2:]), max(shape[-2:])
     choice = kernel_choice(device, dt, m, emulate=emulate, symmetric=symmetric)
     batch = math.prod(shape[:-2])

@@ -139,7 +139,7 @@ def test_rounding_in_place_is_torch_rounding():
     )
     T = torch.randn(7, 9, generator=torch.Generator().manual_seed(3))
     expected = T.to(torch.bfloat16).to(torch.float32)
-    assert torch.equal(ops.rx(T.clone()), expected)
+    assert torch.equal(ops.round_x(T.clone()), expected)
     assert ops.compute == torch.float32 and ops.round_to == torch.bfloat16
 
 

@@ -336,6 +336,13 @@ def _decide(
     if batch * std < GATE_MIN_FLOPS:
         why.append(f"standard: {batch * std:.3g} flops a call, below {GATE_MIN_FLOPS:g}: not worth planning")
         return Plan("standard", choice, None, (), m, n, tuple(why), opts.q_order)
+    gm, gn = _gate_shape(m, n)
+    gate_flops = (3 + len(cheap)) * _GATE_MATRICES * standard_flops(sched, gm, gn)  # float64 counted twice
+    if gate_flops > batch * std:
+        why.append(
+            f"standard: the accuracy gate ({gate_flops:.3g} flops) would cost more than the call ({batch * std:.3g})"
+        )
+        return Plan("standard", choice, None, (), m, n, tuple(why), opts.q_order)
     errors = _gate(sched, dt, choice, device, m, n, [(g, r) for _, g, r, _ in cheap], opts.q_order)
     std_err = errors[None]
     floor = unit_roundoff(x_side)  # a standard run can hit the reference exactly: ratios of errors above u
@@ -488,6 +495,13 @@ def gate_matrices(m: int, n: int, device: torch.device | str = "cpu") -> torch.T
 
 
 _gates: dict[tuple, dict[Any, list[float]]] = {}
+_GATE_MATRICES = 5  # gate_matrices' batch
+
+
+def _gate_shape(m: int, n: int) -> tuple[int, int]:
+    """The gate's matrices: small side at most :data:`_GATE_SIZE`, the call's aspect ratio up to 8."""
+    gm = min(m, _GATE_SIZE)
+    return gm, gm * max(1, min(8, round(n / m)))
 
 
 def _gate(
@@ -505,8 +519,7 @@ def _gate(
     side at most :data:`_GATE_SIZE` and the call's aspect ratio (at most 8)."""
     from nsiter.rounding import rounding_errors
 
-    gm = min(m, _GATE_SIZE)
-    gn = gm * max(1, min(8, round(n / m)))
+    gm, gn = _gate_shape(m, n)
     key = (str(device), dt, choice.gemm, gm, gn, tuple(tuple(p.coefficients) for p in sched.steps),
            sched.normalization, tuple(cands), q_order)  # fmt: skip
     if key in _gates:

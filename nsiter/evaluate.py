@@ -102,6 +102,7 @@ def iterates(
     gram_dtype: Any = None,
     gram_tolerance: float = GRAM_TOLERANCE,
     symmetric: bool | int | None = None,
+    q_order: str = "zq",
 ) -> Iterator[torch.Tensor]:
     """Yield ``X_0, X_1, ..., X_T`` as (b, m, n) tensors, wide side last (``m <= n``).
 
@@ -115,7 +116,7 @@ def iterates(
     to ``dtype``, so each product sees ``dtype`` inputs, accumulates in float32 and rounds its output once,
     the arithmetic of a bf16 GEMM with float32 accumulation (summation order aside).
     """
-    options = plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric)
+    options = plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric, q_order)
     yield from _run(G, schedule, dtype=dtype, norm=norm, steps=steps, check_finite=check_finite, options=options,
                     record=True)  # fmt: skip
 
@@ -160,6 +161,7 @@ def orthogonalize(
     gram_tolerance: float = GRAM_TOLERANCE,
     symmetric: bool | int | None = None,
     plan: Plan | None = None,
+    q_order: str = "zq",
 ) -> torch.Tensor:
     """Approximate the polar factor ``U V^T`` of ``G = U S V^T`` by a Newton–Schulz schedule.
 
@@ -194,6 +196,9 @@ def orthogonalize(
             this times the standard form's is not run by ``method="auto"`` (:mod:`nsiter.plan`).
         symmetric: blocked symmetric products (``None``: where the probe measured that they pay;
             ``True``/``False``; or a block size).
+        q_order: the Gram form's ``Q`` update: ``"zq"`` (``Q <- c_0 Q + W Q``, default: the more accurate
+            in the ordering study, ``experiments/q_ordering.py``) or ``"qz"`` (``Q <- c_0 Q + Q W``, the
+            published kernel's order); see :func:`nsiter.gram.gram_steps`.
         plan: a :class:`Plan` from :func:`evaluation_plan` for this shape and dtype, decided ahead: no planning
             (and no kernel probe) at call time, so ``method``, ``restarts``, ``gram_dtype``, ``gram_tolerance``,
             ``emulate`` and ``symmetric`` are ignored.  With ``check_finite=False`` the call then makes no host
@@ -214,7 +219,7 @@ def orthogonalize(
     options = (
         None
         if plan is not None
-        else plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric)
+        else plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric, q_order)
     )
     W, layout = wide_batch(G)
     with torch.no_grad():  # the kernel writes into reused buffers (out=): not differentiable

@@ -58,6 +58,7 @@ QUICK = {
     "peer_points": 500,
 }
 SEED = 0
+LIMITS = (1e-3, 1e3)  # the figure's axes: a value at or above the upper limit is drawn off scale
 # the recorded training spectra (package data; not part of nsiter's source digest)
 INPUTS = ("nsiter/data/train_muon_spectra.csv",)
 
@@ -434,31 +435,76 @@ def latex(tables) -> dict:
 
 
 def plot(tables, ctx):
+    """Predicted against measured rounding error, one point per placement; nothing is dropped.
+
+    A value off the log axes (at or above ``LIMITS[1]``, infinite from an overflow, or NaN) is drawn open
+    on a grey strip beyond that edge; the legend counts them per dtype and strip (right: measured off
+    scale, top: predicted, corner: both) and says how many are infinite.
+    """
     import matplotlib.pyplot as plt
 
     from nsiter.plot import use_style
 
     use_style()
-    rows = [r for r in tables["placements"] if r["measured"] < 1e3 and r["predicted"] < 1e3]
-    fig, ax = plt.subplots(figsize=(4.6, 4.0), layout="constrained")
-    for dt, marker in (("fp16", "o"), ("bf16", "s")):
+    rows = tables["placements"]
+    lo, hi = LIMITS
+    strip = hi * 4  # where an off-scale value is drawn
+
+    def shown(v, at):
+        return v if v < hi else at  # NaN and inf compare False: off scale too
+
+    fig, ax = plt.subplots(figsize=(5.4, 5.6), layout="constrained")
+    ax.axvspan(hi, strip * 4, color="0.92", lw=0, zorder=0)
+    ax.axhspan(hi, strip * 4, color="0.92", lw=0, zorder=0)
+    for dt, marker, color, at in (
+        ("fp16", "o", "#0072B2", strip / 1.5),
+        ("bf16", "s", "#D55E00", strip * 1.5),
+    ):
         sel = [r for r in rows if r["dtype"] == dt]
+        if not sel:
+            continue
+        inside = [r for r in sel if r["measured"] < hi and r["predicted"] < hi]
         ax.scatter(
-            [r["measured"] for r in sel],
-            [r["predicted"] for r in sel],
+            [r["measured"] for r in inside],
+            [r["predicted"] for r in inside],
             s=10,
             marker=marker,
-            label=dt,
+            color=color,
             alpha=0.6,
+            label=f"{dt}: {len(inside)} placements on scale",
         )
-    lims = [1e-3, 1e3]
-    ax.plot(lims, lims, "k-", lw=0.8)
+        off = [r for r in sel if not (r["measured"] < hi and r["predicted"] < hi)]
+        if not off:
+            continue
+        right = sum(r["predicted"] < hi for r in off)
+        top = sum(r["measured"] < hi for r in off)
+        infinite = sum(not (math.isfinite(r["measured"]) and math.isfinite(r["predicted"])) for r in off)
+        ax.scatter(
+            [shown(r["measured"], at) for r in off],  # each dtype on its own line of the strip
+            [shown(r["predicted"], at) for r in off],
+            s=22,
+            marker=marker,
+            facecolors="none",
+            edgecolors=color,
+            linewidths=0.9,
+            label=(
+                f"{dt}: {len(off)} off scale ($\\geq 10^{{{round(math.log10(hi))}}}$ or inf; {infinite} inf): "
+                f"{right} right, {top} top, {len(off) - right - top} in the corner"
+            ),
+        )
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8, label="predicted = measured")
     for f in (1 / 3, 3):
-        ax.plot(lims, [f * v for v in lims], "k:", lw=0.6)
-    ax.set(xscale="log", yscale="log", xlim=lims, ylim=lims)
-    ax.set_xlabel(r"measured $\|X_T - X_T^{64}\|_2$ (Gram form)")
-    ax.set_ylabel("predicted (nsiter.restarts)")
-    ax.legend(title="dtype")
+        ax.plot([lo, hi], [f * lo, f * hi], "k:", lw=0.6, label="a factor 3 either way" if f == 3 else None)
+    ax.set(xscale="log", yscale="log", xlim=(lo, strip * 4), ylim=(lo, strip * 4))
+    ticks = [10.0**k for k in range(round(math.log10(lo)), round(math.log10(hi)) + 1)]
+    labels = [f"$10^{{{round(math.log10(t))}}}$" for t in ticks]
+    ax.set_xticks([*ticks, strip], [*labels, "off\nscale"])
+    ax.set_yticks([*ticks, strip], [*labels, "off scale"])
+    ax.minorticks_off()
+    ax.set_xlabel(r"measured rounding error $\max\,\|X_T - X_T^{(64)}\|_2$ (Gram form)")
+    ax.set_ylabel("predicted rounding error (restart rounding model)")
+    ax.set_title(f"Gram restarts: the rounding model against {len(rows)} measured placements", fontsize=10)
+    fig.legend(loc="outside lower center", fontsize=7, ncols=1)
     return fig
 
 

@@ -17,9 +17,9 @@ about 5%, the estimate comes out low, and ``sigma_max(X_0) > 1`` sends the first
 outside its interval.)  Schedules with a non-Frobenius normalization (the AOL rescaling of Turbo-Muon)
 keep their own.  A matrix whose run diverges counts as an infinite error from the step it diverged.
 
-The same runs in float64 (``reference_error``) check the certificate: the float64 error cannot exceed the
-certified one by more than the effect of the normalization's ``eps``, and it reaches it when the worst case
-sits at an endpoint, as for Muon at ``x = lo``.
+The same runs in float64 (``reference_error``) check the certificate: these runs normalize exactly
+(``eps = 0``), so the float64 error can exceed the certified one only by float64 rounding (of order
+``1e-14``), and it reaches it when the worst case sits at an endpoint, as for Muon at ``x = lo``.
 """
 
 from __future__ import annotations
@@ -120,11 +120,47 @@ def _not_certified(row: dict) -> bool:
     return row["normalization"] == "aol"
 
 
-def plot(tables, ctx):
-    import matplotlib.pyplot as plt
+def _aol_panel(ax, rows: list[dict], members: list[str]) -> None:
+    """Turbo-Muon's schedules on their own linear scale: measured bf16 error (dashed), and the scalar interval
+    analysis that ignores the AOL preconditioning (dotted, crosses), which certifies nothing for the
+    schedule as run.  Each legend entry gives the series' values at its last step."""
     from matplotlib.lines import Line2D
 
-    from nsiter.plot import schedule_comparison, series_styles, use_style
+    from nsiter.plot import schedule_comparison, series_styles
+
+    styles = series_styles(members)
+    schedule_comparison(rows, ax, x="matmuls", certified=None, legend=False)
+    handles = []
+    for n in members:
+        pts = sorted((r["matmuls"], r["certified_error"]) for r in rows if r["schedule"] == n)
+        kept = [(m, v) for m, v in pts if v is not None and math.isfinite(v)]
+        ax.plot(*zip(*kept, strict=True), ls=":", marker="x", ms=5, color=styles[n]["color"], lw=1.2)
+        last = max(r["matmuls"] for r in rows if r["schedule"] == n)
+        meas = next(r["measured_error"] for r in rows if r["schedule"] == n and r["matmuls"] == last)
+        scalar = f"{kept[-1][1]:.2f}" if kept[-1][0] == last else f"leaves its bounds after {kept[-1][0]:g}"
+        label = f"{n}\n   at {last:g}: measured {meas:.2f}, scalar {scalar}"
+        handles.append(Line2D([], [], color=styles[n]["color"], marker=styles[n]["marker"], label=label))
+    handles += [
+        Line2D([], [], color="0.3", ls="--", label="measured bf16 error"),
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            ls=":",
+            marker="x",
+            label="scalar analysis without AOL:\nnot certified for the schedule as run",
+        ),
+    ]
+    ax.legend(handles=handles, fontsize=6.5, loc="upper right")
+    ax.set_yscale("linear")
+    ax.set_ylim(0.8, 1.7)
+    ax.set_title("AOL (Turbo-Muon): own linear y scale", fontsize=10, pad=10)
+
+
+def plot(tables, ctx):
+    import matplotlib.pyplot as plt
+
+    from nsiter.plot import schedule_comparison, use_style
 
     use_style()
     rows = tables["main"]
@@ -135,50 +171,24 @@ def plot(tables, ctx):
     ncols = 3
     nrows = -(-len(panels) // ncols)
     fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(12.5, 3.3 * nrows),
-        layout="constrained",
-        sharex=True,
-        sharey=True,
-        squeeze=False,
+        nrows, ncols, figsize=(12.5, 3.4 * nrows), layout="constrained", sharex=True, squeeze=False
     )
     top = 10.0
-    for ax, fam in zip(axes.flat, panels, strict=False):
+    for i, (ax, fam) in enumerate(zip(axes.flat, panels, strict=False)):
         members = [n for n in names if family.get(n, "other") == fam]
         sub = [r for r in rows if r["schedule"] in members]
-        certified = [r for r in sub if not _not_certified(r)]
-        if certified:
-            schedule_comparison(sub if len(certified) == len(sub) else certified, ax, x="matmuls", top=top)
-        if len(certified) < len(
-            sub
-        ):  # AOL: measured only, the scalar analysis dotted and named as what it is
-            aol = [r for r in sub if _not_certified(r)]
-            styles = series_styles(members)
-            schedule_comparison(aol, ax, x="matmuls", certified=None, top=top, legend=False)
-            for n in dict.fromkeys(r["schedule"] for r in aol):
-                pts = sorted((r["matmuls"], r["certified_error"]) for r in aol if r["schedule"] == n)
-                pts = [(m, v) for m, v in pts if v is not None and v <= top]
-                if pts:
-                    ax.plot(*zip(*pts, strict=True), ls=":", color=styles[n]["color"], marker=None, lw=1.2)
-            handles = [
-                Line2D([], [], color=styles[n]["color"], marker=styles[n]["marker"], label=n) for n in members
-            ]
-            handles += [
-                Line2D([], [], color="0.3", ls="--", label="measured error"),
-                Line2D(
-                    [],
-                    [],
-                    color="0.3",
-                    ls=":",
-                    label="scalar analysis without AOL:\nnot certified for the schedule as run",
-                ),
-            ]
-            ax.legend(handles=handles, fontsize=7)
-        ax.set_title(fam)
-        ax.set_ylim(1e-4, top)
+        if any(_not_certified(r) for r in sub):  # AOL: no certificate; its own scale, to tell them apart
+            _aol_panel(ax, sub, members)
+            ax.set_ylabel(r"error $\max |1 - \sigma|$")
+        else:
+            schedule_comparison(sub, ax, x="matmuls", top=top)
+            ax.set_ylim(1e-4, top)
+            ax.set_ylabel(r"error $\max |1 - \sigma|$" if i % ncols == 0 else "")
+            if i % ncols:
+                ax.tick_params(labelleft=False)
+        if not ax.get_title():
+            ax.set_title(fam, pad=10)
         ax.set_xlabel("matrix multiplications")
-        ax.set_ylabel(r"error $\max |1 - \sigma|$" if ax in axes[:, 0] else "")
         ax.tick_params(labelbottom=True)
     for ax in list(axes.flat)[len(panels) :]:
         ax.remove()

@@ -317,6 +317,49 @@ def _paired(rows: list[dict], task: str, opt: str, base: str = "muon:muon") -> d
     return {"paired_median": d.median, "paired_min": int(d.min), "paired_max": int(d.max)}
 
 
+def _spectra_figure(spectra: list[dict]):
+    """One panel per momentum matrix (a row per task), its normalized spectrum at each recorded step."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.ticker import NullFormatter
+
+    from nsiter.plot.style import SERIES_COLORS
+
+    tasks = list(dict.fromkeys(r["task"] for r in spectra))
+    params = {t: list(dict.fromkeys(r["param"] for r in spectra if r["task"] == t)) for t in tasks}
+    steps = sorted({r["step"] for r in spectra})
+    ncols = max(len(v) for v in params.values())
+    fig, axes = plt.subplots(
+        len(tasks), ncols, figsize=(2.3 * ncols, 2.3 * len(tasks) + 0.6), layout="constrained", squeeze=False
+    )
+    for row, task in zip(axes, tasks, strict=True):
+        for ax, param in zip(row, params[task], strict=False):
+            sel = [r for r in spectra if r["task"] == task and r["param"] == param]
+            for k, step in enumerate(steps):
+                xs = np.sort([r["x"] for r in sel if r["step"] == step])[::-1]
+                if xs.size:
+                    ax.plot(
+                        np.arange(1, xs.size + 1), xs, color=SERIES_COLORS[k], lw=1.2, label=f"step {step}"
+                    )
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(
+                f"{task}: {param.removesuffix('.weight')} ({sel[0]['rows']}x{sel[0]['cols']})", fontsize=8
+            )
+            ax.set_xlabel("index $i$", fontsize=8)
+            ax.tick_params(labelsize=7)
+        row[0].set_ylabel(r"$\sigma_i / \|U\|_F$")
+        for ax in row[len(params[task]) :]:
+            ax.remove()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(steps), fontsize=8)
+    fig.suptitle(
+        f"Momentum matrices Muon orthogonalized: singular values (descending) at {len(steps)} training steps",
+        fontsize=10,
+    )
+    return fig
+
+
 def plot(tables, ctx):
     import matplotlib.pyplot as plt
     import numpy as np
@@ -353,33 +396,7 @@ def plot(tables, ctx):
 
     spectra = tables.get("spectra", [])
     if spectra:
-        stasks = list(dict.fromkeys(r["task"] for r in spectra))
-        fig2, axes2 = plt.subplots(
-            1, len(stasks), figsize=(4.4 * len(stasks), 3.3), layout="constrained", squeeze=False
-        )
-        for ax, task in zip(axes2[0], stasks, strict=True):
-            steps = sorted({r["step"] for r in spectra if r["task"] == task})
-            for k, step in enumerate(steps):
-                mats: dict[str, list[float]] = {}
-                for r in spectra:
-                    if r["task"] == task and r["step"] == step:
-                        mats.setdefault(r["param"], []).append(r["x"])
-                for j, xs in enumerate(mats.values()):
-                    xs = np.sort(np.array(xs))[::-1]
-                    ax.plot(
-                        np.arange(1, len(xs) + 1) / len(xs),
-                        xs,
-                        color=plt.rcParams["axes.prop_cycle"].by_key()["color"][k],
-                        lw=0.9,
-                        alpha=0.8,
-                        label=f"step {step}" if j == 0 else None,
-                    )
-            ax.set_yscale("log")
-            ax.set_xlabel("singular index / min(m, n)")
-            ax.set_ylabel(r"$\sigma_i / \|U\|_F$")
-            ax.set_title(f"{task}: momentum spectra (one line per matrix)")
-            ax.legend()
-        figs["spectra"] = fig2
+        figs["spectra"] = _spectra_figure(spectra)
 
     logits = tables.get("logits", [])
     if logits:

@@ -102,7 +102,9 @@ def test_schedule_comparison_certified_and_measured_per_schedule():
     assert lines[0].get_color() == lines[1].get_color()  # one colour per schedule
     rows[0]["measured_error"] = None  # a missing measurement is a gap, not a zero
     ax2 = plot.schedule_comparison(rows, certified=None)
-    assert len(ax2.get_lines()) == 3 and np.isnan(ax2.get_lines()[0].get_ydata()[0])
+    muon = plot.series_styles(["muon", "cubic", "quintic"])["muon"]["color"]
+    (line,) = [ln for ln in ax2.get_lines() if ln.get_color() == muon]
+    assert len(ax2.get_lines()) == 3 and np.isnan(line.get_ydata()[0])
 
 
 def test_dtype_floors_one_line_per_dtype_with_reference():
@@ -186,3 +188,43 @@ def test_series_styles_are_distinct_and_grouped_by_family():
     assert list(st)[:5] == ["s0", "s12", "s3", "s6", "s9"]  # the family order of the mapping, then names
     with pytest.raises(ValueError, match="distinct"):
         plot.series_styles([f"t{i}" for i in range(12)])  # one family, more members than colours
+
+
+def test_edge_markers_that_share_an_x_are_spread_apart():
+    """Two series leaving the axes at the same x: one open marker each, at different display positions."""
+    rows = [
+        {"schedule": s, "step": k, "certified_error": 0.5**k, "measured_error": [0.9, 0.8, v][k]}
+        for s, v in (("a", 68.6), ("b", float("inf")))
+        for k in range(3)
+    ]
+    ax = plot.schedule_comparison(rows, top=10.0)
+    ax.figure.canvas.draw()
+    edge = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white"]
+    assert len(edge) == 2
+    xs = [ln.get_transform().transform((ln.get_xdata()[0], ln.get_ydata()[0]))[0] for ln in edge]
+    assert abs(xs[0] - xs[1]) > 5  # points apart, not stacked
+    assert {ln.get_markeredgecolor() for ln in edge} == {
+        st["color"] for st in plot.series_styles(["a", "b"]).values()
+    }
+
+
+def test_spectral_distance_names_the_recorded_quantities():
+    rows = [
+        {"step": k, "value": 2.0**-k, "quantity": q}
+        for q in ("max_abs_lambda_minus_1", "other")
+        for k in range(3)
+    ]
+    ax = plot.spectral_distance(rows, value="value", series="quantity", labels={"other": "mine"})
+    texts = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert texts == [plot.QUANTITY_LABELS["max_abs_lambda_minus_1"], "mine"]
+    assert not any("_" in t and "$" not in t for t in texts)  # no raw column name
+
+
+@pytest.mark.parametrize("n", [5, 12, 13, 24, 64, 1000])
+def test_heatmap_index_labels_never_run_together(n):
+    """At most 12 labels, 1-based, increasing, always the first index; every index when there are <= 12."""
+    ax = plot.identity_deviation_heatmap(np.eye(n))
+    for axis in (ax.xaxis, ax.yaxis):
+        labels = [int(t.get_text()) for t in axis.get_ticklabels()]
+        assert labels[0] == 1 and labels == sorted(set(labels)) and len(labels) <= 12
+        assert labels == list(range(1, n + 1)) if n <= 12 else min(np.diff(labels)) >= 2

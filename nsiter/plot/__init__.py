@@ -10,10 +10,11 @@ from nsiter.plot.floors import dtype_floors
 from nsiter.plot.heatmaps import gram_heatmap, identity_deviation_heatmap
 from nsiter.plot.scalar import scalar_map
 from nsiter.plot.style import OKABE_ITO, use_style
-from nsiter.plot.trajectories import singular_value_trajectories, spectral_distance
+from nsiter.plot.trajectories import QUANTITY_LABELS, singular_value_trajectories, spectral_distance
 
 __all__ = [
     "OKABE_ITO",
+    "QUANTITY_LABELS",
     "dtype_floors",
     "gram_heatmap",
     "identity_deviation_heatmap",

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import offset_copy
 
 from nsiter.plot._data import Rows, groups, require, xy
 from nsiter.plot.style import MARKERS, SERIES_COLORS, new_axes
@@ -42,11 +43,11 @@ def series_styles(names: Sequence[str], family: Mapping[str, str] | None = None)
     return out
 
 
-def _edge_marks(ax, xs, ys, flags, top: float, style: dict) -> list[tuple[float, str]]:
+def _edge_marks(xs, ys, flags, top: float) -> list[tuple[float, str]]:
     """Where a series leaves the plot: the first point that is missing after data, not finite, or above ``top``.
 
     Returns ``[(x, text)]``: ``"diverged"`` when the row says so (flag, or a non-finite value), otherwise the
-    off-scale value itself.  Draws the series' own marker, open, on the top edge there.
+    off-scale value itself.
     """
     seen_data = False
     for x0, y0, flag in zip(xs, ys, flags, strict=True):
@@ -56,24 +57,32 @@ def _edge_marks(ax, xs, ys, flags, top: float, style: dict) -> list[tuple[float,
             continue
         if not seen_data:
             continue
-        if flag or not finite:
-            text = "diverged"
-        else:
-            text = f"{y0:.3g}"
-        ax.plot(
-            [x0],
-            [top],
-            marker=style["marker"],
-            ms=7,
-            mfc="white",
-            mec=style["color"],
-            mew=1.6,
-            ls="none",
-            clip_on=False,
-            zorder=5,
-        )
-        return [(x0, text)]
+        return [(x0, "diverged" if flag or not finite else f"{y0:.3g}")]
     return []
+
+
+def _draw_edge_marks(ax, marks: list[tuple[float, dict]], top: float, spacing: float = 9.0) -> None:
+    """Each series' open marker on the top edge at its ``x``; markers that share an ``x`` are spread
+    ``spacing`` points apart, in legend order, so no marker hides another."""
+    by_x: dict[float, list[dict]] = {}
+    for x0, style in marks:
+        by_x.setdefault(x0, []).append(style)
+    for x0, styles in by_x.items():
+        for j, style in enumerate(styles):
+            shift = (j - (len(styles) - 1) / 2) * spacing
+            ax.plot(
+                [x0],
+                [top],
+                marker=style["marker"],
+                ms=7,
+                mfc="white",
+                mec=style["color"],
+                mew=1.6,
+                ls="none",
+                clip_on=False,
+                zorder=5,
+                transform=offset_copy(ax.transData, fig=ax.figure, x=shift, units="points"),
+            )
 
 
 def schedule_comparison(
@@ -93,7 +102,8 @@ def schedule_comparison(
 
     Each schedule has its own colour and marker (``series_styles``; the marker says its ``family``).
     Where a series leaves the axes (its value is missing after data, not finite, or above ``top``) its
-    marker is drawn open on the top edge, and its legend entry says where and why: ``diverged`` (the value
+    marker is drawn open on the top edge (spread sideways where several leave at the same ``x``), and its
+    legend entry says where and why: ``diverged`` (the value
     is not finite or the row's flag column ``diverged[column]`` is true) or the off-scale value.  A line
     never just stops, and no note floats in the plot where it could be read as another series'.
 
@@ -121,7 +131,10 @@ def schedule_comparison(
     if top is None:
         top = 2 * max((v for v in values if v > 0), default=1.0)
     notes: dict[str, list[str]] = {}  # schedule -> "measured: diverged at 15", ...
-    for name, grp in by_name.items():
+    marks: list[tuple[float, dict]] = []  # (x, style) of every open marker on the top edge
+    # series drawn later are thinner, so where two coincide the earlier one shows around the later one
+    widths = {n: 2.8 - 1.4 * j / (len(styles) - 1) if len(styles) > 1 else None for j, n in enumerate(styles)}
+    for name, grp in sorted(by_name.items(), key=lambda item: list(styles).index(str(item[0]))):
         st = styles[str(name)]
         for col, ls in kinds:
             if all(r.get(col) is None for r in grp):
@@ -132,16 +145,20 @@ def schedule_comparison(
                 xs,
                 shown,
                 ls=ls,
+                lw=widths[str(name)],
                 marker=st["marker"],
+                ms=None if widths[str(name)] is None else 1.5 + 2 * widths[str(name)],
                 color=st["color"],
                 label=str(name) if ls == "-" else None,
             )
             srt = sorted(grp, key=lambda r: float(r[x]))
             flags = [bool(r.get(diverged.get(col, ""), False)) for r in srt]
             raw = [None if r.get(col) is None else float(r[col]) for r in srt]
-            for x0, text in _edge_marks(ax, [float(r[x]) for r in srt], raw, flags, top, st):
+            for x0, text in _edge_marks([float(r[x]) for r in srt], raw, flags, top):
+                marks.append((x0, st))
                 what = col.split("_")[0]
                 notes.setdefault(str(name), []).append(f"{what} {text} at {x} {x0:g}")
+    _draw_edge_marks(ax, marks, top)
     ax.set_yscale("log", nonpositive="mask")
     ax.set_ylim(top=top)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))

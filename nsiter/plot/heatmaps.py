@@ -19,13 +19,27 @@ def _matrix(matrix: Any) -> np.ndarray:
     return a
 
 
+def _ticks(n: int, most: int = 12) -> list[int]:
+    """0-based positions of the 1-based index labels: every index up to ``most``, else 1 and the multiples of
+    a round step (1, 5, 10, 15, 20, 24 for 24), so that the labels never run together."""
+    if n <= most:
+        return list(range(n))
+    steps = (2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000)
+    step = next((s for s in steps if n / s <= most - 2), -(-n // (most - 2)))
+    ticks = [0, *(i for i in range(step - 1, n, step) if i > step / 2)]
+    if n - 1 - ticks[-1] > step / 2:
+        ticks.append(n - 1)
+    return ticks
+
+
 def _draw(ax: plt.Axes, a: np.ndarray, cmap: str, vmin: float, vmax: float, label: str, colorbar: bool):
     im = ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="equal")
     ax.grid(False)
     ax.set_xlabel("column $j$")
     ax.set_ylabel("row $i$")
-    ax.set_xticks(range(a.shape[1]), [str(j + 1) for j in range(a.shape[1])], fontsize=7)
-    ax.set_yticks(range(a.shape[0]), [str(i + 1) for i in range(a.shape[0])], fontsize=7)
+    for axis, n in ((ax.xaxis, a.shape[1]), (ax.yaxis, a.shape[0])):
+        ticks = _ticks(n)
+        axis.set_ticks(ticks, [str(i + 1) for i in ticks], fontsize=7)
     if colorbar:
         ax.figure.colorbar(im, ax=ax, shrink=0.8, label=label)
     return im

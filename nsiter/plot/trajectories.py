@@ -8,7 +8,19 @@ from matplotlib.ticker import MaxNLocator
 from nsiter.plot._data import Rows, groups, require, xy
 from nsiter.plot.style import color_for, new_axes
 
-__all__ = ["singular_value_trajectories", "spectral_distance"]
+__all__ = ["QUANTITY_LABELS", "singular_value_trajectories", "spectral_distance"]
+
+# the quantities ``nsiter.records`` records, as a reader reads them (legend and axis labels)
+QUANTITY_LABELS = {
+    "sigma_max": r"$\sigma_{\max}(X_k)$",
+    "sigma_min": r"$\sigma_{\min}(X_k)$",
+    "rho": r"$1 - \lambda_{\min}(X_k X_k^\top)$",
+    "max_abs_lambda_minus_1": r"$\max_i |\sigma_i^2 - 1|$",
+    "orth_err_2": r"$\|X_k X_k^\top - I\|_2$",
+    "orth_err_fro": r"$\|X_k X_k^\top - I\|_F$",
+    "polar_err_2": r"$\|X_k - U V^\top\|_2$ (polar factor)",
+    "polar_err_fro": r"$\|X_k - U V^\top\|_F$ (polar factor)",
+}
 
 
 def singular_value_trajectories(
@@ -52,17 +64,21 @@ def spectral_distance(
     value: str = "rho",
     series: str | None = None,
     ylabel: str = r"$\rho_k = \max_i |1 - \lambda_i(X_k X_k^\top)|$",
+    labels: dict[str, str] | None = None,
 ) -> plt.Axes:
     """The spectral distance ``rho_k`` of ``B_k = X_k X_k^T`` to the identity against ``k``, log scale.
 
     One line per value of ``series`` (e.g. the schedule), or a single line.  Non-positive values (a
-    distance that is exactly zero) are masked by the log scale.
+    distance that is exactly zero) are masked by the log scale.  Legend entries read ``labels[value]``,
+    else ``QUANTITY_LABELS[value]`` for the quantities of ``nsiter.records`` (``"polar_err_2"`` reads
+    ``||X_k - U V^T||_2``), else the value itself.
     """
     require(rows, step, value, *([series] if series else []))
     ax = new_axes(ax)
     for n, (name, grp) in enumerate(groups(rows, series).items()):
         x, y = xy(grp, step, value)
-        ax.plot(x, y, marker="o", color=color_for(n), label=None if name is None else str(name))
+        text = None if name is None else {**QUANTITY_LABELS, **(labels or {})}.get(str(name), str(name))
+        ax.plot(x, y, marker="o", color=color_for(n), label=text)
     ax.set_yscale("log", nonpositive="mask")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("iteration $k$")

@@ -28,7 +28,6 @@ from nsiter.polynomial import MAX_DEGREE, MAX_SYMBOLIC_DEGREE, OddPolynomial
 from nsiter.schedule import Schedule
 
 __all__ = [
-    "MAX_SYMBOLIC_DEGREE",
     "FamilyMember",
     "compose_exact",
     "newton_schulz",

@@ -8,8 +8,14 @@ import mpmath
 import numpy as np
 import pytest
 
-from nsiter.analysis import attractor, fixed_points, repeated_attractor
-from nsiter.dynamics import MAX_CYCLE_PERIOD, find_cycles, prove_cycle
+from nsiter.dynamics import (
+    MAX_CYCLE_PERIOD,
+    attractor,
+    find_cycles,
+    fixed_points,
+    prove_cycle,
+    repeated_attractor,
+)
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import available_schedules, load_schedule
 
@@ -164,3 +170,30 @@ def test_bad_cycle_inputs():
         prove_cycle(MUON, 0.7, True)
     with pytest.raises(ValueError, match="lo"):
         find_cycles(MUON, 0.0, 1.0)
+
+
+def test_attractor_band_is_certified_to_trap_only_when_proved():
+    """``invariant`` is a proof: ``image_interval`` of the band lies inside it.  From [0.5, 0.6] the cubic's
+    first band [0.6875, 0.792] is not invariant (its image moves up towards 1); Muon's limit band is."""
+    from nsiter.analysis import image_interval
+
+    muon = attractor(MUON, 1e-3, 1.0)
+    a, b = image_interval(MUON, *muon.band)
+    assert muon.invariant and muon.band[0] <= a and b <= muon.band[1]
+    cubic = OddPolynomial([1.5, -0.5])
+    first = attractor(cubic, 0.5, 0.6, max_iter=1)
+    assert first.band == pytest.approx((0.6875, 0.792), abs=1e-3)
+    assert not first.converged and not first.invariant
+    assert attractor(cubic, 0.5, 0.6).invariant
+
+
+def test_convergence_bound_certifies_only_what_it_proves():
+    """A map with ``p(1) = 1 - 1e-13`` passes the float checks, but 1 is not its fixed point: its orbits
+    converge next to 1, not to 1, so the bound is returned and not certified.  The cubic's is proved."""
+    from nsiter.dynamics import convergence_bound
+
+    assert convergence_bound(OddPolynomial([1.5, -0.5])) == (pytest.approx(math.sqrt(3), rel=1e-16), True)
+    near = OddPolynomial([1.5, -0.5 - 1e-13])
+    assert abs(float(near(1.0)) - 1) < 1e-12
+    b, certified = convergence_bound(near)
+    assert b == pytest.approx(math.sqrt(3), rel=1e-12) and not certified

@@ -11,7 +11,8 @@ import sympy as sp
 
 import nsiter.cli as cli
 from nsiter import OddPolynomial, Schedule, load_schedule
-from nsiter.analysis import analyze, attractor, certified_error, image_interval
+from nsiter.analysis import analyze, certified_error, image_interval
+from nsiter.dynamics import attractor
 from nsiter.search import (
     Diagnostics,
     band_schedule,

@@ -1,6 +1,6 @@
 """Search-internal helpers: the diagnostics object, argument checks and a fast float64 interval map.
 
-The certified numbers of nsiter come from :mod:`nsiter.analysis` (mpmath root isolation).  Searches
+The certified numbers of nsiter come from :mod:`nsiter.analysis` (interval arithmetic).  Searches
 evaluate thousands of candidate polynomials, so they use :func:`image_interval_fast`, the same idea in
 plain float64: the image of ``[lo, hi]`` under a polynomial is ``[min, max]`` of its values at the two
 endpoints and at the critical points inside (roots of ``p'``, an even polynomial, found as the roots in
@@ -100,7 +100,7 @@ def critical_points_fast(p: OddPolynomial | Sequence[float], lo: float, hi: floa
 def image_interval_fast(p: OddPolynomial | Sequence[float], lo: float, hi: float) -> tuple[float, float]:
     """``(min, max)`` of ``p`` on ``[lo, hi]`` in float64 (endpoints + critical points).
 
-    Search-internal fast path of :func:`nsiter.analysis.image_interval` (which certifies with mpmath).
+    Search-internal fast estimate of :func:`nsiter.analysis.image_interval` (the certified enclosure).
     """
     c = _coefficients(p)
     xs = np.concatenate([[lo, hi], critical_points_fast(c, lo, hi)])

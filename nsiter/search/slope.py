@@ -14,7 +14,7 @@ so for fixed ``(m, M)`` the maximal slope is a semi-infinite linear program.  It
 HiGHS, then the grid is refined by exchange (the worst violation, found from the critical points of the
 constraint polynomials, is added until none exceeds ``tol``).  Narrowing ``[m, M]`` below
 ``[1 - delta, 1 + delta]`` only lowers the optimum (tested), so the widest band is used.  The returned polynomial's band is
-certified with :func:`nsiter.analysis.attractor`.
+certified with :func:`nsiter.dynamics.attractor`.
 
 **Band objective** (CANS; Grishina, Smirnov & Rakhuba, arXiv:2506.10935, "delta-orthogonalization"):
 the composition of ``k`` greedy minimax steps that maps the widest interval ``[lo*, hi]`` into
@@ -168,7 +168,7 @@ def max_slope(
         ),
         description=f"steepest degree-{degree} fixed iteration with its band inside 1 +- {delta:g}",
     )
-    from nsiter.analysis import attractor
+    from nsiter.dynamics import attractor
 
     att = attractor(p, lo, 1.0)
     images = propagate_fast(sched.steps, lo, 1.0)

@@ -445,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
         emit_json({"schedule": schedule.to_dict(), "diagnostics": diag.to_dict(), "out": args.out})
         return 0
     m = diag.metrics
-    print(f"{schedule.name}: {len(schedule)} steps, {schedule.matmuls()} matmuls, objective {args.objective}")
+    print(f"{schedule.name}: {len(schedule)} steps, {schedule.matmuls} matmuls, objective {args.objective}")
     for key in (
         "final_error",
         "slope_at_zero",

@@ -415,7 +415,7 @@ def budget_search(
     diag.metrics = {
         "final_error": err,
         "sequence": list(seq),
-        "matmuls": sched.matmuls(),
+        "matmuls": sched.matmuls,
         "cost": sequence_cost(seq, shape=shape, restarts=restarts),
         "slope_at_zero": sched.slope_at_zero,
         "explored": count,

@@ -135,7 +135,7 @@ def calibrate(
         "measured": {k: chosen[k] for k in CRITERIA},
         "table": table,
         "conventional": [r for r in table if r["safety"] in CONVENTIONAL_FACTORS],
-        "matmuls": sched.matmuls(),
+        "matmuls": sched.matmuls,
     }
     diag.iterations = [len(cands)]
     diag.seconds = time.perf_counter() - t0

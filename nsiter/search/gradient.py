@@ -228,7 +228,7 @@ def gradient_search(
         "mean_error": float(np.mean(np.abs(sched.apply(x.numpy()) - 1))),  # on the log-spaced samples
         "initial_error": init_diag.metrics["final_error"],
         "slope_at_zero": sched.slope_at_zero,
-        "matmuls": sched.matmuls(),
+        "matmuls": sched.matmuls,
         "loss_curve": [float(v) for v in np.asarray(losses)[:: max(1, len(losses) // 50)]],
     }
     diag.iterations = [len(losses)]

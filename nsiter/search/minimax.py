@@ -381,7 +381,7 @@ def greedy_minimax(
         "final_lo": images[-1][0],
         "final_hi": images[-1][1],
         "slope_at_zero": sched.slope_at_zero,
-        "matmuls": sched.matmuls(),
+        "matmuls": sched.matmuls,
         "steps": steps,
     }
     diag.seconds = time.perf_counter() - t0

@@ -180,7 +180,7 @@ def max_slope(
         "attractor": list(att.band),
         "attractor_kind": att.kind,
         "final_error": interval_error(*images[-1]),
-        "matmuls": sched.matmuls(),
+        "matmuls": sched.matmuls,
         "jordan_slope": JORDAN[0],
     }
     diag.intervals = [{"lo": a, "hi": b, "error": interval_error(a, b)} for a, b in images]
@@ -286,7 +286,7 @@ def band_schedule(
         "band_error": dh.intervals[-1]["remez_error"],
         "slope_at_zero": sched.slope_at_zero,
         "final_error": diag.intervals[-1]["error"],
-        "matmuls": sched.matmuls(),
+        "matmuls": sched.matmuls,
     }
     diag.iterations = dh.iterations
     diag.seconds = time.perf_counter() - t0

@@ -45,13 +45,13 @@ from nsiter.checks import (
     check_safety,
 )
 from nsiter.polynomial import OddPolynomial
-from nsiter.schedule import Provenance, Schedule
+from nsiter.schedule import Schedule
 from nsiter.search._core import (
     Diagnostics,
     critical_points_fast,
     image_interval_fast,
-    interval_error,
     propagate_fast,
+    search_result,
 )
 
 __all__ = [
@@ -333,56 +333,49 @@ def greedy_minimax(
         "interval": interval,
         "recenter": bool(recenter),
     }
-    diag = Diagnostics("minimax", parameters=dict(params))
     polys: list[OddPolynomial] = []
+    rows: list[dict[str, Any]] = []
+    converged = True
     a, b = lo, hi
     for t, d in enumerate(degs):
         p, step, cushioned = cushioned_step(a, b, d, float(cushion), recenter, flat_threshold=flat_threshold)
         if safety != 1.0 and (t < steps - 1 or safety_last):
             p = p.scaled_input(safety)
         polys.append(p)
-        diag.iterations.append(step.iterations)
-        diag.converged &= step.converged
+        converged &= step.converged
         if interval == "symmetric":
             na = float(p(a))
             nb = 2.0 - na
             na = min(na, nb)
         else:
             na, nb = image_interval_fast(p, a, b)
-        diag.intervals.append(
+        rows.append(
             {
                 "degree": d,
                 "lo": a,
                 "hi": b,
                 "remez_error": abs(step.error),
+                "iterations": step.iterations,
                 "cushioned": cushioned,
                 "next_lo": na,
                 "next_hi": nb,
             }
         )
         a, b = na, nb
-    name = name or f"minimax-d{params['degree']}-{steps}"
-    sched = Schedule(
-        name,
-        tuple(polys),
-        Provenance(
-            kind="search",
-            source="nsiter.search.minimax.greedy_minimax (greedy Remez; Polar Express construction)",
-            reference="arXiv:2505.16932",
-            parameters=params,
-        ),
+    final = propagate_fast(polys, lo, hi)[-1]
+    return search_result(
+        "minimax",
+        name or f"minimax-d{params['degree']}-{steps}",
+        polys,
+        source="nsiter.search.minimax.greedy_minimax (greedy Remez; Polar Express construction)",
+        reference="arXiv:2505.16932",
+        parameters=params,
         description=f"greedy minimax schedule, {steps} steps of degree {params['degree']} on [{lo:g}, {hi:g}]",
+        lo=lo,
+        hi=hi,
+        started=t0,
+        metrics={"final_lo": final[0], "final_hi": final[1], "steps": steps},
+        intervals=rows,
+        iterations=sum(r["iterations"] for r in rows),
+        converged=converged,
     )
-    images = propagate_fast(sched.steps, lo, hi)
-    for row, (ia, ib) in zip(diag.intervals, images, strict=True):
-        row["error"] = interval_error(ia, ib)
-    diag.metrics = {
-        "final_error": diag.intervals[-1]["error"],
-        "final_lo": images[-1][0],
-        "final_hi": images[-1][1],
-        "slope_at_zero": sched.slope_at_zero,
-        "matmuls": sched.matmuls,
-        "steps": steps,
-    }
-    diag.seconds = time.perf_counter() - t0
-    return sched, diag

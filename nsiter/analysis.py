@@ -124,7 +124,8 @@ def decimal_up(v: mpmath.mpf, digits: int = 17) -> str:
     """``v`` as a scientific decimal string rounded up (towards +inf) to ``digits`` significant digits.
 
     Works down to ``1e-3000000``; beyond (quadratic convergence gets there in ~40 more steps) a bound
-    ``"2^-N"`` with ``|v| <= 2^-N`` for positive ``v`` (``"-2^-N"`` for negative).  The comparison with ``v`` runs at ``PREC + 40`` bits, so the
+    ``"2^-N"`` with ``|v| <= 2^-N`` for positive ``v`` (``"-2^-N"`` for negative).  The comparison with
+    ``v`` runs at ``PREC + 40`` bits, so the
     string is an upper bound up to a relative ``2^-PREC`` (far below its last digit).
     """
     if v == 0 or not mpmath.isfinite(v):
@@ -362,8 +363,10 @@ def analyze(
     Args:
         schedule: a ``Schedule``, a registry name, a schedule file path or a list of coefficient tuples
             (``nsiter.load_schedule``).
-        lo, hi: the interval of normalized input singular values, ``0 < lo < hi`` (``lo = 1e-3`` as
-            ``attractor``).
+        lo, hi: the interval, ``0 < lo <= hi``, of the singular values the first polynomial sees: those of
+            ``X_0``, after the schedule's normalization (``lo = 1e-3`` as ``attractor``).  This is the
+            polynomials' own interval; :func:`certified_error` instead takes ``sigma / ||G||`` and divides
+            by the normalization's ``scale`` (for ``scale = 1`` the two agree; docs/vocabulary.md).
         steps: analyse the first ``steps`` steps, repeating the last polynomial beyond the schedule (at most
             ``MAX_ANALYZE_STEPS``, checked before any work); default: the schedule's length.
         repeated: also describe iterating the last step for ever from ``[lo, hi]`` (``attractor``: its
@@ -373,9 +376,17 @@ def analyze(
             of a published set, which no double equals); ``ValueError`` if a step has none.  The attractor
             always uses the float64 values.
 
+    Example:
+        >>> res = analyze("muon", 1e-3)
+        >>> res
+        ScheduleAnalysis('muon' on [0.001, 1]: 5 steps, band [0.470544, 1.20237], certified error 0.5295)
+        >>> round(res.final.lo, 4), round(res.final.hi, 4)
+        (0.4705, 1.2024)
+
     Returns:
         A ``ScheduleAnalysis``; ``diverged`` is set (and the analysis stops) if a band leaves every bound
-        (``|value| > DIVERGENCE_THRESHOLD``, ``nsiter.dynamics``) or reaches zero/negative values, i.e. some singular value is sent to 0 or
+        (``|value| > DIVERGENCE_THRESHOLD``, ``nsiter.checks``) or reaches zero/negative values, i.e. some
+        singular value is sent to 0 or
         flips sign.
     """
     lo, hi = check_interval(lo, hi)
@@ -421,9 +432,13 @@ def steps_to(
 
     Args:
         schedule: as for ``analyze``.
-        lo, hi: the input interval, ``0 < lo < hi``.
+        lo, hi: the interval the first polynomial sees, ``0 < lo <= hi`` (as for :func:`analyze`).
         tol: the target error, ``> 0``: a float, or a string / ``mpmath.mpf`` for targets below doubles.
         max_steps: give up after this many steps (at most ``MAX_ANALYZE_STEPS``).
+
+    Example:
+        >>> steps_to("cubic", 1e-3, 1e-12), steps_to("cubic", 1e-6, "1e-400"), steps_to("muon", 1e-3, 1e-3)
+        (22, 44, None)
 
     Returns:
         The smallest ``k`` (``0`` when ``[lo, hi]`` already is within ``tol`` of 1), or ``None`` when the
@@ -449,15 +464,22 @@ def certified_error(
     *,
     coefficients: str = "float",
 ) -> float:
-    """Certified worst ``|1 - phi_T|`` for inputs with ``sigma / ||G|| in [lo, hi]``.
+    """Certified worst ``|1 - phi_T|`` for inputs ``G`` with ``sigma / ||G|| in [lo, hi]``.
 
     ``schedule`` is anything :func:`nsiter.load_schedule` takes (a ``Schedule``, registry name, path or
     list of coefficient tuples).
 
-    The schedule's normalization divides by ``scale * ||G||``, so the polynomials see
-    ``[lo / scale, hi / scale]``; the bound comes from :func:`analyze` (mpmath, rounded outward), for the
+    Here ``lo, hi`` bound the singular values of ``G`` relative to its norm, before the normalization:
+    the schedule divides by ``scale * ||G||``, so the polynomials see ``[lo / scale, hi / scale]``, the
+    interval :func:`analyze` takes (Polar Express, ``scale = 1.01``, on ``[1e-3, 1]``: ``3.12e-15`` here,
+    ``1.86e-15`` from ``analyze(..., 1e-3, 1)``, which reads the interval after the scaling).  The bound
+    comes from :func:`analyze` (interval arithmetic, rounded outward), for the
     float64 coefficients (``coefficients="float"``, what runs) or the stored exact rationals (``"exact"``).
     ``aol`` normalization is not a scalar map: ``ValueError``.  A diverging schedule gives ``inf``.
+
+    Example:
+        >>> f"{certified_error('polar-express', 1e-3):.3g}", f"{certified_error('muon', 1e-3):.4f}"
+        ('3.12e-15', '0.5295')
     """
     schedule = load_schedule(schedule)
     if schedule.normalization.norm == "aol":

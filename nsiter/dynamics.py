@@ -272,7 +272,7 @@ def find_cycles(
     Args:
         p: the polynomial iterated.
         lo, hi: starting points are ``starts`` values, half log-spaced and half evenly spaced in
-            ``[lo, hi]`` (``0 < lo < hi``).
+            ``[lo, hi]`` (``0 < lo <= hi``, ``nsiter.checks.check_interval``).
         starts: number of starting points.
         transient: iterations before the period is read off.
         max_period: longest period looked for (at most ``MAX_CYCLE_PERIOD``).
@@ -280,7 +280,8 @@ def find_cycles(
 
     Returns:
         The distinct cycles found, sorted by period then smallest point; ``share`` says which fraction of
-        the starts reached each.  Orbits that leave every bound (``|x| > DIVERGENCE_THRESHOLD``) or have not settled into a
+        the starts reached each.  Orbits that leave every bound (``|x| > DIVERGENCE_THRESHOLD``) or have not
+        settled into a
         period ``<= max_period`` are not reported: a chaotic band gives ``()``.  The search is an
         estimate (a cycle with a tiny basin or a multiplier near ``+-1`` can be missed); what it reports is
         proved.
@@ -289,8 +290,7 @@ def find_cycles(
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     max_period = _check_period(max_period)
-    if not (0 < lo < hi) or not math.isfinite(hi):
-        raise ValueError(f"need 0 < lo < hi finite, got lo={lo!r}, hi={hi!r}")
+    lo, hi = check_interval(lo, hi)
     x = np.unique(
         np.concatenate([np.geomspace(lo, hi, starts - starts // 2), np.linspace(lo, hi, starts // 2)])
     )
@@ -482,7 +482,8 @@ def attractor(
 
     The band sequence ``J_{k+1} = p(J_k)`` is enclosed by interval arithmetic (``nsiter.analysis.image_interval``,
     rounded outward) until two bands agree to ``BAND_STOP`` (relative): the last one estimates the limit
-    ``J = p(J)``, the attracting band, and one more enclosure checks ``p(J) ⊆ J`` (``invariant``).  Inside it, ``cycles`` lists the proved attracting cycles of any
+    ``J = p(J)``, the attracting band, and one more enclosure checks ``p(J) ⊆ J`` (``invariant``).  Inside
+    it, ``cycles`` lists the proved attracting cycles of any
     period reached from ``[lo, hi]`` and every cycle of period ``2..max_period`` (root finding on a degree
     ``deg(p)^period`` polynomial, bounded by ``MAX_CYCLE_DEGREE``).  A band that shrinks to a point is an
     attracting fixed point.  Muon's map has an attracting 4-cycle around a repelling 2-cycle.

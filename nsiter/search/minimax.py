@@ -1,7 +1,7 @@
 """Greedy per-step minimax: the Polar Express construction, for odd polynomials of any odd degree.
 
-One step solves the best uniform approximation of the constant 1 on ``[lo, hi]`` (``0 < lo < hi``) by an
-odd polynomial of degree ``2n - 1``:
+One step solves the best uniform approximation of the constant 1 on ``[lo, hi]`` (``0 < lo <= hi``; a
+point interval gets the flat limit) by an odd polynomial of degree ``2n - 1``:
 
     p* = argmin_{p odd, deg p <= 2n-1}  max_{x in [lo, hi]} |1 - p(x)|.
 
@@ -140,7 +140,7 @@ def remez_odd(
     """Best uniform approximation of 1 on ``[lo, hi]`` by an odd polynomial of ``degree`` (Remez exchange).
 
     Args:
-        lo, hi: the interval, ``0 < lo < hi``.
+        lo, hi: the interval, ``0 < lo <= hi`` (``nsiter.checks.check_interval``).
         degree: odd, ``>= 3``; the cubic uses the closed form :func:`optimal_cubic`.
         tol: stop when the error at the new points exceeds ``|E|`` by at most ``tol * |E|``.
         max_iter: cap on exchanges (``converged=False`` if reached).

@@ -104,7 +104,7 @@ def _measured(name, dt, G, restarts):
 
 
 def test_polar_express_8_overflows_without_restart_in_fp16_as_predicted():
-    """Issue 10: Polar Express's 8 steps without restart overflow in fp16 on spectra down to 1e-10."""
+    """Polar Express's 8 steps without restart overflow in fp16 on spectra down to 1e-10."""
     G = matrices.log_uniform(32, 128, 1e-10, seed=3)
     sched = load_schedule("polar-express")
     sv = torch.linalg.svdvals(normalize(G[None], sched.normalization, torch.float64))

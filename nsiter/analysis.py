@@ -250,15 +250,17 @@ class ScheduleAnalysis:
     def errors_mp(self) -> list[mpmath.mpf]:
         return [s.error_mp for s in self.bands]
 
+    @property
     def rows(self) -> list[dict[str, Any]]:
-        """Tidy rows, one per step."""
+        """Tidy rows, one per step (``bands[k].to_row()`` with the schedule's name): an attribute, as
+        ``Trajectory.rows`` and ``Measurement.rows`` are."""
         return [{**s.to_row(), "schedule": self.schedule} for s in self.bands]
 
     def to_pandas(self) -> Any:
         """The per-step rows as a ``pandas.DataFrame`` (pandas is imported on call)."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows())
+        return pd.DataFrame(self.rows)
 
     def __repr__(self) -> str:
         """One line: the schedule, the input interval, the final certified band and error."""
@@ -291,7 +293,7 @@ class ScheduleAnalysis:
             "final_error": self.final_error,
             "final_error_mp": decimal_up(self.final_error_mp),
             "slope_at_zero": self.slope_at_zero,
-            "bands": self.rows(),
+            "bands": self.rows,
         }
         if self.attractor is not None:
             out["attractor"] = self.attractor.to_dict()

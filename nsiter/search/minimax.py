@@ -241,9 +241,9 @@ def cushioned_step(
 ) -> tuple[OddPolynomial, MinimaxStep, bool]:
     """One greedy step on ``[lo, hi]``: the minimax odd polynomial of ``degree`` on ``[max(lo, cushion hi), hi]``.
 
-    Polar Express's cushion (Amsel et al. 2025, arXiv:2505.16932, Sec. 4.4 "Finite precision considerations") keeps the step from spending
-    its degrees on the tiny values below ``cushion hi``; with ``recenter`` the cushioned step is rescaled so
-    that the image of ``[lo, hi]`` is centred on 1.  Returns ``(polynomial, remez step, cushioned?)``;
+    Polar Express's cushion (Amsel et al. 2025, arXiv:2505.16932, Sec. 4.4 "Finite precision
+    considerations") keeps the step from spending its degrees on the tiny values below ``cushion hi``;
+    with ``recenter`` the cushioned step is rescaled so that the image of ``[lo, hi]`` is centred on 1.  Returns ``(polynomial, remez step, cushioned?)``;
     ``kw`` goes to :func:`remez_odd`.  Shared by ``greedy_minimax`` and ``budget_search``.
     """
     eff = max(lo, cushion * hi)

@@ -268,7 +268,6 @@ RETIRED = ("_mp_eval", "_stability", "_float_stability", "_interval_stability", 
 # __all__ entries that name something defined elsewhere, in files this map does not own yet
 KNOWN_REEXPORTS = {
     ("nsiter.measure", "DIVERGENCE_THRESHOLD"),
-    ("nsiter.records", "QUANTITIES"),
     ("nsiter.optim.muon", "METHODS"),
     ("nsiter.optim.distributed", "assign_owners"),
 }

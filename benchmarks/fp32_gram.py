@@ -1,4 +1,4 @@
-"""Why ``method="auto"`` keeps float32 work in the standard form at aspect 4 (issue 10's fp32 targets).
+"""Why ``method="auto"`` keeps float32 work in the standard form at aspect 4 (the float32 speed-up target).
 
     python benchmarks/fp32_gram.py [--threads 2] [--out benchmarks/results/fp32_gram_cpu.csv]
 

@@ -34,7 +34,8 @@ import torch
 from experiments import muon_singular_values, muon_spectral_distance
 from experiments.notes import notes_spectrum
 from nsiter import load_schedule, orthogonalize
-from nsiter.analysis import analyze, attractor, fixed_points
+from nsiter.analysis import analyze
+from nsiter.dynamics import attractor, fixed_points
 from nsiter.matrices import gradient_like, log_uniform, with_spectrum
 from nsiter.measure import Case, measure
 from nsiter.symbolic import pade_iteration, pade_xi_truncation, taylor_odd_coefficients, x

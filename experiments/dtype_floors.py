@@ -75,7 +75,7 @@ def numbers(tables) -> dict:
     rows = tables["main"]
     n_max = max(r["n"] for r in rows)
     at = {r["dtype"]: r for r in rows if r["n"] == n_max}
-    macro = {"fp64": "FpSixtyFour", "fp32": "FpThirtyTwo", "bf16": "Bf", "fp16": "FpSixteen"}
+    macro = {"float64": "FpSixtyFour", "float32": "FpThirtyTwo", "bfloat16": "Bf", "float16": "FpSixteen"}
     out = {"floorSize": n_max}
     for dt, r in at.items():
         out[f"floor{macro[dt]}"] = r["orth_err_2"]

@@ -70,7 +70,7 @@ def _measure(ctx, name: str) -> list[dict]:
     s = own.scale if own.norm == "frobenius" else 1.0
     a = analyze(sched, p["lo"] / s, p["hi"] / s)
     certified = {st.step: st.error for st in a.bands}
-    cost = [sched.truncated(k).matmuls() if k else 0 for k in range(len(sched) + 1)]
+    cost = [sched.truncated(k).matmuls if k else 0 for k in range(len(sched) + 1)]
     runs = len(p["shapes"]) * len(p["seeds"])
     rows = []
     for k in range(len(sched) + 1):

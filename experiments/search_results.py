@@ -107,7 +107,7 @@ def _ours(k: int) -> list[str]:
     for name in sorted(available_schedules()):
         if name.startswith("nsiter-"):
             s = load_schedule(name)
-            if s.provenance.kind == "search" and s.matmuls() == 3 * k:
+            if s.provenance.kind == "search" and s.matmuls == 3 * k:
                 out.append(name)
     return out
 
@@ -118,7 +118,7 @@ def _candidates(k: int, p: dict) -> list[tuple[str, str]]:
     out += [(f"{g}-rerun", "rerun") for g in p["rerun"]]
     out += [(n, "published") for n in p["repeatable"] if n in known]
     for n in p["fixed"]:
-        if n in known and load_schedule(n).matmuls() == 3 * k:
+        if n in known and load_schedule(n).matmuls == 3 * k:
             out.append((n, "published"))
     return out
 
@@ -178,7 +178,7 @@ def compute(ctx) -> dict[str, list[dict]]:
                         out.append(
                             {
                                 "steps": k,
-                                "matmuls": sched.matmuls(),
+                                "matmuls": sched.matmuls,
                                 "schedule": name,
                                 "kind": kind,
                                 "certified_error": cert,

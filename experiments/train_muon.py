@@ -48,9 +48,9 @@ from nsiter.stats import paired_difference
 
 def _search_arms() -> list[str]:
     """The search's registry winners with Muon's matmul budget (first by name), if any."""
-    budget = load_schedule("muon").matmuls()
+    budget = load_schedule("muon").matmuls
     found = [n for n in available_schedules() if n.startswith("nsiter-")]
-    same = [n for n in found if load_schedule(n).matmuls() == budget]
+    same = [n for n in found if load_schedule(n).matmuls == budget]
     return [f"muon:{n}" for n in same[:1]]
 
 

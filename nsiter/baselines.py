@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nsiter.dtypes import DTYPE_NAMES, short_name, torch_dtype, unit_roundoff
+from nsiter.dtypes import DTYPE_NAMES, dtype_name, torch_dtype, unit_roundoff
 from nsiter.measure import polar_factor
 
 __all__ = [
@@ -156,6 +156,7 @@ class DtypeFloor:
     ``orth_err_2 = ||X X^T - I||_2`` and ``polar_err_2 = ||X - U V^T||_2`` (float64 measurement of the
     last iterates, maximum over the last ``tail`` steps and over ``seeds``); ``unit_roundoff`` is
     ``u = eps / 2`` of the dtype, for comparison (the floor is a small multiple of ``u sqrt(n)``).
+    ``dtype`` is the canonical name (``"bfloat16"``, as records store it; ``nsiter.dtypes.dtype_name``).
     """
 
     dtype: str
@@ -195,7 +196,7 @@ def dtype_floor(
     """
     from nsiter.matrices import uniform
 
-    name, dtype = short_name(dtype), torch_dtype(dtype)
+    name, dtype = dtype_name(dtype), torch_dtype(dtype)
     rows = n if m is None else m
     if not 1 <= tail <= steps:
         raise ValueError(f"need 1 <= tail <= steps, got tail={tail}, steps={steps}")
@@ -216,5 +217,5 @@ def dtype_floor(
 
 
 def dtype_floors(n: int = 64, **kw) -> dict[str, DtypeFloor]:
-    """``dtype_floor`` for fp64, fp32, bf16 and fp16."""
-    return {short_name(d): dtype_floor(d, n, **kw) for d in DTYPE_NAMES}
+    """``dtype_floor`` for float64, float32, bfloat16 and float16, keyed by the canonical name."""
+    return {dtype_name(d): dtype_floor(d, n, **kw) for d in DTYPE_NAMES}

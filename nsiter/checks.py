@@ -1,4 +1,4 @@
-"""Input checks: one rule per kind of input, shared by every public function and the command line.
+"""Input checks: one rule per kind of input, for the Python API and the command line alike.
 
 Each check returns the value in its canonical type or raises ``ValueError`` naming the bad value:
 
@@ -13,7 +13,13 @@ Each check returns the value in its canonical type or raises ``ValueError`` nami
 - ``check_positive_int``, ``check_positive``: counts and scales;
 - ``check_real``: a finite real in a stated range (hyperparameters: ``lr >= 0``, momentum in ``[0, 1)``);
 - ``check_bool``: a flag (``True``/``False`` only: ``"no"`` and ``0`` are not flags);
-- ``check_odd_degree``: the degree of a polynomial step, an odd integer ``>= 3``.
+- ``check_odd_degree``: the degree of a polynomial step, an odd integer ``>= 3``;
+- ``check_object``: a JSON object (a mapping) with only the allowed keys (the parts of a schedule file);
+
+and the one rule for "diverged": a value (a singular value, a band endpoint) that is non-finite or whose
+modulus passes ``DIVERGENCE_THRESHOLD`` has left every band a Newton-Schulz map works on, and its orbit
+escapes.  The certified bands (``nsiter.analysis``), the dynamics (``nsiter.dynamics``) and every measured
+run (``nsiter.measure.diverged``) use it.
 """
 
 from __future__ import annotations
@@ -25,11 +31,13 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "DIVERGENCE_THRESHOLD",
     "MAX_HI",
     "MAX_SAFETY",
     "SEED_LIMIT",
     "check_bool",
     "check_interval",
+    "check_object",
     "check_odd_degree",
     "check_positive",
     "check_positive_int",
@@ -39,6 +47,7 @@ __all__ = [
     "short_repr",
 ]
 
+DIVERGENCE_THRESHOLD = 1e3  # a value whose modulus passes this has diverged (see the module docstring)
 SEED_LIMIT = 2**63  # seeds are integers in [0, SEED_LIMIT)
 MAX_HI = 1e3  # largest upper end of an interval of normalized singular values (1e3**101 < 1.8e308)
 MAX_SAFETY = 10.0  # largest safety factor

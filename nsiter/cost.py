@@ -8,7 +8,7 @@ Conventions: a real ``m x k`` by ``k x n`` product costs ``2 m k n`` flops; the 
 ``s = min(m, n) <= t`` (the evaluator works on the side that makes the Gram matrix small).
 
 - A standard step of odd degree ``2l + 1`` is ``l + 1`` products (:func:`step_matmuls`): ``A = X X^T``,
-  ``l - 1`` Horner products in ``A``, then ``B X``.
+  ``l - 1`` Horner products in ``A``, then ``B X`` (:func:`nsiter.polynomial.step_matmuls`, the count per degree).
 - A symmetric ``s x s`` product (``X X^T``, ``A^2``, ``W Q``, ...) computed in row blocks costs only the
   blocks on and above the diagonal (:func:`symmetric_product_flops`).
 - The Gram form (:mod:`nsiter.gram`) touches the ``s x t`` matrix for ``R_0 = X X^T`` and ``Q X``, and once
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nsiter.polynomial import OddPolynomial, step_matmuls
+from nsiter.polynomial import OddPolynomial
 from nsiter.schedule import Schedule, check_restarts
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "method_flops",
     "restart_cost",
     "standard_flops",
-    "step_matmuls",
     "symmetric_product_flops",
 ]
 

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from nsiter.cost import method_flops
 from nsiter.dtypes import dtype_name
 from nsiter.kernels import Products
 from nsiter.polynomial import OddPolynomial
@@ -46,7 +45,6 @@ __all__ = [
     "gram_magnitude",
     "gram_matrix",
     "gram_steps",
-    "method_flops",
 ]
 
 Q_ORDERS = ("zq", "qz")  # Q <- c_0 Q + W Q, or Q <- c_0 Q + Q W (gram_steps)

@@ -60,7 +60,6 @@ from typing import Any
 import torch
 
 from nsiter._io import atomic_write
-from nsiter.cost import symmetric_product_flops
 from nsiter.dtypes import dtype_name, torch_dtype
 
 __all__ = [
@@ -81,7 +80,6 @@ __all__ = [
     "rule_choice",
     "size_class",
     "symmetric_mm",
-    "symmetric_product_flops",
     "tuning_enabled",
     "verify_cache",
 ]

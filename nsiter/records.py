@@ -34,7 +34,7 @@ from nsiter.evaluate import from_wide_batch, resolve_schedule, validate_matrix, 
 from nsiter.measure import DIVERGENCE_THRESHOLD, QUANTITIES, measure
 from nsiter.schedule import Normalization, Schedule
 
-__all__ = ["QUANTITIES", "Trajectory", "trajectory"]
+__all__ = ["Trajectory", "trajectory"]
 
 
 @dataclass

@@ -16,7 +16,7 @@ is replaced by noise of either sign.  The later steps map the perturbed eigenval
 until ``R`` or ``Q`` overflow (float16's 65504) or until their rounding (``u ||Q||``) swamps every
 direction.  A restart re-forms ``R`` from the iterate, whose small singular
 values have by then been amplified above ``sqrt(u)``: it caps the damage at the price of two
-rectangular products (``restart_cost``).
+rectangular products (:func:`nsiter.cost.restart_cost`).
 
 The model (``predict_error``) follows one *direction* per singular value ``x`` of ``X_0`` in
 ``{0} U [lo, hi]`` through the schedule, evaluated in mpmath (``DPS`` digits, so nothing overflows
@@ -57,7 +57,6 @@ from typing import Any
 import mpmath
 import numpy as np
 
-from nsiter.cost import restart_cost
 from nsiter.dtypes import dtype_name, largest_finite, short_name, unit_roundoff
 from nsiter.registry import load_schedule
 from nsiter.schedule import Schedule, check_restarts
@@ -74,7 +73,6 @@ __all__ = [
     "label",
     "placements",
     "predict_error",
-    "restart_cost",
     "standard_error",
 ]
 
@@ -418,7 +416,7 @@ def gram_restarts(
     """Search the Gram-form restart placements of ``schedule`` with the rounding model of this module.
 
     Every placement with at most ``max_restarts`` restarts is evaluated (``predict_error``).  Returned:
-    the most accurate one, and the cheapest one (fewest restarts, each costing ``restart_cost``) whose
+    the most accurate one, and the cheapest one (fewest restarts, each costing :func:`nsiter.cost.restart_cost`) whose
     predicted error stays within ``tol`` times the standard form's, with no overflow.
 
     Compared with the published autotuner of ``gram-newton-schulz`` (which pushes one fixed spurious

@@ -231,10 +231,13 @@ class Schedule:
         """``phi_T'(0) = prod_k p_k'(0)``: how much the composed map amplifies the smallest singular values."""
         return float(np.prod([p.slope_at_zero for p in self.steps]))
 
+    @property
     def matmuls(self) -> int:
-        """Matrix products of the Gram-form step: ``A = X X^T``, ``l - 1`` Horner products, ``B X`` per step.
+        """Matrix products of the standard form, summed over the steps (``OddPolynomial.matmuls``).
 
-        A step of degree ``2l + 1`` costs ``l + 1`` products (cubic 2, quintic 3); degree 1 costs 0.
+        A step of degree ``2l + 1`` forms ``A = X X^T``, applies ``l - 1`` Horner products in ``A`` and one
+        ``B X``: ``l + 1`` products (cubic 2, quintic 3); degree 1 costs 0 (:func:`nsiter.polynomial.step_matmuls`).
+        The Gram form counts differently (:func:`nsiter.cost.method_flops`).
         """
         return sum(p.matmuls for p in self.steps)
 

@@ -28,7 +28,6 @@ from nsiter.polynomial import MAX_DEGREE, MAX_SYMBOLIC_DEGREE, OddPolynomial
 from nsiter.schedule import Schedule
 
 __all__ = [
-    "MAX_SYMBOLIC_DEGREE",
     "FamilyMember",
     "compose_exact",
     "newton_schulz",
@@ -187,7 +186,16 @@ def _convergence_bound(poly: sp.Expr, l: int) -> sp.Expr:  # noqa: E741
 
 
 def newton_schulz_family(degree: int) -> FamilyMember:
-    """Derive the degree-``degree`` Newton–Schulz polynomial and its exact facts (see ``FamilyMember``)."""
+    """Derive the degree-``degree`` Newton–Schulz polynomial and its exact facts (see ``FamilyMember``).
+
+    The ``[l/0]`` Padé approximant of ``(1 - xi)^(-1/2)`` at ``xi = 1 - x^2`` times ``x`` (Kovarik 1970;
+    Björck & Bowie 1971), for ``degree = 2l + 1``: order of convergence ``l + 1``, exact coefficients.
+
+    Example:
+        >>> m = newton_schulz_family(5)
+        >>> m.polynomial, m.order, m.convergence_bound
+        (OddPolynomial(exact=[15/8, -5/4, 3/8]), 3, sqrt(21)/3)
+    """
     l = (_check_degree(degree) - 1) // 2  # noqa: E741
     poly = sp.expand(pade_iteration(l, 0))
     p = newton_schulz(degree)

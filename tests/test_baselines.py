@@ -48,7 +48,7 @@ def test_polar_factor_properties():
 
 def test_floors_are_ordered_by_precision(floors):
     f = {k: v.orth_err_2 for k, v in floors.items()}
-    assert f["fp64"] < f["fp32"] < f["fp16"] < f["bf16"]
+    assert f["float64"] < f["float32"] < f["float16"] < f["bfloat16"]
 
 
 def test_floors_are_a_modest_multiple_of_unit_roundoff(floors):
@@ -64,7 +64,7 @@ def test_floors_are_a_modest_multiple_of_unit_roundoff(floors):
 
 def test_floor_is_reproducible_and_named():
     a, b = dtype_floor("bf16", 32, seeds=(0,)), dtype_floor(torch.bfloat16, 32, seeds=(0,))
-    assert a == b and a.dtype == "bf16"
+    assert a == b and a.dtype == "bfloat16"  # the canonical name, as records store it
 
 
 def test_bad_arguments_raise():

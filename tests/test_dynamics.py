@@ -8,10 +8,19 @@ import mpmath
 import numpy as np
 import pytest
 
-from nsiter.analysis import attractor, fixed_points, repeated_attractor
-from nsiter.dynamics import MAX_CYCLE_PERIOD, find_cycles, prove_cycle
+from nsiter.dynamics import (
+    MAX_CYCLE_PERIOD,
+    attractor,
+    convergence_bound,
+    find_cycles,
+    fixed_points,
+    periodic_points,
+    prove_cycle,
+    repeated_attractor,
+)
 from nsiter.polynomial import OddPolynomial
 from nsiter.registry import available_schedules, load_schedule
+from nsiter.symbolic import newton_schulz
 
 MUON = OddPolynomial([3.4445, -4.7750, 2.0315])  # KellerJordan/Muon muon.py
 
@@ -164,3 +173,79 @@ def test_bad_cycle_inputs():
         prove_cycle(MUON, 0.7, True)
     with pytest.raises(ValueError, match="lo"):
         find_cycles(MUON, 0.0, 1.0)
+
+
+def test_attractor_band_is_certified_to_trap_only_when_proved():
+    """``invariant`` is a proof: ``image_interval`` of the band lies inside it.  From [0.5, 0.6] the cubic's
+    first band [0.6875, 0.792] is not invariant (its image moves up towards 1); Muon's limit band is."""
+    from nsiter.analysis import image_interval
+
+    muon = attractor(MUON, 1e-3, 1.0)
+    a, b = image_interval(MUON, *muon.band)
+    assert muon.invariant and muon.band[0] <= a and b <= muon.band[1]
+    cubic = OddPolynomial([1.5, -0.5])
+    first = attractor(cubic, 0.5, 0.6, max_iter=1)
+    assert first.band == pytest.approx((0.6875, 0.792), abs=1e-3)
+    assert not first.converged and not first.invariant
+    assert attractor(cubic, 0.5, 0.6).invariant
+
+
+def test_convergence_bound_certifies_only_what_it_proves():
+    """A map with ``p(1) = 1 - 1e-13`` passes the float checks, but 1 is not its fixed point: its orbits
+    converge next to 1, not to 1, so the bound is returned and not certified.  The cubic's is proved."""
+    from nsiter.dynamics import convergence_bound
+
+    assert convergence_bound(OddPolynomial([1.5, -0.5])) == (pytest.approx(math.sqrt(3), rel=1e-16), True)
+    near = OddPolynomial([1.5, -0.5 - 1e-13])
+    assert abs(float(near(1.0)) - 1) < 1e-12
+    b, certified = convergence_bound(near)
+    assert b == pytest.approx(math.sqrt(3), rel=1e-12) and not certified
+
+
+def test_muon_fixed_points_and_band():
+    # p(x) = x  <=>  2.0315 t^2 - 4.775 t + 2.4445 = 0 with t = x^2
+    disc = 4.775**2 - 4 * 2.0315 * 2.4445
+    ts = [(4.775 - math.sqrt(disc)) / (2 * 2.0315), (4.775 + math.sqrt(disc)) / (2 * 2.0315)]
+    fps = fixed_points(MUON)
+    assert [f.x for f in fps] == pytest.approx([0.0, *np.sqrt(ts)], rel=1e-13)
+    assert all(f.stability == "repelling" for f in fps)
+    assert MUON(1.0) == pytest.approx(0.701)  # so 1 is not a fixed point
+    att = attractor(MUON, 1e-3, 1.0)
+    assert att.kind == "cycle" and att.converged  # the attracting 4-cycle (tests/test_dynamics.py)
+    assert [(c.period, c.stability, c.proof) for c in att.cycles] == [
+        (2, "repelling", "krawczyk"),
+        (4, "attracting", "krawczyk"),
+    ]
+    # dense iteration: long-run orbits of 1e5 starting points fill the band and stay inside it
+    y = np.geomspace(1e-3, 1.0, 100_000)
+    for _ in range(60):
+        y = MUON(y)
+    hull = (y.min(), y.max())
+    assert att.band[0] <= hull[0] + 1e-12 and hull[1] <= att.band[1] + 1e-12
+    assert hull[0] - att.band[0] < 1e-3 and att.band[1] - hull[1] < 1e-3
+    # the 2-cycle inside the band is repelling: p(p(x)) = x, p(x) != x
+    (orbit, mult, stab) = periodic_points(MUON, 2)[0]
+    assert MUON(MUON(orbit[0])) == pytest.approx(orbit[0], rel=1e-12) and stab == "repelling"
+    assert mult == pytest.approx(MUON.derivative(orbit[0]) * MUON.derivative(orbit[1]))
+    # the same 2-cycle, proved: the root-finding orbit lies within its rounding of the proved one
+    proved = att.cycles[0]
+    assert sorted(proved.points) == pytest.approx(orbit, rel=1e-11)
+    lo_m, hi_m = proved.multiplier_enclosure
+    assert lo_m <= proved.multiplier <= hi_m < -1 and proved.multiplier == pytest.approx(mult, rel=1e-10)
+    # no ValueError blow-up: period 4 needs a degree-625 polynomial, refused before any work
+    with pytest.raises(ValueError, match="MAX_CYCLE_DEGREE"):
+        attractor(MUON, 1e-3, 1.0, max_period=4)
+    with pytest.raises(ValueError, match="MAX_CYCLE_DEGREE"):
+        periodic_points(MUON, 4)
+
+
+def test_convergent_iteration_attractor():
+    att = attractor(newton_schulz(5), 1e-3, 1.0)
+    assert att.kind == "converges" and att.band[0] == pytest.approx(1.0, abs=1e-12)
+    fp = {round(f.x, 12): f.stability for f in att.fixed_points}
+    assert fp[1.0] == "superattracting" and fp[0.0] == "repelling"
+
+
+def test_convergence_bound_rejects_non_convergent():
+    with pytest.raises(ValueError, match=r"p\(1\) = 0\.70(1|09)"):
+        convergence_bound(MUON)

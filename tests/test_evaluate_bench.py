@@ -32,7 +32,7 @@ def test_reference_loop_computes_the_same_function(name, shape):
 def test_flops_of_square_matrices_are_two_n_cubed_per_product(name):
     # On square n x n input each of the schedule's matmuls (Schedule.matmuls) costs 2 n^3 flops.
     sched = load_schedule(name)
-    assert schedule_flops(sched, 64, 64) == sched.matmuls() * 2 * 64**3
+    assert schedule_flops(sched, 64, 64) == sched.matmuls * 2 * 64**3
     assert schedule_flops(sched, 64, 64, batch=3) == 3 * schedule_flops(sched, 64, 64)
     assert schedule_flops(sched, 32, 128) == schedule_flops(sched, 128, 32)
 

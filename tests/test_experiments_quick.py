@@ -115,7 +115,7 @@ def test_dtype_floors_order_by_precision(quick):
     root, _ = quick
     _, t = _tables(root, "dtype_floors")
     floor = {r["dtype"]: r["orth_err_2"] for r in t["main"]}
-    assert floor["fp64"] < floor["fp32"] < floor["fp16"] < floor["bf16"]
+    assert floor["float64"] < floor["float32"] < floor["float16"] < floor["bfloat16"]
     for r in t["main"]:
         assert r["orth_err_2"] >= r["unit_roundoff"] / 10
 

@@ -67,7 +67,7 @@ def test_schedule_composed_equals_apply_and_slope():
     xs = np.linspace(0, 1, 17)
     np.testing.assert_allclose(s.composed()(xs), s.apply(xs), rtol=1e-12, atol=1e-15)
     assert s.slope_at_zero == 3.0 * 1.875
-    assert s.matmuls() == 2 + 3  # cubic step 2, quintic step 3
+    assert s.matmuls == 2 + 3  # cubic step 2, quintic step 3
 
 
 @settings(max_examples=50)
@@ -174,7 +174,7 @@ def test_one_matmul_count():
     assert [step_matmuls(d) for d in (1, 3, 5, 7, 9)] == [0, 2, 3, 4, 5]
     user = Provenance("user", "tests")
     s = Schedule("mixed", (OddPolynomial([2.0]), OddPolynomial([1.5, -0.5]), OddPolynomial([1, 2, 3])), user)
-    assert s.matmuls() == 0 + 2 + 3 == sum(p.matmuls for p in s)
+    assert s.matmuls == 0 + 2 + 3 == sum(p.matmuls for p in s)
     for bad in (0, 2, -3, 3.0, True):
         with pytest.raises(ValueError, match="odd"):
             step_matmuls(bad)

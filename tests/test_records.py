@@ -11,9 +11,9 @@ import torch
 
 from nsiter import matrices
 from nsiter.evaluate import orthogonalize
-from nsiter.measure import polar_factor
+from nsiter.measure import QUANTITIES, polar_factor
 from nsiter.polynomial import OddPolynomial
-from nsiter.records import QUANTITIES, trajectory
+from nsiter.records import trajectory
 from nsiter.schedule import Normalization, Provenance, Schedule
 
 USER = Provenance("user", "tests/test_records.py")

@@ -103,7 +103,7 @@ def test_gram_polar_express_is_p_of_x_over_1_05_on_every_step():
 def test_relaxed_cubic_5_matches_nemo_cubic5():
     s = load_schedule("relaxed-cubic-5")
     assert [p.exact for p in s] == [_fr(t) for t in NEMO_CUBIC5]
-    assert all(p.degree == 3 for p in s) and s.matmuls() == 10
+    assert all(p.degree == 3 for p in s) and s.matmuls == 10
     n = s.normalization
     assert (n.norm, n.scale, n.eps) == ("frobenius", 1.0, 0.0)
 
@@ -148,7 +148,7 @@ def test_cans_5_nemo_is_a_different_set_from_cans_5():
 
 # ---------------------------------------------------------------------- search entries (derived)
 def _published_at_cost(matmuls: int) -> list[str]:
-    return [n for n in PUBLISHED if load_schedule(n).matmuls() == matmuls]
+    return [n for n in PUBLISHED if load_schedule(n).matmuls == matmuls]
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if re.fullmatch(r"nsiter-\d+step", n)])
@@ -163,9 +163,9 @@ def test_search_entry_verdict_against_published_schedules_is_recomputed(name):
     params = s.provenance.parameters
     assert len(s) == params["steps"] and all(p.degree == params["degree"] for p in s)
     ours = certified_error(s, params["lo"], params["hi"])
-    same = _published_at_cost(s.matmuls())
+    same = _published_at_cost(s.matmuls)
     if not same:
-        assert f"No published schedule in the registry costs {s.matmuls()} matmuls" in notes
+        assert f"No published schedule in the registry costs {s.matmuls} matmuls" in notes
     for other in same:
         assert re.search(rf"\b{re.escape(other)}\b(?!-)", notes), (name, other)
         o = load_schedule(other)
@@ -185,5 +185,5 @@ def test_search_prefixes_agree():
         assert [p.coefficients for p in s[: k - 1]] == [p.coefficients for p in seven[: k - 1]], k
     bf16 = load_schedule("nsiter-21mm-bf16")
     seq = bf16.provenance.parameters["sequence"]
-    assert [p.degree for p in bf16] == seq and bf16.matmuls() == bf16.provenance.parameters["budget"]
+    assert [p.degree for p in bf16] == seq and bf16.matmuls == bf16.provenance.parameters["budget"]
     assert [p.coefficients for p in bf16[:5]] == [p.coefficients for p in seven[:5]]

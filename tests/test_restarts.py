@@ -11,9 +11,10 @@ import torch
 
 from nsiter import load_schedule, matrices
 from nsiter.cli import main
+from nsiter.cost import restart_cost
 from nsiter.dtypes import unit_roundoff
 from nsiter.evaluate import normalize, orthogonalize
-from nsiter.restarts import gram_restarts, label, placements, predict_error, restart_cost, standard_error
+from nsiter.restarts import gram_restarts, label, placements, predict_error, standard_error
 
 
 # ----------------------------------------------------------------------------------------- closed forms
@@ -104,7 +105,7 @@ def _measured(name, dt, G, restarts):
 
 
 def test_polar_express_8_overflows_without_restart_in_fp16_as_predicted():
-    """Issue 10: Polar Express's 8 steps without restart overflow in fp16 on spectra down to 1e-10."""
+    """Polar Express's 8 steps without restart overflow in fp16 on spectra down to 1e-10."""
     G = matrices.log_uniform(32, 128, 1e-10, seed=3)
     sched = load_schedule("polar-express")
     sv = torch.linalg.svdvals(normalize(G[None], sched.normalization, torch.float64))

@@ -11,7 +11,8 @@ import sympy as sp
 
 import nsiter.cli as cli
 from nsiter import OddPolynomial, Schedule, load_schedule
-from nsiter.analysis import analyze, attractor, certified_error, image_interval
+from nsiter.analysis import analyze, certified_error, image_interval
+from nsiter.dynamics import attractor
 from nsiter.search import (
     Diagnostics,
     band_schedule,
@@ -213,7 +214,7 @@ def test_band_is_widest():
 # ----------------------------------------------------------------------------------- budget, winners
 def test_budget_search_is_best_over_sequences():
     sched, diag = budget_search(10, degrees=(3, 5))
-    assert sched.matmuls() <= 10
+    assert sched.matmuls <= 10
     for seq in ((5, 5, 3), (3, 5, 5), (5, 3, 5), (3, 3, 3, 3, 3), (5, 5)):
         other, _ = greedy_minimax(len(seq), list(seq), lo=1e-3, hi=1.0)
         assert diag.metrics["final_error"] <= schedule_error_fast(other, 1e-3, 1.0) + 1e-15
@@ -228,7 +229,7 @@ def _remez_basis_condition(a: float, b: float, n: int) -> float:
 @pytest.mark.parametrize("k", [3, 4, 5, 6, 7])
 def test_registry_winners(k):
     sched = load_schedule(f"nsiter-{k}step")
-    assert sched.provenance.kind == "search" and sched.matmuls() == 3 * k
+    assert sched.provenance.kind == "search" and sched.matmuls == 3 * k
     params = {key: v for key, v in sched.provenance.parameters.items() if key != "objective"}
     again, diag = greedy_minimax(**params)
     # Regenerated coefficients differ between BLAS kernels (AMD AVX2 vs Intel AVX-512) by rounding amplified by
@@ -276,8 +277,7 @@ def test_precision_aware_budget_falls_back_to_certified_when_nothing_converges()
 
 
 def test_budget_costs_agree_with_the_evaluators_flop_count():
-    from nsiter.gram import method_flops
-    from nsiter.restarts import restart_cost
+    from nsiter.cost import method_flops, restart_cost
     from nsiter.search.budget import _Costs, sequence_cost
 
     rng = np.random.default_rng(0)
@@ -287,7 +287,7 @@ def test_budget_costs_agree_with_the_evaluators_flop_count():
         n = m * int(rng.integers(1, 9)) + int(rng.integers(0, 7))
         sched = Schedule.from_coefficients([tuple(rng.normal(size=(d + 1) // 2)) for d in degrees])
         # standard form: the matrix products Schedule.matmuls counts
-        assert sequence_cost(degrees) == sched.matmuls()
+        assert sequence_cost(degrees) == sched.matmuls
         # Gram form: the enumeration's integer costs and sequence_cost are the evaluator's flops (full products)
         unit = 2 * m * m * n
         assert _Costs((m, n)).whole(degrees) == method_flops(sched, m, n, method="gram", restarts=())
@@ -369,7 +369,7 @@ def test_registry_precision_aware_winner():
     sched = load_schedule("nsiter-21mm-bf16")
     params = sched.provenance.parameters
     seq = params["sequence"]
-    assert [p.degree for p in sched.steps] == seq and sched.matmuls() == 21
+    assert [p.degree for p in sched.steps] == seq and sched.matmuls == 21
     # its steps are the greedy minimax construction for that degree sequence
     again, _ = greedy_minimax(
         len(seq), seq, lo=1e-3, hi=1.0, cushion=params["cushion"], safety=params["safety"]

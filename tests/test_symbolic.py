@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from nsiter.analysis import convergence_bound
+from nsiter.dynamics import convergence_bound
 from nsiter.polynomial import OddPolynomial
 from nsiter.schedule import Provenance, Schedule
 from nsiter.symbolic import compose_exact, newton_schulz, newton_schulz_family, pade_iteration, x

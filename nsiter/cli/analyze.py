@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("schedule", help="registry name or path to a schedule JSON file")
     p.add_argument(
-        "--lo", type=positive_float, default=1e-3, help="smallest normalized singular value, 0 < lo < hi"
+        "--lo", type=positive_float, default=1e-3, help="smallest normalized singular value, 0 < lo <= hi"
     )
     p.add_argument("--hi", type=finite_float, default=1.0, help="largest normalized singular value")
     p.add_argument(

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
                 "name": s.name,
                 "steps": len(s),
                 "degrees": sorted({p.degree for p in s}),
-                "matmuls": s.matmuls(),
+                "matmuls": s.matmuls,
                 "slope_at_zero": s.slope_at_zero,
                 "normalization": s.normalization.to_dict(),
                 "kind": s.provenance.kind,

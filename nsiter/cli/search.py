@@ -117,10 +117,11 @@ def _objective(objs: argparse._SubParsersAction, name: str, summary: str) -> arg
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "search",
-        help="search coefficients (minimax, max-slope, band, budget, calibrate, gradient)",
-        description="Search the coefficients of a schedule with one of six objectives and write it as a "
-        "schedule file whose provenance records the objective, its parameters and the result metrics.  "
-        "`nsiter search OBJECTIVE --help` lists each objective's options.",
+        help="search coefficients (minimax, max-slope, band, budget, calibrate, gradient) or restarts",
+        description="Search with one of seven objectives: six coefficient searches (minimax, max-slope, band, "
+        "budget, calibrate, gradient) that write a schedule file whose provenance records the objective, its "
+        "parameters and the result metrics, and restarts, which places the Gram form's restarts for an "
+        "existing schedule.  `nsiter search OBJECTIVE --help` lists each objective's options.",
     )
     objs = p.add_subparsers(dest="objective", metavar="OBJECTIVE", parser_class=type(p))
     objs.required = True
@@ -327,21 +328,12 @@ def _check_work(args: argparse.Namespace) -> None:
     if args.objective == "budget":
         if args.budget > MAX_BUDGET:
             raise CliError(f"--budget must be at most {MAX_BUDGET}, got {args.budget:g}")
-        if args.shape is None:
-            if args.budget != int(args.budget):
-                raise CliError(
-                    f"--budget counts matrix products: an integer without --shape, got {args.budget:g}"
-                )
-            args.budget = int(args.budget)
+        if args.shape is None:  # the library checks the rest (an integer budget, the shape, the tolerance)
+            if args.budget == int(args.budget):
+                args.budget = int(args.budget)
             for flag in ("max_restarts", "restart_tolerance"):
                 if getattr(args, flag) is not None:
                     raise CliError(f"--{flag.replace('_', '-')} applies with --shape only")
-        elif args.shape[0] > args.shape[1]:
-            raise CliError(
-                f"--shape must be MxN with M <= N (the Gram form's small side first), got {args.shape}"
-            )
-        if args.restart_tolerance is not None and args.restart_tolerance < 1:
-            raise CliError(f"--restart-tolerance must be >= 1, got {args.restart_tolerance:g}")
         n = budget_prefixes(args.budget, args.degrees, args.max_steps, shape=args.shape)
         if n > MAX_PREFIXES:
             raise CliError(
@@ -445,7 +437,7 @@ def run(args: argparse.Namespace) -> int:
         emit_json({"schedule": schedule.to_dict(), "diagnostics": diag.to_dict(), "out": args.out})
         return 0
     m = diag.metrics
-    print(f"{schedule.name}: {len(schedule)} steps, {schedule.matmuls()} matmuls, objective {args.objective}")
+    print(f"{schedule.name}: {len(schedule)} steps, {schedule.matmuls} matmuls, objective {args.objective}")
     for key in (
         "final_error",
         "slope_at_zero",

@@ -44,6 +44,13 @@ def load_schedule(name_or_path: str | Path | Schedule | Sequence) -> Schedule:
 
     A ``Schedule`` passes through unchanged; a list of coefficient tuples (or ``OddPolynomial``) becomes
     ``Schedule.from_coefficients``.  Unknown names raise ``ValueError`` listing the known ones.
+
+    Example:
+        >>> muon = load_schedule("muon")
+        >>> len(muon), muon.matmuls, muon[0].coefficients
+        (5, 15, (3.4445, -4.775, 2.0315))
+        >>> load_schedule([(1.5, -0.5)] * 3).matmuls
+        6
     """
     if isinstance(name_or_path, Schedule):
         return name_or_path

@@ -1,6 +1,6 @@
-"""Search-internal helpers: the diagnostics object, argument checks and a fast float64 interval map.
+"""Search-internal helpers: the diagnostics object, the result every objective returns, a fast float64 interval map.
 
-The certified numbers of nsiter come from :mod:`nsiter.analysis` (mpmath root isolation).  Searches
+The certified numbers of nsiter come from :mod:`nsiter.analysis` (interval arithmetic).  Searches
 evaluate thousands of candidate polynomials, so they use :func:`image_interval_fast`, the same idea in
 plain float64: the image of ``[lo, hi]`` under a polynomial is ``[min, max]`` of its values at the two
 endpoints and at the critical points inside (roots of ``p'``, an even polynomial, found as the roots in
@@ -9,6 +9,7 @@ endpoints and at the critical points inside (roots of ``p'``, an even polynomial
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +17,14 @@ from typing import Any
 import numpy as np
 
 from nsiter.polynomial import OddPolynomial
-from nsiter.schedule import Schedule
+from nsiter.schedule import Provenance, Schedule
 
 __all__ = [
     "Diagnostics",
     "image_interval_fast",
     "propagate_fast",
     "schedule_error_fast",
+    "search_result",
 ]
 
 
@@ -37,7 +39,10 @@ class Diagnostics:
             ``slope_at_zero``, ``matmuls``; per objective more (``band``, ``loss``...).
         intervals: per step ``{"lo", "hi", "error", ...}``: the interval each step maps to (float64
             estimates; :func:`nsiter.analysis.analyze` certifies them).
-        iterations: inner iterations (Remez exchanges, optimizer steps) per step or in total.
+        iterations: the search's inner iterations in total: Remez exchanges summed over the steps
+            (``minimax``, ``band``; per step in ``intervals``), optimizer steps (``gradient``), Remez solves
+            over all degree-sequence prefixes (``budget``), safety factors tried (``calibrate``); 0 for
+            closed forms (``max-slope``).
         converged: whether every inner solve met its tolerance.
         seconds: wall time of the search.
         notes: free-form remarks (which convention was used, warnings).
@@ -47,7 +52,7 @@ class Diagnostics:
     parameters: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     intervals: list[dict[str, Any]] = field(default_factory=list)
-    iterations: list[int] = field(default_factory=list)
+    iterations: int = 0
     converged: bool = True
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -58,7 +63,7 @@ class Diagnostics:
             "parameters": dict(self.parameters),
             "metrics": dict(self.metrics),
             "intervals": [dict(s) for s in self.intervals],
-            "iterations": list(self.iterations),
+            "iterations": self.iterations,
             "converged": self.converged,
             "seconds": self.seconds,
             "notes": list(self.notes),
@@ -100,7 +105,7 @@ def critical_points_fast(p: OddPolynomial | Sequence[float], lo: float, hi: floa
 def image_interval_fast(p: OddPolynomial | Sequence[float], lo: float, hi: float) -> tuple[float, float]:
     """``(min, max)`` of ``p`` on ``[lo, hi]`` in float64 (endpoints + critical points).
 
-    Search-internal fast path of :func:`nsiter.analysis.image_interval` (which certifies with mpmath).
+    Search-internal fast estimate of :func:`nsiter.analysis.image_interval` (the certified enclosure).
     """
     c = _coefficients(p)
     xs = np.concatenate([[lo, hi], critical_points_fast(c, lo, hi)])
@@ -128,3 +133,64 @@ def schedule_error_fast(schedule: Schedule | Sequence[OddPolynomial], lo: float,
     """Worst ``|1 - phi_T(x)|`` over ``x in [lo, hi]`` (float64 fast path)."""
     steps = schedule.steps if isinstance(schedule, Schedule) else schedule
     return interval_error(*propagate_fast(steps, lo, hi)[-1])
+
+
+def search_result(
+    objective: str,
+    name: str,
+    polys: Sequence[OddPolynomial],
+    *,
+    source: str,
+    reference: str,
+    parameters: dict[str, Any],
+    description: str,
+    lo: float,
+    hi: float,
+    started: float,
+    metrics: dict[str, Any] | None = None,
+    intervals: list[dict[str, Any]] | None = None,
+    provenance_parameters: dict[str, Any] | None = None,
+    restarts: Sequence[int] = (),
+    iterations: int = 0,
+    converged: bool = True,
+    notes: Sequence[str] = (),
+) -> tuple[Schedule, Diagnostics]:
+    """The end of every search: the schedule with its provenance, and its diagnostics.
+
+    The schedule is ``polys`` under ``name`` (provenance kind ``search``, ``source``, ``reference`` and the
+    ``parameters``, or ``provenance_parameters`` when they say more).  The diagnostics carry the per-step
+    float64 images of ``[lo, hi]`` (``propagate_fast``: ``intervals`` rows get ``lo``, ``hi`` and ``error``
+    of each image, or only ``error`` when the objective passes rows of its own), the common metrics
+    ``final_error`` (estimated ``max |1 - phi_T|``), ``slope_at_zero`` and ``matmuls``, then ``metrics``
+    (which may override them), and the wall time since ``started`` (``time.perf_counter()``).
+    """
+    sched = Schedule(
+        name,
+        tuple(polys),
+        Provenance(
+            kind="search",
+            source=source,
+            reference=reference,
+            parameters=parameters if provenance_parameters is None else provenance_parameters,
+        ),
+        description=description,
+        restarts=restarts,
+    )
+    images = propagate_fast(sched.steps, lo, hi)
+    if intervals is None:
+        intervals = [
+            {"degree": p.degree, "lo": a, "hi": b} for p, (a, b) in zip(sched.steps, images, strict=True)
+        ]
+    for row, (a, b) in zip(intervals, images, strict=True):
+        row["error"] = interval_error(a, b)
+    diag = Diagnostics(objective, parameters=parameters, intervals=intervals, iterations=int(iterations))
+    diag.metrics = {
+        "final_error": intervals[-1]["error"],
+        "slope_at_zero": sched.slope_at_zero,
+        "matmuls": sched.matmuls,
+        **(metrics or {}),
+    }
+    diag.converged = bool(converged)
+    diag.notes.extend(notes)
+    diag.seconds = time.perf_counter() - started
+    return sched, diag

@@ -12,9 +12,9 @@ two for ``R`` unless it is the last step), plus one ``m x n`` product for ``R_0 
 ``Q X``.  Each sequence then needs the restarts that keep its rounding error within ``restart_tolerance``
 of the standard form's (:func:`nsiter.restarts.gram_restarts`, with ``R`` and ``Q`` in the working
 format, on singular values ``[0, hi]`` as ``method="auto"`` decides), and each restart costs two more
-``m x n`` products (:func:`nsiter.restarts.restart_cost`).  So the budget is counted in ``m x n``
+``m x n`` products (:func:`nsiter.cost.restart_cost`).  So the budget is counted in ``m x n``
 products (``2 m^2 n`` flops; a float), every sequence is costed with its restarts
-(:func:`nsiter.gram.method_flops`, full products), and the winner carries its restarts.  The degree
+(:func:`nsiter.cost.method_flops`, full products), and the winner carries its restarts.  The degree
 sequences are enumerated by their cost without restarts (a lower bound).  Below the rounding floor
 (``floor``, default the unit roundoff of the working format) the estimate no longer ranks sequences,
 and shorter ones need fewer restarts, so the rounding model is consulted cheapest first among the
@@ -46,6 +46,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -55,7 +56,7 @@ from nsiter.dtypes import dtype_name, unit_roundoff
 from nsiter.polynomial import OddPolynomial, step_matmuls
 from nsiter.restarts import SAFE_LO, gram_restarts, placements
 from nsiter.schedule import Provenance, Schedule
-from nsiter.search._core import Diagnostics, image_interval_fast, interval_error, propagate_fast
+from nsiter.search._core import Diagnostics, image_interval_fast, interval_error, search_result
 from nsiter.search.minimax import cushioned_step
 
 __all__ = [
@@ -166,11 +167,201 @@ def sequence_cost(
         if restarts:
             raise ValueError("restarts are counted only in the Gram form: pass shape=(m, n)")
         return float(sum(step_matmuls(d) for d in degrees))
-    from nsiter.gram import method_flops  # torch: loaded only for the Gram-form mode
+    from nsiter.cost import method_flops
 
     m, n = _check_shape(shape)
     polys = [OddPolynomial([1.0] + [0.0] * ((int(d) - 1) // 2)) for d in degrees]
     return method_flops(polys, m, n, method="gram", restarts=list(restarts)) / (2 * m * m * n)
+
+
+@dataclass(frozen=True)
+class _Space:
+    """The degree sequences one search explores: steps of ``degrees`` from ``[lo, hi]`` whose cost (in
+    ``costs``' integer units) stays within ``limit``, at most ``max_steps`` long."""
+
+    lo: float
+    hi: float
+    degrees: list[int]
+    costs: _Costs
+    limit: float
+    cushion: float
+    safety: float
+    max_steps: int
+    exact_budget: bool
+
+    @property
+    def least_last(self) -> int:
+        """The cost of the cheapest possible last step."""
+        return min(self.costs.step(d) for d in self.degrees) - self.costs.last
+
+
+_Entry = tuple[float, tuple[int, ...], tuple[OddPolynomial, ...]]  # (estimated error, degrees, polynomials)
+
+
+class _Enumeration:
+    """Every degree sequence of a ``_Space`` with its greedy minimax schedule, depth first: sequences sharing
+    a prefix share its Remez solves.
+
+    Attributes:
+        results: ``(estimated error, degrees, polynomials)`` per sequence, in the order found.
+        singular: sequences whose last Remez system was singular in float64 (interval too narrow).
+        explored: Remez solves done (one per prefix).
+    """
+
+    def __init__(self, space: _Space, progress: Any = None) -> None:
+        self.space = space
+        self.progress = progress
+        self.results: list[_Entry] = []
+        self.singular: list[tuple[int, ...]] = []
+        self.explored = 0
+        self._grow(space.lo, space.hi, space.costs.start, (), ())
+
+    def _grow(
+        self, a: float, b: float, spent: int, seq: tuple[int, ...], polys: tuple[OddPolynomial, ...]
+    ) -> None:
+        """Extend ``seq`` (which maps ``[lo, hi]`` to ``[a, b]`` at cost ``spent``) by every degree that fits."""
+        sp = self.space
+        for d in sp.degrees:
+            c = sp.costs.step(d)
+            if spent + c - sp.costs.last > sp.limit:  # (the recursion below keeps len(seq) < max_steps)
+                continue
+            try:
+                p, _, _ = cushioned_step(a, b, d, sp.cushion, True)
+            except np.linalg.LinAlgError:  # an interval too narrow for this degree's Remez basis in float64
+                self.singular.append((*seq, d))
+                continue
+            self.explored += 1
+            if self.progress is not None:
+                self.progress(self.explored)
+            image = None
+            # as the last step (no safety factor)
+            if not sp.exact_budget or spent + c == sp.limit:
+                image = image_interval_fast(p, a, b)
+                self.results.append((interval_error(*image), (*seq, d), (*polys, p)))
+            # as an inner step (safety factor), if another step still fits
+            if spent + c + sp.least_last <= sp.limit and len(seq) + 1 < sp.max_steps:
+                q = p.scaled_input(sp.safety) if sp.safety != 1.0 else p
+                if q is not p or image is None:
+                    image = image_interval_fast(q, a, b)
+                na, nb = image
+                # a step after an interval converged to float64 resolution cannot improve the estimate (and
+                # its Remez system is singular)
+                if na > 0 and math.isfinite(nb) and interval_error(na, nb) > CONVERGED:
+                    self._grow(na, nb, spent + c, (*seq, d), (*polys, q))
+
+
+class _RestartModel:
+    """Gram form: the restarts a sequence needs so that its rounding error (R and Q in ``dtype``, modelled on
+    ``[SAFE_LO, hi]`` as ``method="auto"`` decides) stays within ``tolerance`` times the standard form's,
+    from :func:`nsiter.restarts.gram_restarts`; ``None`` when no affordable placement does (or the modelling
+    allowance ``MAX_RESTART_MODELS`` / ``MAX_MODELLED_PLACEMENTS`` is spent)."""
+
+    def __init__(
+        self,
+        space: _Space,
+        budget: float,
+        shape: tuple[int, int],
+        dtype: str,
+        max_restarts: int,
+        tolerance: float,
+    ) -> None:
+        self.space, self.budget, self.shape, self.dtype = space, budget, shape, dtype
+        self.max_restarts, self.tolerance = max_restarts, tolerance
+        self.placed: dict[tuple[int, ...], tuple[int, ...] | None] = {}  # sequence -> its restarts
+        self.modelled = 0  # restart placements evaluated so far
+
+    def fits(self, entry: _Entry) -> bool:
+        """Whether the sequence of ``entry`` fits the budget with the restarts it needs."""
+        _, seq, polys = entry
+        if seq not in self.placed:
+            costs = self.space.costs
+            # every restart (not after the last step) adds two m x n products and saves three m x m ones
+            spare, net = self.space.limit - costs.whole(seq), 2 * costs.unit - 3 * costs.square
+            affordable = self.max_restarts if net <= 0 else min(self.max_restarts, int(spare // net))
+            work = len(placements(len(seq), affordable))
+            if len(self.placed) >= MAX_RESTART_MODELS or self.modelled + work > MAX_MODELLED_PLACEMENTS:
+                return False
+            self.modelled += work
+            cand = Schedule("candidate", polys, Provenance(kind="search", source="budget_search"))
+            res = gram_restarts(
+                cand,
+                dtype=self.dtype,
+                max_restarts=affordable,
+                lo=SAFE_LO,
+                hi=self.space.hi,
+                tol=self.tolerance,
+            )
+            rs = None if res.cheapest is None else res.cheapest.restarts
+            fits = rs is not None and sequence_cost(seq, shape=self.shape, restarts=rs) <= self.budget
+            self.placed[seq] = rs if fits else None
+        return self.placed[seq] is not None
+
+
+@dataclass
+class _Choice:
+    """A mode's answer: the winning entry, the ranking it came from, and (Gram form) the restart model."""
+
+    winner: _Entry
+    ranked: list[_Entry]
+    model: _RestartModel | None = None
+    measured: list[dict[str, Any]] = field(default_factory=list)
+
+    def fits(self, entry: _Entry) -> bool:
+        return self.model is None or self.model.fits(entry)
+
+    def restarts(self, seq: tuple[int, ...]) -> tuple[int, ...]:
+        return () if self.model is None else self.model.placed[seq]
+
+
+def _standard_mode(space: _Space, found: _Enumeration) -> _Choice:
+    """Standard form: the smallest estimated error wins; ties go to the cheaper, then the shorter sequence."""
+    ranked = sorted(found.results, key=lambda r: (r[0], space.costs.whole(r[1]), len(r[1])))
+    if not ranked:
+        raise ValueError(
+            f"no degree sequence within the budget could be solved (singular: {found.singular[:3]})"
+        )
+    return _Choice(ranked[0], ranked)
+
+
+def _gram_mode(space: _Space, found: _Enumeration, model: _RestartModel, clip: float) -> _Choice:
+    """Gram form: below the rounding floor ``clip`` the estimate no longer ranks sequences (rounding does), and
+    shorter ones need fewer restarts, so those are costed first (clipped error, then cost); the first that
+    fits with its restarts wins."""
+    ranked = sorted(found.results, key=lambda r: (max(r[0], clip), space.costs.whole(r[1]), r[0]))
+    winner = next((r for r in ranked if model.fits(r)), None)
+    if winner is None:
+        raise ValueError(
+            f"no degree sequence fits budget {model.budget} on shape {model.shape} with the restarts its "
+            f"{model.dtype} rounding needs (at most {model.max_restarts}, within {model.tolerance}x the "
+            f"standard form; {len(model.placed)} sequences, {model.modelled} placements modelled): raise the "
+            "budget, max_restarts or restart_tolerance"
+        )
+    return _Choice(winner, ranked, model)
+
+
+def _precision_mode(
+    choice: _Choice,
+    space: _Space,
+    floor: float,
+    dtype: Any,
+    sizes: Sequence[int],
+    seeds: Sequence[int],
+) -> _Choice:
+    """Precision-aware: among the sequences estimated below ``floor`` that fit, one per length of the final
+    run of lowest-degree steps (``_tail_shortlist``), the most accurate measured in ``dtype`` wins; with
+    none below the floor the choice stands."""
+    shortlist = _tail_shortlist(choice.ranked, floor, space.degrees[0], choice.fits)
+    measured = []
+    for e, sq, ps in shortlist:
+        cand = Schedule("candidate", ps, Provenance(kind="search", source="budget_search"))
+        if choice.model is not None:
+            cand = cand.with_restarts(choice.restarts(sq))
+        m = _measure_mean(cand, space.lo, space.hi, sizes, seeds, dtype, choice.model is not None)
+        measured.append({"sequence": list(sq), "estimated_error": e, **m})
+    if not measured:
+        return choice
+    best = min(range(len(shortlist)), key=lambda i: (measured[i]["measured_error"], shortlist[i][0]))
+    return _Choice(shortlist[best], choice.ranked, choice.model, measured)
 
 
 def budget_search(
@@ -194,6 +385,10 @@ def budget_search(
     progress: Any = None,
 ) -> tuple[Schedule, Diagnostics]:
     """The greedy minimax schedule with the smallest worst-case error on ``[lo, hi]`` within ``budget``.
+
+    Three modes (module docstring), each a function of its own: the standard form's matrix products
+    (``_standard_mode``), the Gram form on ``shape`` with restarts (``_gram_mode``), and, with ``dtype``,
+    the measurement that decides below the rounding floor (``_precision_mode``, after either).
 
     Args:
         budget: matrix products allowed (an integer ``>= 2``, the cost of one cubic step); with ``shape``,
@@ -231,18 +426,67 @@ def budget_search(
     gram = shape is not None
     shape = _check_shape(shape) if gram else None
     budget = _check_budget(budget, shape)
+    space = _check_space(budget, degrees, shape, lo, hi, cushion, safety, exact_budget, max_steps)
+    params: dict[str, Any] = {
+        "budget": budget,
+        "lo": space.lo,
+        "hi": space.hi,
+        "degrees": space.degrees,
+        "cushion": float(cushion),
+        "safety": space.safety,
+        "exact_budget": bool(exact_budget),
+        "max_steps": space.max_steps,
+    }
+    if gram:  # names a bad dtype or restart setting before the search
+        work_dtype = dtype_name("bfloat16" if dtype is None else dtype)
+        _check_restart_search(max_restarts, restart_tolerance, space.max_steps)
+    if dtype is not None:  # validate before the search
+        floor = unit_roundoff(dtype) if floor is None else check_positive(floor, "floor")
+        sizes = [check_positive_int(n, "size") for n in sizes]
+        seeds = [check_seed(s) for s in seeds]
+        if not seeds:
+            raise ValueError("seeds must list at least one seed for the precision-aware measurement")
+        params.update(dtype=str(dtype), floor=floor, sizes=sizes, seeds=seeds)
+    if gram:
+        params.update(
+            shape=list(shape), max_restarts=max_restarts, restart_tolerance=float(restart_tolerance)
+        )
+
+    found = _Enumeration(space, progress)
+    if gram:
+        model = _RestartModel(space, budget, shape, work_dtype, max_restarts, restart_tolerance)
+        choice = _gram_mode(space, found, model, floor if dtype is not None else unit_roundoff(work_dtype))
+    else:
+        choice = _standard_mode(space, found)
+    if dtype is not None:
+        choice = _precision_mode(choice, space, floor, dtype, sizes, seeds)
+    return _budget_result(choice, found, space, params, shape, dtype, floor, name, t0)
+
+
+def _check_space(
+    budget: float,
+    degrees: Sequence[int],
+    shape: tuple[int, int] | None,
+    lo: float,
+    hi: float,
+    cushion: float,
+    safety: float,
+    exact_budget: bool,
+    max_steps: int,
+) -> _Space:
+    """The checked search space, or ``ValueError`` naming the bad value (before any Remez solve)."""
+    lo, hi = check_interval(lo, hi)
     costs = _Costs(shape)
     limit = budget * costs.unit
     degs = sorted({int(d) for d in degrees})
     if not degs or any(d < 3 or d % 2 == 0 for d in degs):
         raise ValueError(f"degrees must be odd integers >= 3, got {list(degrees)!r}")
-    cheapest = min(costs.step(d) for d in degs)
-    if costs.start + cheapest - costs.last > limit:
+    if costs.start + min(costs.step(d) for d in degs) - costs.last > limit:
         raise ValueError(
             f"budget {budget} is too small: the cheapest step (degree {min(degs)}) costs "
-            f"{sequence_cost([min(degs)], shape=shape):.4g} {'m x n' if gram else 'matrix'} products"
+            f"{sequence_cost([min(degs)], shape=shape):.4g} {'matrix' if shape is None else 'm x n'} products"
         )
-    if exact_budget and gram:
+    if exact_budget and shape is not None:
         raise ValueError("exact_budget applies to the standard form's matrix products, not with shape=")
     if exact_budget and not _reachable(budget, [step_matmuls(d) for d in degs]):
         raise ValueError(f"no sequence of degrees {degs} costs exactly {budget} matrix products")
@@ -250,194 +494,85 @@ def budget_search(
     max_steps = check_positive_int(max_steps, "max_steps")
     if not 0 <= cushion < 1:
         raise ValueError(f"cushion must be in [0, 1), got {cushion!r}")
-    explored = budget_prefixes(budget, degs, max_steps, shape=shape)
-    if explored > MAX_PREFIXES:
+    if budget_prefixes(budget, degs, max_steps, shape=shape) > MAX_PREFIXES:
         raise ValueError(
             f"budget {budget} with degrees {degs} and max_steps {max_steps} explores more than {MAX_PREFIXES} "
             "degree sequences: lower the budget or max_steps"
         )
+    return _Space(lo, hi, degs, costs, limit, float(cushion), safety, max_steps, bool(exact_budget))
 
-    work_dtype = dtype if dtype is not None else ("bfloat16" if gram else None)
-    if gram:
-        work_dtype = dtype_name(work_dtype)  # names the bad dtype before the search
-        if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-            raise ValueError(f"max_restarts must be a non-negative integer, got {max_restarts!r}")
-        placements(max_steps, max_restarts)  # the placements of the longest sequence: within MAX_PLACEMENTS
-        if not (isinstance(restart_tolerance, (int, float)) and math.isfinite(restart_tolerance)) or (
-            restart_tolerance < 1
-        ):
-            raise ValueError(f"restart_tolerance must be a finite factor >= 1, got {restart_tolerance!r}")
-    if dtype is not None:  # validate before the search
-        floor = unit_roundoff(dtype) if floor is None else check_positive(floor, "floor")
-        sizes = [check_positive_int(n, "size") for n in sizes]
-        seeds = [check_seed(s) for s in seeds]
-        if not seeds:
-            raise ValueError("seeds must list at least one seed for the precision-aware measurement")
 
-    results: list[tuple[float, tuple[int, ...], tuple[OddPolynomial, ...]]] = []
-    singular: list[tuple[int, ...]] = []
-    count = 0
-    least_last = cheapest - costs.last  # the cheapest possible last step
+def _check_restart_search(max_restarts: Any, restart_tolerance: Any, max_steps: int) -> None:
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise ValueError(f"max_restarts must be a non-negative integer, got {max_restarts!r}")
+    placements(max_steps, max_restarts)  # the placements of the longest sequence: within MAX_PLACEMENTS
+    if not (isinstance(restart_tolerance, (int, float)) and math.isfinite(restart_tolerance)) or (
+        restart_tolerance < 1
+    ):
+        raise ValueError(f"restart_tolerance must be a finite factor >= 1, got {restart_tolerance!r}")
 
-    def dfs(a: float, b: float, spent: int, seq: tuple[int, ...], polys: tuple[OddPolynomial, ...]) -> None:
-        nonlocal count
-        for d in degs:
-            c = costs.step(d)
-            if spent + c - costs.last > limit:  # (the recursion below keeps len(seq) < max_steps)
-                continue
-            try:
-                p, _, _ = cushioned_step(a, b, d, cushion, True)
-            except np.linalg.LinAlgError:  # an interval too narrow for this degree's Remez basis in float64
-                singular.append((*seq, d))
-                continue
-            count += 1
-            if progress is not None:
-                progress(count)
-            image = None
-            # as the last step (no safety factor)
-            if not exact_budget or spent + c == limit:
-                image = image_interval_fast(p, a, b)
-                results.append((interval_error(*image), (*seq, d), (*polys, p)))
-            # as an inner step (safety factor), if another step still fits
-            if spent + c + least_last <= limit and len(seq) + 1 < max_steps:
-                q = p.scaled_input(safety) if safety != 1.0 else p
-                if q is not p or image is None:
-                    image = image_interval_fast(q, a, b)
-                na, nb = image
-                # a step after an interval converged to float64 resolution cannot improve the estimate (and
-                # its Remez system is singular)
-                if na > 0 and math.isfinite(nb) and interval_error(na, nb) > CONVERGED:
-                    dfs(na, nb, spent + c, (*seq, d), (*polys, q))
 
-    dfs(lo, hi, costs.start, (), ())
-    if gram:
-        # Gram form: below the rounding floor the estimate no longer ranks sequences (rounding does), and
-        # shorter ones need fewer restarts, so those are costed first: clipped error, then cost
-        clip = floor if dtype is not None else unit_roundoff(work_dtype)
-        results.sort(key=lambda r: (max(r[0], clip), costs.whole(r[1]), r[0]))
+def _budget_result(
+    choice: _Choice,
+    found: _Enumeration,
+    space: _Space,
+    params: dict[str, Any],
+    shape: tuple[int, int] | None,
+    dtype: Any,
+    floor: float | None,
+    name: str | None,
+    started: float,
+) -> tuple[Schedule, Diagnostics]:
+    """The winner as a schedule (with its restarts in the Gram form) and the search's diagnostics."""
+    err, seq, polys = choice.winner
+    budget = params["budget"]
+    restarts = choice.restarts(seq)
+    if shape is None:
+        unit = "matrix products"
     else:
-        results.sort(key=lambda r: (r[0], costs.whole(r[1]), len(r[1])))
-
-    placed: dict[tuple[int, ...], tuple[int, ...] | None] = {}  # Gram form: sequence -> its restarts
-    modelled = [0]  # restart placements evaluated so far
-
-    def fits(entry: tuple) -> bool:
-        """Standard form: always (the enumeration costed it).  Gram form: with the restarts it needs."""
-        if not gram:
-            return True
-        seq = entry[1]
-        if seq not in placed:
-            # every restart (not after the last step) adds two m x n products and saves three m x m ones
-            spare, net = limit - costs.whole(seq), 2 * costs.unit - 3 * costs.square
-            affordable = max_restarts if net <= 0 else min(max_restarts, int(spare // net))
-            work = len(placements(len(seq), affordable))
-            if len(placed) >= MAX_RESTART_MODELS or modelled[0] + work > MAX_MODELLED_PLACEMENTS:
-                return False
-            modelled[0] += work
-            cand = Schedule("candidate", entry[2], Provenance(kind="search", source="budget_search"))
-            # modelled on [SAFE_LO, hi], as method="auto" decides: the restarts it needs to run in the Gram form
-            res = gram_restarts(
-                cand, dtype=work_dtype, max_restarts=affordable, lo=SAFE_LO, hi=hi, tol=restart_tolerance
-            )
-            rs = None if res.cheapest is None else res.cheapest.restarts
-            placed[seq] = (
-                rs if rs is not None and sequence_cost(seq, shape=shape, restarts=rs) <= budget else None
-            )
-        return placed[seq] is not None
-
-    winner = next((r for r in results if fits(r)), None)
-    if winner is None:
-        raise ValueError(
-            f"no degree sequence fits budget {budget} on shape {shape} with the restarts its {work_dtype} "
-            f"rounding needs (at most {max_restarts}, within {restart_tolerance}x the standard form; "
-            f"{len(placed)} sequences, {modelled[0]} placements modelled): raise the budget, max_restarts or "
-            "restart_tolerance"
-        )
-    err, seq, polys = winner
-    measured: list[dict[str, Any]] = []
+        unit = f"{shape[0]}x{shape[1]} products in the Gram form, restarts for R, Q in {choice.model.dtype} counted"
+    description = f"best greedy minimax schedule within {budget:g} {unit} on [{space.lo:g}, {space.hi:g}]"
     if dtype is not None:
-        shortlist = _tail_shortlist(results, floor, degs[0], fits)
-        for e, sq, ps in shortlist:
-            cand = Schedule("candidate", ps, Provenance(kind="search", source="budget_search"))
-            if gram:
-                cand = cand.with_restarts(placed[sq])
-            m = _measure_mean(cand, lo, hi, sizes, seeds, dtype, gram)
-            measured.append({"sequence": list(sq), "estimated_error": e, **m})
-        if measured:
-            best = min(range(len(shortlist)), key=lambda i: (measured[i]["measured_error"], shortlist[i][0]))
-            err, seq, polys = shortlist[best]
-    params: dict[str, Any] = {
-        "budget": budget,
-        "lo": lo,
-        "hi": hi,
-        "degrees": degs,
-        "cushion": float(cushion),
-        "safety": safety,
-        "exact_budget": bool(exact_budget),
-        "max_steps": max_steps,
-    }
-    if dtype is not None:
-        params.update(
-            dtype=str(dtype), floor=floor, sizes=[int(n) for n in sizes], seeds=[int(x) for x in seeds]
-        )
-    if gram:
-        params.update(
-            shape=list(shape),
-            max_restarts=max_restarts,
-            restart_tolerance=float(restart_tolerance),
-        )
-    restarts = placed[seq] if gram else ()
-    unit = (
-        f"{shape[0]}x{shape[1]} products in the Gram form, restarts for R, Q in {work_dtype} counted"
-        if gram
-        else "matrix products"
-    )
-    sched = Schedule(
-        name or (f"budget-{budget:g}" if dtype is None else f"budget-{budget:g}-{dtype}"),
-        polys,
-        Provenance(
-            kind="search",
-            source="nsiter.search.budget.budget_search (greedy minimax over degree sequences)",
-            reference="arXiv:2505.16932",
-            parameters={**params, "sequence": list(seq)},
-        ),
-        description=f"best greedy minimax schedule within {budget:g} {unit} on [{lo:g}, {hi:g}]"
-        + (
-            ""
-            if dtype is None
-            else f", most accurate in measured {dtype} among those estimated below {floor:.3g}"
-        ),
-        restarts=restarts,
-    )
-    diag = Diagnostics("budget", parameters=params)
-    for p, (a, b) in zip(sched.steps, propagate_fast(sched.steps, lo, hi), strict=True):
-        diag.intervals.append({"degree": p.degree, "lo": a, "hi": b, "error": interval_error(a, b)})
-    diag.metrics = {
+        description += f", most accurate in measured {dtype} among those estimated below {floor:.3g}"
+    metrics: dict[str, Any] = {
         "final_error": err,
         "sequence": list(seq),
-        "matmuls": sched.matmuls(),
         "cost": sequence_cost(seq, shape=shape, restarts=restarts),
-        "slope_at_zero": sched.slope_at_zero,
-        "explored": count,
-        "singular": [list(q) for q in singular[:10]],
-        "ranking": [{"sequence": list(s), "error": e} for e, s, _ in results[:10]],
+        "explored": found.explored,
+        "singular": [list(q) for q in found.singular[:10]],
+        "ranking": [{"sequence": list(s), "error": e} for e, s, _ in choice.ranked[:10]],
     }
-    if gram:
-        diag.metrics["restarts"] = list(restarts)
-        diag.metrics["restart_dtype"] = work_dtype
-        diag.metrics["restart_models"] = len(placed)
-        diag.metrics["skipped"] = [
-            {"sequence": list(s), "restarts": None} for s, rs in placed.items() if rs is None
+    if choice.model is not None:
+        metrics["restarts"] = list(restarts)
+        metrics["restart_dtype"] = choice.model.dtype
+        metrics["restart_models"] = len(choice.model.placed)
+        metrics["skipped"] = [
+            {"sequence": list(s), "restarts": None} for s, rs in choice.model.placed.items() if rs is None
         ][:10]
+    notes = []
     if dtype is not None:
-        diag.metrics["measured"] = measured
-        if not measured:
-            diag.notes.append(
+        metrics["measured"] = choice.measured
+        if not choice.measured:
+            notes.append(
                 f"no sequence is estimated below the floor {floor:.3g}: the winner by estimated error is returned"
             )
-    diag.iterations = [count]
-    diag.seconds = time.perf_counter() - t0
-    return sched, diag
+    return search_result(
+        "budget",
+        name or (f"budget-{budget:g}" if dtype is None else f"budget-{budget:g}-{dtype}"),
+        polys,
+        source="nsiter.search.budget.budget_search (greedy minimax over degree sequences)",
+        reference="arXiv:2505.16932",
+        parameters=params,
+        provenance_parameters={**params, "sequence": list(seq)},
+        description=description,
+        lo=space.lo,
+        hi=space.hi,
+        started=started,
+        metrics=metrics,
+        restarts=restarts,
+        iterations=found.explored,
+        notes=notes,
+    )
 
 
 def _reachable(total: int, costs: list[int]) -> bool:

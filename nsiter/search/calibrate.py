@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,7 @@ import numpy as np
 from nsiter.checks import check_positive_int, check_safety, check_seed
 from nsiter.dtypes import dtype_name
 from nsiter.schedule import Schedule
-from nsiter.search._core import Diagnostics, schedule_error_fast
+from nsiter.search._core import Diagnostics, schedule_error_fast, search_result
 from nsiter.search.minimax import greedy_minimax
 
 __all__ = ["CONVENTIONAL_FACTORS", "CRITERIA", "calibrate"]
@@ -118,26 +117,26 @@ def calibrate(
         "criterion": criterion,
         "safety": factor,
     }
-    sched = replace(
-        sched,
-        name=name or f"calibrated-d{degree}-{steps}",
-        provenance=replace(
-            sched.provenance,
-            source="nsiter.search.calibrate.calibrate (safety factor from measured runs)",
-            parameters={**sched.provenance.parameters, "calibration": params},
-        ),
-    )
-    diag = Diagnostics("calibrate", parameters=params)
     chosen = next(r for r in table if r["safety"] == factor)
-    diag.metrics = {
-        "safety": factor,
-        "final_error": chosen["estimated_error"],
-        "measured": {k: chosen[k] for k in CRITERIA},
-        "table": table,
-        "conventional": [r for r in table if r["safety"] in CONVENTIONAL_FACTORS],
-        "matmuls": sched.matmuls(),
-    }
-    diag.iterations = [len(cands)]
-    diag.seconds = time.perf_counter() - t0
-    diag.notes.append(f"criterion {criterion}; measured {np.size(seeds)} seed(s) of sizes {sizes} in {dtype}")
-    return sched, diag
+    return search_result(
+        "calibrate",
+        name or f"calibrated-d{degree}-{steps}",
+        sched.steps,
+        source="nsiter.search.calibrate.calibrate (safety factor from measured runs)",
+        reference=sched.provenance.reference,
+        parameters=params,
+        provenance_parameters={**sched.provenance.parameters, "calibration": params},
+        description=sched.description,
+        lo=lo,
+        hi=hi,
+        started=t0,
+        metrics={
+            "safety": factor,
+            "final_error": chosen["estimated_error"],
+            "measured": {k: chosen[k] for k in CRITERIA},
+            "table": table,
+            "conventional": [r for r in table if r["safety"] in CONVENTIONAL_FACTORS],
+        },
+        iterations=len(cands),
+        notes=[f"criterion {criterion}; measured {np.size(seeds)} seed(s) of sizes {sizes} in {dtype}"],
+    )

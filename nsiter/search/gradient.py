@@ -39,8 +39,12 @@ from nsiter.checks import (
 )
 from nsiter.dtypes import dtype_name, torch_dtype
 from nsiter.polynomial import OddPolynomial
-from nsiter.schedule import Provenance, Schedule
-from nsiter.search._core import Diagnostics, interval_error, propagate_fast, schedule_error_fast
+from nsiter.schedule import Schedule
+from nsiter.search._core import (
+    Diagnostics,
+    schedule_error_fast,
+    search_result,
+)
 from nsiter.search.minimax import greedy_minimax
 
 __all__ = ["gradient_search"]
@@ -207,34 +211,30 @@ def gradient_search(
         "dtype": str(dtype),
         "seed": int(seed),
     }
-    sched = Schedule(
+    composed = x.numpy()  # phi_T on the log-spaced samples
+    for p in polys:
+        composed = p(composed)
+    return search_result(
+        "gradient",
         name or f"gradient-d{degree}-{steps}",
         polys,
-        Provenance(
-            kind="search",
-            source="nsiter.search.gradient.gradient_search (Adam on the composed error)",
-            reference="https://leloykun.github.io/ponder/muon-opt-coeffs/",
-            parameters=params,
-        ),
+        source="nsiter.search.gradient.gradient_search (Adam on the composed error)",
+        reference="https://leloykun.github.io/ponder/muon-opt-coeffs/",
+        parameters=params,
         description=f"gradient-optimized {steps}-step degree-{degree} schedule on [{lo:g}, {hi:g}]",
+        lo=lo,
+        hi=hi,
+        started=t0,
+        metrics={
+            "loss": final,
+            "initial_loss": initial,
+            "mean_error": float(np.mean(np.abs(composed - 1))),  # on the log-spaced samples
+            "initial_error": init_diag.metrics["final_error"],
+            "loss_curve": [float(v) for v in np.asarray(losses)[:: max(1, len(losses) // 50)]],
+        },
+        iterations=len(losses),
+        converged=len(losses) == iters,
     )
-    images = propagate_fast(sched.steps, lo, hi)
-    diag = Diagnostics("gradient", parameters=params)
-    diag.intervals = [{"lo": a, "hi": b, "error": interval_error(a, b)} for a, b in images]
-    diag.metrics = {
-        "loss": final,
-        "initial_loss": initial,
-        "final_error": diag.intervals[-1]["error"],
-        "mean_error": float(np.mean(np.abs(sched.apply(x.numpy()) - 1))),  # on the log-spaced samples
-        "initial_error": init_diag.metrics["final_error"],
-        "slope_at_zero": sched.slope_at_zero,
-        "matmuls": sched.matmuls(),
-        "loss_curve": [float(v) for v in np.asarray(losses)[:: max(1, len(losses) // 50)]],
-    }
-    diag.iterations = [len(losses)]
-    diag.converged = len(losses) == iters
-    diag.seconds = time.perf_counter() - t0
-    return sched, diag
 
 
 def _within(coef, max_error: float, lo: float, hi: float) -> bool:

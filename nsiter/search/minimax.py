@@ -1,7 +1,7 @@
 """Greedy per-step minimax: the Polar Express construction, for odd polynomials of any odd degree.
 
-One step solves the best uniform approximation of the constant 1 on ``[lo, hi]`` (``0 < lo < hi``) by an
-odd polynomial of degree ``2n - 1``:
+One step solves the best uniform approximation of the constant 1 on ``[lo, hi]`` (``0 < lo <= hi``; a
+point interval gets the flat limit) by an odd polynomial of degree ``2n - 1``:
 
     p* = argmin_{p odd, deg p <= 2n-1}  max_{x in [lo, hi]} |1 - p(x)|.
 
@@ -45,13 +45,13 @@ from nsiter.checks import (
     check_safety,
 )
 from nsiter.polynomial import OddPolynomial
-from nsiter.schedule import Provenance, Schedule
+from nsiter.schedule import Schedule
 from nsiter.search._core import (
     Diagnostics,
     critical_points_fast,
     image_interval_fast,
-    interval_error,
     propagate_fast,
+    search_result,
 )
 
 __all__ = [
@@ -140,7 +140,7 @@ def remez_odd(
     """Best uniform approximation of 1 on ``[lo, hi]`` by an odd polynomial of ``degree`` (Remez exchange).
 
     Args:
-        lo, hi: the interval, ``0 < lo < hi``.
+        lo, hi: the interval, ``0 < lo <= hi`` (``nsiter.checks.check_interval``).
         degree: odd, ``>= 3``; the cubic uses the closed form :func:`optimal_cubic`.
         tol: stop when the error at the new points exceeds ``|E|`` by at most ``tol * |E|``.
         max_iter: cap on exchanges (``converged=False`` if reached).
@@ -241,9 +241,9 @@ def cushioned_step(
 ) -> tuple[OddPolynomial, MinimaxStep, bool]:
     """One greedy step on ``[lo, hi]``: the minimax odd polynomial of ``degree`` on ``[max(lo, cushion hi), hi]``.
 
-    Polar Express's cushion (Amsel et al. 2025, arXiv:2505.16932, Sec. 4.3) keeps the step from spending
-    its degrees on the tiny values below ``cushion hi``; with ``recenter`` the cushioned step is rescaled so
-    that the image of ``[lo, hi]`` is centred on 1.  Returns ``(polynomial, remez step, cushioned?)``;
+    Polar Express's cushion (Amsel et al. 2025, arXiv:2505.16932, Sec. 4.4 "Finite precision
+    considerations") keeps the step from spending its degrees on the tiny values below ``cushion hi``;
+    with ``recenter`` the cushioned step is rescaled so that the image of ``[lo, hi]`` is centred on 1.  Returns ``(polynomial, remez step, cushioned?)``;
     ``kw`` goes to :func:`remez_odd`.  Shared by ``greedy_minimax`` and ``budget_search``.
     """
     eff = max(lo, cushion * hi)
@@ -333,56 +333,49 @@ def greedy_minimax(
         "interval": interval,
         "recenter": bool(recenter),
     }
-    diag = Diagnostics("minimax", parameters=dict(params))
     polys: list[OddPolynomial] = []
+    rows: list[dict[str, Any]] = []
+    converged = True
     a, b = lo, hi
     for t, d in enumerate(degs):
         p, step, cushioned = cushioned_step(a, b, d, float(cushion), recenter, flat_threshold=flat_threshold)
         if safety != 1.0 and (t < steps - 1 or safety_last):
             p = p.scaled_input(safety)
         polys.append(p)
-        diag.iterations.append(step.iterations)
-        diag.converged &= step.converged
+        converged &= step.converged
         if interval == "symmetric":
             na = float(p(a))
             nb = 2.0 - na
             na = min(na, nb)
         else:
             na, nb = image_interval_fast(p, a, b)
-        diag.intervals.append(
+        rows.append(
             {
                 "degree": d,
                 "lo": a,
                 "hi": b,
                 "remez_error": abs(step.error),
+                "iterations": step.iterations,
                 "cushioned": cushioned,
                 "next_lo": na,
                 "next_hi": nb,
             }
         )
         a, b = na, nb
-    name = name or f"minimax-d{params['degree']}-{steps}"
-    sched = Schedule(
-        name,
-        tuple(polys),
-        Provenance(
-            kind="search",
-            source="nsiter.search.minimax.greedy_minimax (greedy Remez; Polar Express construction)",
-            reference="arXiv:2505.16932",
-            parameters=params,
-        ),
+    final = propagate_fast(polys, lo, hi)[-1]
+    return search_result(
+        "minimax",
+        name or f"minimax-d{params['degree']}-{steps}",
+        polys,
+        source="nsiter.search.minimax.greedy_minimax (greedy Remez; Polar Express construction)",
+        reference="arXiv:2505.16932",
+        parameters=params,
         description=f"greedy minimax schedule, {steps} steps of degree {params['degree']} on [{lo:g}, {hi:g}]",
+        lo=lo,
+        hi=hi,
+        started=t0,
+        metrics={"final_lo": final[0], "final_hi": final[1], "steps": steps},
+        intervals=rows,
+        iterations=sum(r["iterations"] for r in rows),
+        converged=converged,
     )
-    images = propagate_fast(sched.steps, lo, hi)
-    for row, (ia, ib) in zip(diag.intervals, images, strict=True):
-        row["error"] = interval_error(ia, ib)
-    diag.metrics = {
-        "final_error": diag.intervals[-1]["error"],
-        "final_lo": images[-1][0],
-        "final_hi": images[-1][1],
-        "slope_at_zero": sched.slope_at_zero,
-        "matmuls": sched.matmuls(),
-        "steps": steps,
-    }
-    diag.seconds = time.perf_counter() - t0
-    return sched, diag

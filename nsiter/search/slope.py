@@ -14,7 +14,7 @@ so for fixed ``(m, M)`` the maximal slope is a semi-infinite linear program.  It
 HiGHS, then the grid is refined by exchange (the worst violation, found from the critical points of the
 constraint polynomials, is added until none exceeds ``tol``).  Narrowing ``[m, M]`` below
 ``[1 - delta, 1 + delta]`` only lowers the optimum (tested), so the widest band is used.  The returned polynomial's band is
-certified with :func:`nsiter.analysis.attractor`.
+certified with :func:`nsiter.dynamics.attractor`.
 
 **Band objective** (CANS; Grishina, Smirnov & Rakhuba, arXiv:2506.10935, "delta-orthogonalization"):
 the composition of ``k`` greedy minimax steps that maps the widest interval ``[lo*, hi]`` into
@@ -33,8 +33,8 @@ import numpy as np
 
 from nsiter.checks import check_odd_degree, check_positive, check_positive_int
 from nsiter.polynomial import OddPolynomial
-from nsiter.schedule import Provenance, Schedule
-from nsiter.search._core import Diagnostics, interval_error, propagate_fast
+from nsiter.schedule import MAX_STEPS, Schedule
+from nsiter.search._core import Diagnostics, search_result
 from nsiter.search.minimax import greedy_minimax
 
 __all__ = ["band_schedule", "max_slope", "max_slope_for_band"]
@@ -146,6 +146,8 @@ def max_slope(
     delta = _check_delta(delta)
     degree = check_odd_degree(degree)
     steps = check_positive_int(steps, "steps")
+    if steps > MAX_STEPS:  # before the program is solved
+        raise ValueError(f"steps = {steps} exceeds the limit MAX_STEPS = {MAX_STEPS}")
     if isinstance(escape, bool) or not isinstance(escape, (int, float)) or not 0 <= escape < 1:
         raise ValueError(f"escape must be in [0, 1), got {escape!r}")
     # Shrinking [m, M] only adds constraints' strength (checked numerically in the tests), so the widest
@@ -156,37 +158,30 @@ def max_slope(
         raise ValueError(f"no degree-{degree} polynomial keeps the band inside 1 +- {delta} (LP infeasible)")
     p = OddPolynomial([float(v) for v in coef])
     params = {"delta": delta, "degree": degree, "escape": escape, "steps": steps, "lo": lo}
-    sched = Schedule.repeated(
-        name or f"max-slope-d{degree}-delta{delta:g}",
-        p,
-        steps,
-        Provenance(
-            kind="search",
-            source="nsiter.search.slope.max_slope (Jordan's objective as a semi-infinite LP)",
-            reference="https://kellerjordan.github.io/posts/muon/",
-            parameters=params,
-        ),
-        description=f"steepest degree-{degree} fixed iteration with its band inside 1 +- {delta:g}",
-    )
-    from nsiter.analysis import attractor
+    from nsiter.dynamics import attractor
 
     att = attractor(p, lo, 1.0)
-    images = propagate_fast(sched.steps, lo, 1.0)
-    diag = Diagnostics("max-slope", parameters=params)
-    diag.metrics = {
-        "slope_at_zero": slope,
-        "band_lo": m,
-        "band_hi": M,
-        "attractor": list(att.band),
-        "attractor_kind": att.kind,
-        "final_error": interval_error(*images[-1]),
-        "matmuls": sched.matmuls(),
-        "jordan_slope": JORDAN[0],
-    }
-    diag.intervals = [{"lo": a, "hi": b, "error": interval_error(a, b)} for a, b in images]
-    diag.converged = att.band[0] >= 1 - delta - 1e-12 and att.band[1] <= 1 + delta + 1e-12
-    diag.seconds = time.perf_counter() - t0
-    return sched, diag
+    return search_result(
+        "max-slope",
+        name or f"max-slope-d{degree}-delta{delta:g}",
+        [p] * steps,
+        source="nsiter.search.slope.max_slope (Jordan's objective as a semi-infinite LP)",
+        reference="https://kellerjordan.github.io/posts/muon/",
+        parameters=params,
+        description=f"steepest degree-{degree} fixed iteration with its band inside 1 +- {delta:g}",
+        lo=lo,
+        hi=1.0,
+        started=t0,
+        metrics={
+            "slope_at_zero": slope,
+            "band_lo": m,
+            "band_hi": M,
+            "attractor": list(att.band),
+            "attractor_kind": att.kind,
+            "jordan_slope": JORDAN[0],
+        },
+        converged=att.band[0] >= 1 - delta - 1e-12 and att.band[1] <= 1 + delta + 1e-12,
+    )
 
 
 def _band_error(lo: float, hi: float, band_steps: int, degree: int) -> float:
@@ -267,27 +262,17 @@ def band_schedule(
         "hi": hi,
         "lo_star": lo_star,
     }
-    sched = Schedule(
+    return search_result(
+        "band",
         name or f"band-d{degree}-delta{delta:g}-{steps}",
-        tuple(polys),
-        Provenance(
-            kind="search",
-            source="nsiter.search.slope.band_schedule (CANS delta-orthogonalization)",
-            reference="arXiv:2506.10935",
-            parameters=params,
-        ),
+        polys,
+        source="nsiter.search.slope.band_schedule (CANS delta-orthogonalization)",
+        reference="arXiv:2506.10935",
+        parameters=params,
         description=f"CANS delta={delta:g} band in {band_steps} step(s), then greedy minimax; degree {degree}",
+        lo=lo_star,
+        hi=hi,
+        started=t0,
+        metrics={"lo_star": lo_star, "band_error": dh.intervals[-1]["remez_error"]},
+        iterations=dh.iterations,
     )
-    images = propagate_fast(sched.steps, lo_star, hi)
-    diag = Diagnostics("band", parameters=params)
-    diag.intervals = [{"lo": x, "hi": y, "error": interval_error(x, y)} for x, y in images]
-    diag.metrics = {
-        "lo_star": lo_star,
-        "band_error": dh.intervals[-1]["remez_error"],
-        "slope_at_zero": sched.slope_at_zero,
-        "final_error": diag.intervals[-1]["error"],
-        "matmuls": sched.matmuls(),
-    }
-    diag.iterations = dh.iterations
-    diag.seconds = time.perf_counter() - t0
-    return sched, diag

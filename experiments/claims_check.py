@@ -330,7 +330,7 @@ def latex(tables) -> dict:
         return lambda v: rf"\parbox[t]{{{width}}}{{\raggedright {_tex_text(v)}}}"
 
     cols = [
-        ("claim", "claim (user's notes)", wrap("4.2cm")),
+        ("claim", "claim about Muon", wrap("4.2cm")),
         ("evidence", "numbers", wrap("7.6cm")),
         ("verdict", "verdict", wrap("2.0cm")),
     ]

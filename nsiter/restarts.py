@@ -159,8 +159,9 @@ class _Model:
         A perturbation ``E`` of ``X = U S V^T`` reaches the output of an odd map ``psi`` through its
         symmetric part with ``(psi(a) - psi(b)) / (a - b)`` (``psi'(a)`` on the diagonal), through its
         skew part with ``(psi(a) + psi(b)) / (a + b)`` and through the null space of ``X`` with
-        ``psi(a) / a`` (Higham, *Functions of Matrices*, SIAM 2008, sec. 8.1 and problem 8.x on the
-        polar factor's sensitivity).  Per direction ``a`` this is ``max(|psi'(a)|, |psi(a) / a|)``:
+        ``psi(a) / a`` (the divided differences of an odd matrix function; Higham, *Functions of Matrices*,
+        SIAM 2008, ch. 8, gives the polar factor's sensitivity in the same terms, ``2 / (a + b)`` and
+        ``1 / a``).  Per direction ``a`` this is ``max(|psi'(a)|, |psi(a) / a|)``:
         rotations of the small singular directions are never undone by later steps.
         """
         if (s, t) in self.amps:

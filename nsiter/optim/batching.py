@@ -21,8 +21,8 @@ tolerance derived from the unit roundoff, accordingly.
 tensor; orthogonalizing the whole couples them.  Split sizes (``(d, d, d)`` for QKV, ``(h,) * heads`` per head)
 cut the matrix view's rows into blocks, each orthogonalized (and batched) as its own matrix and scaled by its own
 shape's update factor.  The idea and the per-block scaling follow gram-newton-schulz's ``Muon`` (its
-``param_split_fn`` / ``param_recombine_fn`` group options, github.com/Dao-AILab/gram-newton-schulz); issue 20
-cites dion's ``split_sizes`` for the same thing.  Here a split is given as sizes (no recombination function is
+``param_split_fn`` / ``param_recombine_fn`` group options, github.com/Dao-AILab/gram-newton-schulz); Microsoft's
+dion optimizer has ``split_sizes`` for the same thing.  Here a split is given as sizes (no recombination function is
 needed: the blocks are rows, put back where they came from).
 """
 

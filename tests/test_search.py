@@ -267,6 +267,18 @@ def test_precision_aware_budget_keeps_the_most_accurate_converged_sequence():
     assert plain.metrics["sequence"] in [m["sequence"] for m in measured]
 
 
+def test_progress_moves_through_the_measurement_phase():
+    # the precision-aware phase measures candidates for seconds each: progress reports after each one, past
+    # the count of prefixes the enumeration reported
+    calls = []
+    kw = {"lo": 0.1, "degrees": (3, 5), "dtype": "float16", "sizes": (16,), "seeds": (0,)}
+    _, diag = budget_search(12, progress=calls.append, **kw)
+    explored, measured = diag.metrics["explored"], len(diag.metrics["measured"])
+    assert measured >= 2 and calls == sorted(calls) and calls[-measured:] == [
+        explored + k for k in range(1, measured + 1)
+    ]
+
+
 def test_precision_aware_budget_falls_back_to_certified_when_nothing_converges():
     sched, diag = budget_search(9, degrees=(3, 5), dtype="bfloat16", sizes=(16,), seeds=(0,))
     plain, _ = budget_search(9, degrees=(3, 5))

@@ -346,10 +346,13 @@ def _precision_mode(
     dtype: Any,
     sizes: Sequence[int],
     seeds: Sequence[int],
+    progress: Any = None,
+    done: int = 0,
 ) -> _Choice:
     """Precision-aware: among the sequences estimated below ``floor`` that fit, one per length of the final
     run of lowest-degree steps (``_tail_shortlist``), the most accurate measured in ``dtype`` wins; with
-    none below the floor the choice stands."""
+    none below the floor the choice stands.  ``progress(done + k)`` is called after the ``k``-th measured
+    candidate, so a progress display keeps moving through this phase (seconds per candidate)."""
     shortlist = _tail_shortlist(choice.ranked, floor, space.degrees[0], choice.fits)
     measured = []
     for e, sq, ps in shortlist:
@@ -358,6 +361,8 @@ def _precision_mode(
             cand = cand.with_restarts(choice.restarts(sq))
         m = _measure_mean(cand, space.lo, space.hi, sizes, seeds, dtype, choice.model is not None)
         measured.append({"sequence": list(sq), "estimated_error": e, **m})
+        if progress is not None:
+            progress(done + len(measured))
     if not measured:
         return choice
     best = min(range(len(shortlist)), key=lambda i: (measured[i]["measured_error"], shortlist[i][0]))
@@ -411,7 +416,8 @@ def budget_search(
             (:func:`nsiter.restarts.gram_restarts`: at most ``max_restarts``, rounding error within
             ``restart_tolerance`` times the standard form's).
         name: schedule name (default ``budget-<budget>``, or ``budget-<budget>-<dtype>``).
-        progress: optional callable ``progress(n)`` called with the number of prefixes explored.
+        progress: optional callable ``progress(n)`` called with the work done so far: prefixes explored,
+            then (precision-aware mode) that count plus the candidates measured.
 
     Returns:
         ``(schedule, diagnostics)``; ``diagnostics.metrics["ranking"]`` lists the best degree sequences
@@ -459,7 +465,7 @@ def budget_search(
     else:
         choice = _standard_mode(space, found)
     if dtype is not None:
-        choice = _precision_mode(choice, space, floor, dtype, sizes, seeds)
+        choice = _precision_mode(choice, space, floor, dtype, sizes, seeds, progress, found.explored)
     return _budget_result(choice, found, space, params, shape, dtype, floor, name, t0)
 
 

@@ -25,8 +25,11 @@ fresh and a cached run draw the same figure.  Cached files that do not hold what
 (metadata that is not a JSON object, no tables, a table without its digest, a truncated saved unit) are
 recomputed, never trusted.
 
-Machines.  Exact, symbolic and certified (interval) results do not depend on the machine; measured ones
-do: low-precision (bf16/fp16) errors depend on the GEMM path, timings and rounding-error measurements on
+Machines.  Experiments run with ``NSITER_TUNE=off`` unless it is set: the evaluator's kernels and plans come
+from the rule table (:func:`nsiter.kernels.rule_choice`, :mod:`nsiter.plan`), never from a timing, so no result
+depends on how loaded the machine was (``NSITER_TUNE=on`` runs them with this machine's measured decisions;
+the setting is part of the machine below).  Exact, symbolic and certified (interval) results do not depend on
+the machine; measured ones do: low-precision (bf16/fp16) errors depend on the GEMM path, timings and rounding-error measurements on
 the CPU.  An experiment whose results are all of the first kind sets ``MACHINE_DEPENDENT = False``: its
 input hash leaves the machine out, so another machine reuses its results, and its metadata keeps the
 machine that computed them.  A machine-dependent experiment (the default) is recomputed on another
@@ -154,7 +157,7 @@ def machine() -> dict[str, str]:
     import torch
 
     from nsiter.evaluate import evaluation_path
-    from nsiter.kernels import cpu_model
+    from nsiter.kernels import cpu_model, tuning_enabled
 
     out = {
         "cpu": cpu_model(),
@@ -163,6 +166,8 @@ def machine() -> dict[str, str]:
         "fp16_path": evaluation_path("cpu", "float16"),
         "threads": str(torch.get_num_threads()),
     }
+    if tuning_enabled():
+        out["tuning"] = "on"
     tag = os.environ.get(MACHINE_TAG_ENV, "").strip()
     if tag:
         out["tag"] = tag
@@ -485,6 +490,9 @@ def run_experiment(
     import matplotlib
 
     matplotlib.use("Agg")
+    os.environ.setdefault(
+        "NSITER_TUNE", "off"
+    )  # decisions by the rule table, never by timing (see "Machines")
     for attr in ("NAME", "compute"):
         if not hasattr(module, attr):
             raise ValueError(f"experiment module {module.__name__} lacks {attr}")

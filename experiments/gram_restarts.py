@@ -46,7 +46,7 @@ PARAMS = {
     "max_restarts": 2,
     "lo": 1e-3,
     "hi": 0.4,
-    "tol": 2.0,
+    "restart_tolerance": 2.0,
     "peer_eigenvalue": -4e-4,
     "peer_points": 10000,
 }
@@ -226,13 +226,23 @@ def _report(ctx, placements_rows: list[dict]) -> list[dict]:
         package = _peer_package(sched, k, p["peer_eigenvalue"], p["peer_points"])
         for dt in p["dtypes"]:
             res = gram_restarts(
-                sched, dtype=dt, max_restarts=p["max_restarts"], lo=p["lo"], hi=p["hi"], tol=p["tol"]
+                sched,
+                dtype=dt,
+                max_restarts=p["max_restarts"],
+                lo=p["lo"],
+                hi=p["hi"],
+                restart_tolerance=p["restart_tolerance"],
             )
             ours = label(res.best.restarts)
             cheapest = "" if res.cheapest is None else label(res.cheapest.restarts)
             # the same search modelled from exact zeros up (as method="auto" decides)
             res0 = gram_restarts(
-                sched, dtype=dt, max_restarts=p["max_restarts"], lo=SAFE_LO, hi=p["hi"], tol=p["tol"]
+                sched,
+                dtype=dt,
+                max_restarts=p["max_restarts"],
+                lo=SAFE_LO,
+                hi=p["hi"],
+                restart_tolerance=p["restart_tolerance"],
             )
             ours0 = label(res0.best.restarts)
             for spectrum in p["spectra"]:
@@ -295,7 +305,14 @@ def _verdicts(ctx, placements_rows: list[dict]) -> list[dict]:
         sched = load_schedule(name)
         hi = 1.0 / sched.normalization.scale
         models = {
-            lo: gram_restarts(sched, dtype=dt, max_restarts=p["max_restarts"], lo=lo, hi=hi, tol=p["tol"])
+            lo: gram_restarts(
+                sched,
+                dtype=dt,
+                max_restarts=p["max_restarts"],
+                lo=lo,
+                hi=hi,
+                restart_tolerance=p["restart_tolerance"],
+            )
             for lo in (SAFE_LO, p["lo"])
         }
         for k, placement in enumerate(models[SAFE_LO].table):
@@ -402,7 +419,7 @@ def worst_ratios(rows: list[dict]) -> list[dict]:
 def numbers(tables) -> dict:
     q = model_quality(tables["placements"])
     w = worst_ratios(tables["main"])
-    a = rule_agreement(tables["verdicts"], PARAMS["tol"])
+    a = rule_agreement(tables["verdicts"], PARAMS["restart_tolerance"])
     narrow = max(w, key=lambda r: (r["ours_worst"], r["schedule"], r["dtype"]))
     return {
         "restartRatioMedian": q["ratio_median"],

@@ -369,11 +369,11 @@ class GramRestarts:
         schedule: the schedule's name.
         dtype: canonical name of the working format.
         lo, hi: the interval of normalized singular values the model covers.
-        max_restarts, tol: the search's parameters.
+        max_restarts, restart_tolerance: the search's parameters.
         standard: predicted error of the standard form (the baseline).
         best: the placement with the smallest predicted error (ties: fewer restarts, then earlier).
         cheapest: the placement with the fewest restarts whose predicted error is at most
-            ``tol * standard`` without overflow (ties: smaller error); ``None`` if there is none.
+            ``restart_tolerance * standard`` without overflow (ties: smaller error); ``None`` if there is none.
         table: every placement evaluated, fewest restarts first.
     """
 
@@ -382,7 +382,7 @@ class GramRestarts:
     lo: float
     hi: float
     max_restarts: int
-    tol: float
+    restart_tolerance: float
     standard: float
     best: PlacementError
     cheapest: PlacementError | None
@@ -395,7 +395,7 @@ class GramRestarts:
             "lo": self.lo,
             "hi": self.hi,
             "max_restarts": self.max_restarts,
-            "tol": self.tol,
+            "restart_tolerance": self.restart_tolerance,
             "standard_error": self.standard,
             "best": self.best.to_dict(),
             "cheapest": None if self.cheapest is None else self.cheapest.to_dict(),
@@ -410,7 +410,7 @@ def gram_restarts(
     max_restarts: int = 2,
     lo: float = SAFE_LO,
     hi: float = 1.0,
-    tol: float = 2.0,
+    restart_tolerance: float = 2.0,
     gram_dtype: Any = None,
     size_factor: float = SIZE_FACTOR,
 ) -> GramRestarts:
@@ -418,7 +418,7 @@ def gram_restarts(
 
     Every placement with at most ``max_restarts`` restarts is evaluated (``predict_error``).  Returned:
     the most accurate one, and the cheapest one (fewest restarts, each costing :func:`nsiter.cost.restart_cost`) whose
-    predicted error stays within ``tol`` times the standard form's, with no overflow.
+    predicted error stays within ``restart_tolerance`` times the standard form's, with no overflow.
 
     Compared with the published autotuner of ``gram-newton-schulz`` (which pushes one fixed spurious
     eigenvalue ``-4e-4`` through the maps and minimizes the condition number of ``Q``), the model
@@ -427,11 +427,12 @@ def gram_restarts(
     compared with the standard form's error.
 
     Raises:
-        ValueError: naming the bad value (unknown schedule or dtype, ``lo``/``hi``/``tol``/``max_restarts``).
+        ValueError: naming the bad value (unknown schedule or dtype, ``lo``/``hi``/``restart_tolerance``/``max_restarts``).
     """
     sched = load_schedule(schedule)
+    tol = restart_tolerance
     if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and math.isfinite(tol) and tol >= 1):
-        raise ValueError(f"tol must be a finite factor >= 1, got {tol!r}")
+        raise ValueError(f"restart_tolerance must be a finite factor >= 1, got {tol!r}")
     cands = placements(len(sched), max_restarts)
     with mpmath.workdps(DPS):
         model = _model(sched, dtype, lo, hi, size_factor, gram_dtype=gram_dtype)
@@ -446,7 +447,7 @@ def gram_restarts(
         lo=float(lo),
         hi=float(hi),
         max_restarts=max_restarts,
-        tol=float(tol),
+        restart_tolerance=float(tol),
         standard=std,
         best=best,
         cheapest=cheapest,
@@ -469,10 +470,12 @@ def describe(result: GramRestarts) -> str:
         f"  most accurate: restarts after {label(result.best.restarts)}: {result.best.error:.3g}",
     ]
     if result.cheapest is None:
-        lines.append(f"  no placement within {result.tol:g}x the standard form without overflow")
+        lines.append(
+            f"  no placement within {result.restart_tolerance:g}x the standard form without overflow"
+        )
     else:
         lines.append(
-            f"  cheapest within {result.tol:g}x the standard form: restarts after "
+            f"  cheapest within {result.restart_tolerance:g}x the standard form: restarts after "
             f"{label(result.cheapest.restarts)}: {result.cheapest.error:.3g}"
         )
     return "\n".join(lines)

@@ -43,7 +43,7 @@ def test_placements_and_search_reject_bad_arguments():
     with pytest.raises(ValueError, match="max_restarts"):
         placements(5, -1)
     with pytest.raises(ValueError, match="tol"):
-        gram_restarts("muon", tol=0.5)
+        gram_restarts("muon", restart_tolerance=0.5)
     with pytest.raises(ValueError, match="lo"):
         gram_restarts("muon", lo=-1e-3)
     with pytest.raises(ValueError, match="dtype"):
@@ -54,10 +54,10 @@ def test_placements_and_search_reject_bad_arguments():
 
 # ----------------------------------------------------------------------------------------- invariants
 def test_search_result_is_consistent_with_its_table():
-    res = gram_restarts("cesista-5", dtype="fp16", max_restarts=2, tol=2.0)
+    res = gram_restarts("cesista-5", dtype="fp16", max_restarts=2, restart_tolerance=2.0)
     assert [p.restarts for p in res.table] == placements(5, 2)
     assert res.best.error == min(p.error for p in res.table)
-    ok = [p for p in res.table if not p.overflow and p.error <= res.tol * res.standard]
+    ok = [p for p in res.table if not p.overflow and p.error <= res.restart_tolerance * res.standard]
     assert res.cheapest is not None and res.cheapest in ok
     assert len(res.cheapest.restarts) == min(len(p.restarts) for p in ok)
     same = predict_error("cesista-5", res.best.restarts, dtype="fp16")
@@ -170,7 +170,7 @@ def test_cli_search_restarts(tmp_path, capsys):
         ["search", "restarts", "muon", "--dtype", "int8"],
         ["search", "restarts", "muon", "--max-restarts", "-1"],
         ["search", "restarts", "muon", "--lo", "nan"],
-        ["search", "restarts", "muon", "--tol", "0.5"],
+        ["search", "restarts", "muon", "--restart-tolerance", "0.5"],
         ["search", "restarts", "no-such-schedule"],
     ],
 )

@@ -274,9 +274,11 @@ def test_progress_moves_through_the_measurement_phase():
     kw = {"lo": 0.1, "degrees": (3, 5), "dtype": "float16", "sizes": (16,), "seeds": (0,)}
     _, diag = budget_search(12, progress=calls.append, **kw)
     explored, measured = diag.metrics["explored"], len(diag.metrics["measured"])
-    assert measured >= 2 and calls == sorted(calls) and calls[-measured:] == [
-        explored + k for k in range(1, measured + 1)
-    ]
+    assert (
+        measured >= 2
+        and calls == sorted(calls)
+        and calls[-measured:] == [explored + k for k in range(1, measured + 1)]
+    )
 
 
 def test_precision_aware_budget_falls_back_to_certified_when_nothing_converges():

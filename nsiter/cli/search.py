@@ -298,7 +298,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Predict, for every placement of at most --max-restarts restarts, the rounding error of "
         "SCHEDULE's Gram form in --dtype (a rounding model evaluated in mpmath, fitted to measured fp16/bf16 "
         "runs: an estimate, not a certificate) and print the most accurate placement and the cheapest one "
-        "within --tol times the standard form's error.  Each restart costs two m x n products.",
+        "within --restart-tolerance times the standard form's error.  Each restart costs two m x n products.",
     )
     q.add_argument("schedule", help="registry name or schedule file")
     q.add_argument("--dtype", default="float16", help="working dtype (fp16, bf16, ...)")
@@ -313,7 +313,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     q.add_argument("--hi", type=positive_float, default=1.0, help="largest normalized singular value")
     q.add_argument(
-        "--tol", type=positive_float, default=2.0, help="allowed factor over the standard form's error"
+        "--restart-tolerance",
+        type=positive_float,
+        default=2.0,
+        help="allowed factor of the modelled error over the standard form's (default 2)",
     )
     q.add_argument("--out", default=None, help="write the schedule with the most accurate placement here")
     q.add_argument("--json", action="store_true", help="print the result (every placement) as JSON")
@@ -365,7 +368,7 @@ def run_restarts(args: argparse.Namespace) -> int:
         max_restarts=args.max_restarts,
         lo=args.lo,
         hi=args.hi,
-        tol=args.tol,
+        restart_tolerance=args.restart_tolerance,
     )
     if args.out is not None:
         sched.with_restarts(res.best.restarts).save(args.out)

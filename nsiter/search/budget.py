@@ -289,7 +289,7 @@ class _RestartModel:
                 max_restarts=affordable,
                 lo=SAFE_LO,
                 hi=self.space.hi,
-                tol=self.tolerance,
+                restart_tolerance=self.tolerance,
             )
             rs = None if res.cheapest is None else res.cheapest.restarts
             fits = rs is not None and sequence_cost(seq, shape=self.shape, restarts=rs) <= self.budget

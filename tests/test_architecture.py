@@ -5,7 +5,7 @@ Layers (a module may import its own layer or lower ones, at module level or insi
     0  nsiter._io, nsiter.dtypes, nsiter.polynomial      formats and odd polynomials
     1  nsiter.schedule                                   schedules as data
     2  registry, symbolic, analysis, spectra, ...        the math core (no torch, no matplotlib)
-    3  evaluate, matrices, gram, kernels                 torch kernels and test matrices
+    3  evaluate, matrices, gram, kernels, triton_kernels torch kernels and test matrices
     4  measure, records, baselines                       measurement against float64 references
     5  search, optim, plot, bench                        what is built on measurement
     6  cli                                               the command line
@@ -42,6 +42,7 @@ LAYERS = {
     "nsiter.matrices": 3,
     "nsiter.gram": 3,
     "nsiter.kernels": 3,
+    "nsiter.triton_kernels": 3,
     "nsiter.measure": 4,
     "nsiter.records": 4,
     "nsiter.baselines": 4,

@@ -24,8 +24,7 @@ Pure-torch reference of each kernel (``P, Q, C`` float64 copies of the operands,
     symmetric_mm(P, Q, C=C, ...)     == (beta * C.triu() + beta * C.triu(1).mT + alpha * P @ Q).to(dt)  (mirrored)
     addmm(P, Q, C=C, ...)            == (beta * C + alpha * P @ Q).to(dt)
 
-up to float32 rounding (``tests/test_triton_kernels.py`` states the bound: ``(k + 2) u_32 (|alpha| |P| |Q| +
-|beta| |C|)`` entrywise plus the output rounding ``u_dt |ref|``).
+up to float32 rounding, bounded entrywise by :func:`error_bound`.
 
 **Where they run.**  On CUDA tensors only (:func:`triton_available`); ``import nsiter`` and this module never
 import triton, the kernels are compiled at their first call.  With ``TRITON_INTERPRET=1`` set before the
@@ -51,6 +50,7 @@ import torch
 __all__ = [
     "DTYPES",
     "addmm",
+    "error_bound",
     "interpreting",
     "symmetric_mm",
     "syrk",
@@ -348,3 +348,38 @@ def addmm(
         HAS_C=C3 is not None, IEEE=P.dtype == torch.float32, BM=cfg["BM"], BN=cfg["BN"], BK=cfg["BK"], **extra,
     )  # fmt: skip
     return out
+
+
+def error_bound(
+    P: torch.Tensor,
+    Q: torch.Tensor,
+    C: torch.Tensor | None = None,
+    *,
+    beta: float = 0.0,
+    alpha: float = 1.0,
+    out_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The float64 reference ``beta C + alpha P Q`` and an entrywise bound on any kernel result's distance to it.
+
+    With float32 accumulation in any order over the inner dimension ``k``, the epilogue in float32 and one
+    rounding to ``out_dtype`` (unit roundoff ``u_out``)::
+
+        |out - ref| <= (k + 2) u_32 (|alpha| |P| |Q| + |beta| |C|) + r u_out |ref|
+
+    (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., eq. 3.13: ``|fl(a^T b) - a^T b| <= gamma_k
+    |a|^T |b|``, ``gamma_k <= (k + 1) u`` here, plus one rounding each for ``alpha``, ``beta`` and the sum).
+    ``r = 1`` for round to nearest; ``r = 2`` for bfloat16 under the interpreter, which converts float32 to
+    bfloat16 toward zero (triton 3.6's ``cast_impl``).  Returns float64 CPU tensors ``(ref, bound)``.
+    """
+    from nsiter.dtypes import unit_roundoff
+
+    P64, Q64 = P.detach().double().cpu(), Q.detach().double().cpu()
+    ref = alpha * (P64 @ Q64)
+    mag = abs(alpha) * (P64.abs() @ Q64.abs())
+    if C is not None:
+        C64 = C.detach().double().cpu()
+        ref = ref + beta * C64
+        mag = mag + abs(beta) * C64.abs()
+    r = 2.0 if (interpreting() and out_dtype == torch.bfloat16) else 1.0
+    k = P.shape[-1]
+    return ref, (k + 2) * unit_roundoff("float32") * mag + r * unit_roundoff(out_dtype) * ref.abs()

@@ -7,15 +7,9 @@ covered by float32 operands holding bfloat16 values with a bfloat16 output; floa
 With CUDA the same cases run compiled, bfloat16 operands included.  ``test_kernels_compile_for_hopper`` lowers
 both kernels to an sm_90 cubin (triton's bundled ptxas), no GPU needed.
 
-Tolerance, entrywise, for ``out = beta C + alpha P Q`` of inner dimension ``k`` (float32 accumulation in any
-order, epilogue in float32, one rounding to the output dtype with unit roundoff ``u_out``):
-
-    |out - ref| <= (k + 2) u_32 (|alpha| |P| |Q| + |beta| |C|) + u_out |ref|
-
-(Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., eq. 3.13: ``|fl(a^T b) - a^T b| <= gamma_k
-|a|^T |b|``, with ``gamma_k = k u / (1 - k u) <= (k + 1) u`` here, plus one rounding each for ``alpha``, ``beta``
-and the sum).  The interpreter rounds float32 to bfloat16 toward zero (its ``cast_impl``), so there the output
-term is ``2 u_out |ref|``; compiled kernels round to nearest.
+Tolerance: the entrywise bound of :func:`nsiter.triton_kernels.error_bound`, ``(k + 2) u_32 (|alpha| |P| |Q| +
+|beta| |C|) + u_out |ref|`` for inner dimension ``k`` (``2 u_out`` for bfloat16 under the interpreter, which
+rounds float32 to bfloat16 toward zero).
 """
 
 from __future__ import annotations
@@ -26,10 +20,8 @@ import torch
 triton = pytest.importorskip("triton")
 
 from nsiter import triton_kernels as tk  # noqa: E402
-from nsiter.dtypes import unit_roundoff  # noqa: E402
 
 CUDA = torch.cuda.is_available()
-U32 = unit_roundoff("float32")
 SIZES = [(1, 1), (7, 9), (33, 40), (65, 17), (130, 70)]
 # (operand dtype, values representable in, output dtype); bf16 operands only compiled (see the module docstring)
 CASES = [
@@ -65,17 +57,8 @@ def _rand(*shape: int, values: torch.dtype, dtype: torch.dtype, seed: int) -> to
 
 
 def _check_bound(out, P, Q, C, alpha, beta, out_dtype):
-    """Assert the entrywise bound of the module docstring against the float64 reference."""
-    P64, Q64 = P.double().cpu(), Q.double().cpu()
-    ref = alpha * P64 @ Q64
-    mag = abs(alpha) * P64.abs() @ Q64.abs()
-    if C is not None:
-        ref = ref + beta * C.double().cpu()
-        mag = mag + abs(beta) * C.double().cpu().abs()
-    k = P.shape[-1]
-    # the interpreter converts float32 to bfloat16 by truncation (cast_impl, rounding mode None): 2 u, not u
-    rounding = 2 if (not CUDA and out_dtype == torch.bfloat16) else 1
-    bound = (k + 2) * U32 * mag + rounding * unit_roundoff(out_dtype) * ref.abs()
+    """Assert the entrywise bound (nsiter.triton_kernels.error_bound) against the float64 reference."""
+    ref, bound = tk.error_bound(P, Q, C, beta=beta, alpha=alpha, out_dtype=out_dtype)
     err = (out.double().cpu() - ref).abs()
     assert out.dtype == out_dtype and out.shape == ref.shape
     assert bool((err <= bound).all()), (
@@ -186,3 +169,13 @@ def test_kernels_compile_for_hopper(kernel, dtype, monkeypatch):
     assert compiled.asm["cubin"]
     if dtype == "bf16":  # tensor-core instructions (wgmma on sm_90); float32 runs IEEE FMAs
         assert "mma" in compiled.asm["ptx"]
+
+
+def test_the_bound_holds_for_torch_and_rejects_a_wrong_product():
+    """The bound admits torch's own float32 product and refuses one whose single entry is off by 1%."""
+    X = _rand(33, 40, values=torch.float32, dtype=torch.float32, seed=7).cpu()
+    ref, bound = tk.error_bound(X, X.mT, out_dtype=torch.float32)
+    assert bool(((X @ X.mT).double() - ref).abs().le(bound).all())
+    wrong = (X @ X.mT).double()
+    wrong[3, 5] *= 1.01
+    assert not bool((wrong - ref).abs().le(bound).all())

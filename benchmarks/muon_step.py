@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
@@ -64,6 +65,7 @@ COLUMNS = (
     "device",
     "torch",
     "threads",
+    "load_1min",
     "note",
 )
 
@@ -264,6 +266,7 @@ def run(
             device=device_name(dev),
             torch=torch.__version__,
             threads=torch.get_num_threads(),
+            load_1min=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             note="; ".join(x for x in [v.note, *notes] if x),
         )
         if v.name in med:
@@ -287,7 +290,9 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
     widths = [max(len(c[i]) for c in cells) for i in range(len(cols))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(line, widths, strict=True)) for line in cells]
     if rows:
-        lines.append(f"{rows[0]['shapes']}; {rows[0]['device']}; torch {rows[0]['torch']}")
+        lines.append(
+            f"{rows[0]['shapes']}; {rows[0]['device']}; torch {rows[0]['torch']}; 1-min load {rows[-1]['load_1min']}"
+        )
         lines.extend(f"{r['variant']}: {r['note']}" for r in rows if r["note"])
     return "\n".join(lines)
 

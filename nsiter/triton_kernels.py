@@ -21,7 +21,7 @@ epilogue runs in float32 and the result is rounded once to the output dtype (the
 Pure-torch reference of each kernel (``P, Q, C`` float64 copies of the operands, ``dt`` the output dtype)::
 
     syrk(X)                          == (X @ X.mT).to(dt)
-    symmetric_mm(P, Q, C=C, ...)     == (beta * C.triu() + beta * C.triu(1).mT + alpha * P @ Q).to(dt)  (mirrored)
+    symmetric_mm(P, Q, C=C, ...)     == (S.triu() + S.triu(1).mT).to(dt)  with  S = beta * C + alpha * P @ Q
     addmm(P, Q, C=C, ...)            == (beta * C + alpha * P @ Q).to(dt)
 
 up to float32 rounding, bounded entrywise by :func:`error_bound`.
@@ -30,7 +30,8 @@ up to float32 rounding, bounded entrywise by :func:`error_bound`.
 import triton, the kernels are compiled at their first call.  With ``TRITON_INTERPRET=1`` set before the
 first call, Triton's interpreter runs them on CPU tensors: the tests use it.  In triton 3.6 (and, by
 report, 3.9) the interpreter's ``tl.dot`` on bfloat16 operands returns garbage (a 16x16 product off by
-2.6e10), so interpreter tests give float32 (or float16) operands holding bfloat16-representable values.
+2.6e10), so interpreter tests give float32 (or float16) operands holding bfloat16-representable values; its
+float32-to-bfloat16 conversion rounds toward zero (:func:`error_bound` allows for it).
 
 Symmetric tiles mirrored and fused epilogues are the design of the Gram Newton–Schulz kernels (Zhang, Amsel,
 Chen & Dao 2026, github.com/Dao-AILab/gram-newton-schulz) and of BLAS ``syrk``; written here from those
@@ -46,6 +47,8 @@ import os
 from typing import Any
 
 import torch
+
+from nsiter.dtypes import unit_roundoff
 
 __all__ = [
     "DTYPES",
@@ -371,8 +374,6 @@ def error_bound(
     ``r = 1`` for round to nearest; ``r = 2`` for bfloat16 under the interpreter, which converts float32 to
     bfloat16 toward zero (triton 3.6's ``cast_impl``).  Returns float64 CPU tensors ``(ref, bound)``.
     """
-    from nsiter.dtypes import unit_roundoff
-
     P64, Q64 = P.detach().double().cpu(), Q.detach().double().cpu()
     ref = alpha * (P64 @ Q64)
     mag = abs(alpha) * (P64.abs() @ Q64.abs())

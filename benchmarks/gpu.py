@@ -350,7 +350,8 @@ def section_muon(run: Run) -> None:
         run.add(section="muon", note="not run: time budget spent")
         return
     kw: dict[str, Any] = {"layers": 1, "d": 32, "rounds": 2, "warmup": 1} if DRY else {"rounds": 20}
-    rows = muon_step.run(device=run.device, compile_step=not DRY, peer=not DRY, progress=print, **kw)
+    compile_step = not DRY and run.left() > 150  # inductor's compile of the step takes a minute or more
+    rows = muon_step.run(device=run.device, compile_step=compile_step, peer=not DRY, progress=print, **kw)
     print(muon_step.format_rows(rows))
     for r in rows:
         run.add(section="muon", variant=r["variant"], shape=r["shapes"], dtype="bf16", ms=r["ms"],

@@ -58,6 +58,7 @@ SUBMODULES = (
     "spectra",
     "stats",
     "symbolic",
+    "triton_kernels",
 )
 
 __all__ = [

@@ -3,12 +3,13 @@
 Layers (a module may import its own layer or lower ones, at module level or inside functions):
 
     0  _io, dtypes, polynomial, stats, checks            formats, odd polynomials, input checks, "diverged"
-    1  schedule, _interval                               schedules as data; interval arithmetic primitives
+    1  schedule, cost, _interval                         schedules as data; the flop count; interval arithmetic
     2  registry, symbolic, dynamics, analysis, spectra,  the math core (no torch, no matplotlib): repeated-map
        restarts, search._core, search.minimax,           dynamics, certified bands, the scalar searches
        search.slope
-    3  evaluate, matrices, gram, kernels,                torch kernels and test matrices, and the search
-       search.gradient                                   that differentiates through them
+    3  evaluate, engine, plan, rounding, matrices,       torch: the front door, the engine, the planner, the
+       gram, kernels, triton_kernels, search.gradient    one rounding error, kernels, test matrices, and the
+                                                         search that differentiates through them
     4  measure, records, baselines                       measurement against float64 references
     5  search (budget, calibrate), optim, plot, bench    what is built on measurement
     6  cli                                               the command line
@@ -57,6 +58,7 @@ LAYERS = {
     "nsiter.plan": 3,
     "nsiter.rounding": 3,
     "nsiter.search.gradient": 3,
+    "nsiter.triton_kernels": 3,
     "nsiter.measure": 4,
     "nsiter.records": 4,
     "nsiter.baselines": 4,

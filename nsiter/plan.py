@@ -241,7 +241,7 @@ _plans: dict[tuple, Plan] = {}  # plans by (device, dtype, shape, schedule, opti
 _PLAN_CACHE_SIZE = 1024
 AUTO_MARGIN = 0.9  # a Gram candidate must need at most this share of the standard form's weighted flops
 GATE_MIN_FLOPS = 5e7  # below this many flops a call runs the standard form: no gate, no timing
-TUNE_ROUND_S = 0.25  # one round of the timed candidates takes at most this long (at most 16 rounds a plan)
+TUNE_ROUND_S = 0.5  # one round of the timed candidates takes at most this long (at most 16 rounds a plan)
 _GATE_SIZE = 64  # the accuracy gate's matrices: at most this small side
 
 

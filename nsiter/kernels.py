@@ -94,7 +94,7 @@ CLOSE = 0.15  # timings within this fraction of each other are measured again; s
 DECISIVE_SIZE = 256  # native below a quarter of the emulated rate here: never native on this device
 _SCALAR_RATIO = 4.0
 _ROUNDS, _RECHECK_ROUNDS = 5, 9
-_CACHE_VERSION = 4
+_CACHE_VERSION = 5
 _GEMMS = ("native", "emulated")
 _SOURCES = ("probe", "rule", "cache file", "override")
 
@@ -120,6 +120,8 @@ class KernelChoice:
         probe_size: side of the square products the GEMM probe timed (None when not probed).
         rounds: interleaved rounds behind the GEMM medians (more when a close call was measured again).
         decisive_ratio: native over emulated time at :data:`DECISIVE_SIZE` (low precision, probed only).
+        triton: symmetric products by :func:`nsiter.triton_kernels.symmetric_mm` (CUDA only, where the probe
+            measured it faster than torch's products by :data:`_SYM_GAIN`).
     """
 
     device: str
@@ -136,6 +138,7 @@ class KernelChoice:
     probe_size: int | None = None
     rounds: int | None = None
     decisive_ratio: float | None = None
+    triton: bool = False
 
     @property
     def emulated(self) -> bool:
@@ -145,7 +148,7 @@ class KernelChoice:
     def label(self) -> str:
         """A short description for records and tables, e.g. ``"bfloat16 emulated, symmetric/128"``."""
         sym = f"symmetric/{self.symmetric_block}" if self.symmetric_block else "full"
-        return f"{self.dtype} {self.gemm}, {sym}"
+        return f"{self.dtype} {self.gemm}, {sym}" + (", triton" if self.triton else "")
 
 
 def size_class(m: int) -> int:
@@ -267,6 +270,8 @@ def check_entry(key: str, entry: Any) -> KernelChoice:
         v = entry[name]
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
             raise ValueError(f"{name} must be a positive integer or null, got {v!r}")
+    if not isinstance(entry["triton"], bool) or (entry["triton"] and device != "cuda"):
+        raise ValueError(f"triton must be true or false (true on CUDA only), got {entry['triton']!r}")
     return KernelChoice(**entry)
 
 
@@ -446,6 +451,36 @@ def _probe_symmetric(
     return (int(best) if _faster(best, "full", t, low, _SYM_GAIN) else None), t["full"], t[best]
 
 
+def _probe_triton(device: torch.device, dtype: torch.dtype, size: int, block: int | None) -> bool:
+    """Are the Triton symmetric products (:func:`nsiter.triton_kernels.symmetric_mm`) faster than torch's
+    (full, or blocked with ``block``) on ``A A`` and ``X X^T`` of ``size`` rows, by :data:`_SYM_GAIN`, by the
+    median and the minimum alike?  False where triton is not installed."""
+    from nsiter.triton_kernels import symmetric_mm as triton_symmetric
+    from nsiter.triton_kernels import triton_available
+
+    if not triton_available(device):
+        return False
+    gen = torch.Generator().manual_seed(1)
+    A = torch.randn(size, size, generator=gen, dtype=torch.float64).div_(math.sqrt(size))
+    A = (A + A.mT).to(device, dtype)
+    X = torch.randn(size, 2 * size, generator=gen).div_(math.sqrt(size)).to(device, dtype)
+    out = torch.empty_like(A)
+
+    def torch_products() -> None:
+        for P, Q in ((A, A), (X, X.mT)):
+            if block is None:
+                torch.mm(P, Q, out=out)
+            else:
+                symmetric_mm(P, Q, out, block=block)
+
+    def triton_products() -> None:
+        triton_symmetric(A, A, out)
+        triton_symmetric(X, X.mT, out)
+
+    med, low, _ = _compare({"torch": torch_products, "triton": triton_products}, device)
+    return _faster("triton", "torch", med, low, _SYM_GAIN)
+
+
 def kernel_choice(
     device: torch.device | str,
     dtype: Any,
@@ -584,6 +619,9 @@ def _measure(device: torch.device, name: str, tdt: torch.dtype, cls: int) -> Ker
         if block is not None and cls > _SYM_PROBE_MAX:
             block = block * (cls // _SYM_PROBE_MAX)  # keep the number of row blocks
         source = "probe"
+    triton = False
+    if device.type == "cuda" and cls >= _SYM_MIN and gemm == "native":
+        triton = _probe_triton(device, tdt, min(cls, _SYM_PROBE_MAX), block)
     f64 = None
     if name == "float32":
         f64 = _probe_float64_cost(device, min(cls, _PROBE_MAX))
@@ -603,6 +641,7 @@ def _measure(device: torch.device, name: str, tdt: torch.dtype, cls: int) -> Ker
         probe_size,
         rounds,
         ratio,
+        triton,
     )
 
 
@@ -738,7 +777,12 @@ class Products:
         beta=0.0,
         alpha=1.0,
     ) -> torch.Tensor:
-        """``out = beta C + alpha P Q`` for a symmetric result: blocked when the choice says it pays."""
+        """``out = beta C + alpha P Q`` for a symmetric result: the Triton kernel or blocked products when the
+        choice says they pay, else one GEMM."""
+        if self.choice.triton and out.is_cuda:
+            from nsiter.triton_kernels import symmetric_mm as triton_symmetric
+
+            return triton_symmetric(P, Q, out, C=C, beta=beta, alpha=alpha)
         if self.block is None or self.block >= out.shape[-1]:
             return self.fused_product(P, Q, out, C, beta, alpha)
         return symmetric_mm(P, Q, out, block=self.block, C=C, beta=beta, alpha=alpha)

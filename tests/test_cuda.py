@@ -54,3 +54,30 @@ def test_cuda_plans_native_products_and_the_working_precision_gram_side():
     plan = evaluation_plan((1024, 4096), "muon", dtype="bf16", device="cuda", method="gram")
     assert plan.kernel.device == "cuda" and plan.kernel.gemm == "native"
     assert plan.gram_dtype == "bfloat16"  # R, Q stay bf16 on GPUs (nsiter.gram.default_gram_dtype)
+
+
+@pytest.mark.parametrize("method", ["standard", "gram"])
+def test_cuda_triton_symmetric_products_are_the_same_arithmetic(method):
+    # a plan whose symmetric products run in nsiter.triton_kernels (what the probe picks where they are faster)
+    # against the same plan on torch's products: products of bf16 operands accumulated in float32 and rounded
+    # once, so the two runs differ by summation order only, far below the run's own rounding error
+    pytest.importorskip("triton")
+    from dataclasses import replace
+
+    from nsiter.engine import run_plan
+    from nsiter.evaluate import resolve_schedule
+    from nsiter.measure import rounding_error
+
+    sched = resolve_schedule("polar-express-5")
+    G = _matrix(4, 128, 512).cuda()
+    plan = evaluation_plan(G.shape, sched, dtype="bf16", device="cuda", method=method)
+    fast = replace(plan, kernel=replace(plan.kernel, triton=True, symmetric_block=None))
+    slow = replace(plan, kernel=replace(plan.kernel, triton=False, symmetric_block=None))
+    exact = orthogonalize(G, sched, dtype=torch.float64, method="standard")
+    a, b = (
+        list(run_plan(G, sched, p, torch.bfloat16, check_finite=False, record=False))[-1].clone()
+        for p in (fast, slow)
+    )
+    assert "triton" in fast.label
+    assert rounding_error(a, exact) <= 1.5 * rounding_error(b, exact) + 64 * unit_roundoff("bf16")
+    assert _rel(a.double(), b.double()) <= 0.05

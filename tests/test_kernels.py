@@ -208,6 +208,9 @@ def _entry(**kw):
 
 KEY = "cpu|some cpu; AVX512; 2 threads|torch 2.13|bfloat16|128"
 INVALID = [
+    ({"triton": True}, "triton"),  # Triton kernels run on CUDA only
+    ({"triton": "yes"}, "triton"),
+    ({"triton": None}, "triton"),
     ({"symmetric_block": -1}, "symmetric_block"),
     ({"symmetric_block": 0}, "symmetric_block"),
     ({"symmetric_block": "abc"}, "symmetric_block"),

@@ -45,7 +45,9 @@ def test_every_macro_the_text_uses_is_generated():
     for f in (PAPER / "generated").glob("*.tex"):
         defined |= set(re.findall(r"\\newcommand\{\\(\w+)\}", f.read_text()))
     used = set(
-        re.findall(r"\\((?:claim|cmp|svd|sd|scalar|family|floor|bench|search|restart|train|qorder)[A-Za-z]+)", body)
+        re.findall(
+            r"\\((?:claim|cmp|svd|sd|scalar|family|floor|bench|search|restart|train|qorder)[A-Za-z]+)", body
+        )
     )
     assert used and used <= defined, sorted(used - defined)
 

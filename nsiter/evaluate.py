@@ -459,6 +459,8 @@ def iterates(
     to ``dtype``, so each product sees ``dtype`` inputs, accumulates in float32 and rounds its output once,
     the arithmetic of a bf16 GEMM with float32 accumulation (summation order aside).
     """
+    if isinstance(G, torch.Tensor):  # the buffers are written in place (out=): no autograd history to keep
+        G = G.detach()
     yield from _run(
         G,
         schedule,

@@ -397,9 +397,8 @@ def check_output_root(root: Path) -> None:
             if (path.exists() or path.is_symlink()) and not path.is_dir():
                 raise ValueError(f"output folder {path} exists and is not a folder")
     except OSError as err:  # a name over the file system's limit
-        raise ValueError(
-            f"cannot write the outputs under {short_repr(str(root), 200)}: {err.strerror}"
-        ) from None
+        cause = os.strerror(err.errno).lower() if err.errno else str(err)
+        raise ValueError(f"cannot write the outputs under {short_repr(str(root), 200)}: {cause}") from None
     parent = root
     while not parent.exists():
         parent = parent.parent

@@ -310,3 +310,24 @@ def test_the_limit_counts_every_matrix_of_the_batch():
 def test_log_uniform_cases_take_integer_scalars(seeds):
     (case,) = log_uniform_cases(8, seeds=seeds)
     assert case.seed == 2 and type(case.seed) is int
+
+
+@pytest.mark.parametrize(
+    ("argv", "text"),
+    [
+        (["--threads", "100000"], "--threads"),  # was: libgomp could not create the threads, segfault
+        (["--repeats", "100000000"], "--repeats"),
+        (["--svd-max", "-1"], "--svd-max"),  # was: accepted, "skip above -1^3"
+        (["--shapes", ",".join(["8x8"] * 100)], "MAX_CASES"),
+        (["--shapes", "8x8", "--dtypes", ",".join(["fp32"] * 100)], "MAX_CASES"),
+    ],
+    ids=["threads", "repeats", "svd-max", "shapes", "dtypes"],
+)
+def test_bench_sizes_of_the_work_are_bounded_before_it_starts(argv, text, capsys, monkeypatch):
+    import nsiter.bench
+
+    monkeypatch.setattr(nsiter.bench, "run_benchmark", lambda *a, **k: pytest.fail("the work started"))
+    base = ["bench", "--shapes", "8x8", "--dtypes", "fp32"]
+    assert nsiter.cli.main(base + argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and text in err, err

@@ -37,6 +37,7 @@ from typing import Any
 
 import torch
 
+from nsiter.checks import check_bool, check_real
 from nsiter.dtypes import dtype_name, largest_finite, torch_dtype, unit_roundoff
 from nsiter.gram import (
     GRAM_TOLERANCE,
@@ -642,6 +643,10 @@ def orthogonalize(
     """
     validate_matrix(G, check_finite=False)  # normalize checks finiteness from max|G|
     _check_dtype(dtype)
+    check_bool(check_finite, "check_finite")
+    check_real(gram_tolerance, "gram_tolerance", low=0.0, low_open=True)
+    if plan is not None and not isinstance(plan, Plan):
+        raise ValueError(f"plan must be a Plan (nsiter.evaluation_plan) or None, got {type(plan).__name__}")
     W, layout = wide_batch(G)
     with torch.no_grad():  # the kernel writes into reused buffers (out=): not differentiable
         *_, last = _run(

@@ -20,6 +20,7 @@ import torch
 from experiments import common
 from nsiter import matrices
 from nsiter.checks import check_seed
+from nsiter.evaluate import orthogonalize
 from nsiter.measure import Case, log_uniform_cases, measure
 from nsiter.optim import Muon, MuonWithAuxAdam
 from tests.test_hostile_input import alarm  # noqa: F401  (the autouse alarm fixture)
@@ -331,3 +332,25 @@ def test_bench_sizes_of_the_work_are_bounded_before_it_starts(argv, text, capsys
     assert nsiter.cli.main(base + argv) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and text in err, err
+
+
+@pytest.mark.parametrize(
+    ("kw", "text"),
+    [
+        ({"gram_tolerance": float("nan")}, "gram_tolerance"),  # these were accepted and ignored
+        ({"gram_tolerance": -1.0}, "gram_tolerance"),
+        ({"gram_tolerance": float("inf")}, "gram_tolerance"),
+        ({"gram_tolerance": "2"}, "gram_tolerance"),
+        ({"gram_tolerance": True}, "gram_tolerance"),
+        ({"check_finite": "no"}, "check_finite"),
+        ({"check_finite": None}, "check_finite"),
+        ({"plan": "auto"}, "plan"),  # was: AttributeError deep in the kernel
+        ({"plan": object()}, "plan"),
+    ],
+    ids=lambda v: repr(v)[:30],
+)
+@pytest.mark.parametrize("method", ["standard", "gram", "auto"])
+def test_orthogonalize_refuses_bad_options_by_name(kw, text, method):
+    G = matrices.log_uniform(6, 8, seed=0, dtype=torch.float32)
+    with pytest.raises(ValueError, match=text):
+        orthogonalize(G, "polar-express", method=method, **kw)

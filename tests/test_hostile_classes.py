@@ -354,3 +354,19 @@ def test_orthogonalize_refuses_bad_options_by_name(kw, text, method):
     G = matrices.log_uniform(6, 8, seed=0, dtype=torch.float32)
     with pytest.raises(ValueError, match=text):
         orthogonalize(G, "polar-express", method=method, **kw)
+
+
+@pytest.mark.parametrize(
+    "argv", [["tune", "--dtypes", "fp32", "--sizes", "16"], ["run", "muon", "--shape", "300x300"]]
+)
+def test_kernel_cache_of_an_unknown_user_creates_no_folder(argv, tmp_path, monkeypatch, capsys):
+    import nsiter.kernels
+
+    nsiter.kernels.clear_cache()  # no decision of this process in memory: the cache path is consulted
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NSITER_KERNEL_CACHE", "~nosuchuser-nsiter/k.json")  # expanduser leaves it as is
+    monkeypatch.delenv("NSITER_TUNE", raising=False)
+    assert nsiter.cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "~nosuchuser-nsiter" in err, err
+    assert os.listdir(tmp_path) == []  # was: a literal ./~nosuchuser-nsiter/ folder

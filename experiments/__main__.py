@@ -11,7 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-from experiments.common import REPO, check_output_root, discover, quick_root, run_all
+try:  # torch loads here, for a second or two: Ctrl-C then gets the same one line as later
+    from experiments.common import REPO, check_output_root, discover, quick_root, run_all
+    from nsiter._io import WriteError
+except KeyboardInterrupt:
+    print("interrupted; rerun to resume", file=sys.stderr)
+    sys.exit(130)
 
 
 def _error(message: str) -> int:
@@ -19,11 +24,26 @@ def _error(message: str) -> int:
     return 2
 
 
+def _root(text: str) -> Path:
+    if not text:  # Path("") is "." and would write into the current folder
+        raise argparse.ArgumentTypeError("the output root must be a non-empty path")
+    return Path(text)
+
+
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # results are written atomically, so finished experiments stay cached
+        head = "\r\033[K" if sys.stderr.isatty() else ""  # over the progress line
+        print(f"{head}interrupted; rerun to resume", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = argparse.ArgumentParser(prog="python -m experiments", description=__doc__)
     parser.add_argument("names", nargs="*", help="experiments to run (default: all)")
     parser.add_argument("--quick", action="store_true", help=f"tiny sizes, written under {quick_root()}")
-    parser.add_argument("--out", type=Path, default=None, help="output root (default: the repository)")
+    parser.add_argument("--out", type=_root, default=None, help="output root (default: the repository)")
     parser.add_argument("--force", action="store_true", help="recompute even when cached results match")
     parser.add_argument("-v", "--verbose", action="store_true", help="a line of progress per unit of work")
     parser.add_argument("--list", action="store_true", help="list the experiments and exit")
@@ -43,10 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     try:
         results = run_all(args.names, quick=args.quick, root=args.out, force=args.force, detail=args.verbose)
-    except KeyboardInterrupt:  # results are written atomically, so finished experiments stay cached
-        head = "\r\033[K" if sys.stderr.isatty() else ""  # over the progress line
-        print(f"{head}interrupted; rerun to resume", file=sys.stderr)
-        return 130
+    except WriteError as exc:  # a full disk or an I/O error: one line; finished experiments stay cached
+        return _error(str(exc))
     cached = sum(r.cached for r in results)
     print(
         f"{len(results)} experiments ({cached} cached) in {time.perf_counter() - t0:.1f} s",

@@ -52,6 +52,8 @@ unless ``--out`` is given, so quick runs never touch the committed results):
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import importlib
 import importlib.metadata
@@ -62,6 +64,7 @@ import os
 import platform
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -72,7 +75,8 @@ from types import ModuleType
 from typing import Any
 
 from experiments.tables import Rows, macros_tex, read_csv, write_csv
-from nsiter._io import atomic_write
+from nsiter._io import WriteError, atomic_write, check_writable
+from nsiter.checks import short_repr
 
 __all__ = [
     "REPO",
@@ -111,8 +115,11 @@ def _file_digest(path: Path) -> str:
 
 
 def _read_json(path: Path) -> Any:
-    """The JSON value stored at ``path``; ``None`` when it is missing, unreadable, binary or not JSON."""
+    """The JSON value stored at ``path``; ``None`` when it is missing, unreadable, binary, not JSON or not a
+    regular file (a FIFO would block the read, a device like ``/dev/zero`` never end it)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
         return json.loads(path.read_bytes())
     except (OSError, ValueError, RecursionError):
         return None
@@ -383,17 +390,49 @@ def machine_hash(base: str) -> str:
 
 def check_output_root(root: Path) -> None:
     """Refuse, before any work, an output root that cannot take the outputs: a root or output folder that
-    exists but is not a folder, or a missing root whose nearest existing parent is no writable folder."""
+    exists but is not a folder, or a missing root whose nearest existing parent is no writable folder; then
+    the rules of the writes themselves (:func:`nsiter._io.check_writable`: names within the file system's
+    limits, a folder that really takes new files: ``/proc`` does not, nor a read-only mount)."""
+    if not os.fspath(root):
+        raise ValueError("the output root must be a non-empty path")
     root = Path(root)
-    for sub in ("", "experiments", "experiments/results", "figures", "paper", "paper/generated"):
-        path = root / sub if sub else root
-        if (path.exists() or path.is_symlink()) and not path.is_dir():
-            raise ValueError(f"output folder {path} exists and is not a folder")
+    try:
+        for sub in ("", "experiments", "experiments/results", "figures", "paper", "paper/generated"):
+            path = root / sub if sub else root
+            if (path.exists() or path.is_symlink()) and not path.is_dir():
+                raise ValueError(f"output folder {path} exists and is not a folder")
+    except OSError as err:  # a name over the file system's limit
+        cause = os.strerror(err.errno).lower() if err.errno else str(err)
+        raise ValueError(f"cannot write the outputs under {short_repr(str(root), 200)}: {cause}") from None
     parent = root
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"cannot write the outputs under {root}: {parent} is not a writable folder")
+    try:
+        check_writable(root / "experiments" / "results" / "metadata.json", parents=True)
+    except WriteError as err:
+        raise ValueError(
+            f"cannot write the outputs under {short_repr(str(root), 200)}: {err.strerror}"
+        ) from None
+
+
+def check_result_files(ctx: Context) -> None:
+    """Refuse, before the work, a result file of this experiment (``NAME.json``, ``NAME*.csv``,
+    ``NAME.units.json``) that exists but is no regular file (links followed): a FIFO, a device or a folder.
+    Results are read back (digests, the cache), which a FIFO would block and ``/dev/zero`` never end."""
+    paths = [ctx.results_dir / f"{ctx.name}{suffix}" for suffix in (".json", ".csv", ".units.json")]
+    with contextlib.suppress(OSError):
+        paths += sorted(ctx.results_dir.glob(f"{ctx.name}.*.csv"))
+    for path in paths:
+        try:
+            kind = os.stat(path).st_mode
+        except FileNotFoundError:  # absent, or a dangling link: the write creates its target
+            continue
+        except OSError as err:  # a link loop
+            raise WriteError(err.errno, os.strerror(err.errno).lower(), str(path)) from None
+        if not stat.S_ISREG(kind):
+            raise WriteError(errno.EINVAL, "not a regular file (results are read back from it)", str(path))
 
 
 def _table_paths(ctx: Context, names: Iterable[str]) -> dict[str, Path]:
@@ -415,7 +454,9 @@ def _cached_tables(ctx: Context, meta_path: Path) -> tuple[Tables, dict] | None:
     """The tables and metadata of a previous run with this input hash, if every table is intact; ``None``
     (recompute) for metadata that is no JSON object, lists no tables, or a table without its digest."""
     meta = _read_json(meta_path)
-    if not isinstance(meta, dict) or meta.get("input_hash") != ctx.key:
+    if not isinstance(meta, dict) or meta.get("input_hash") != ctx.key or meta.get("name") != ctx.name:
+        return None
+    if json.dumps(meta.get("parameters"), sort_keys=True) != json.dumps(ctx.params, sort_keys=True):
         return None
     entries = meta.get("tables")
     if not isinstance(entries, dict) or not entries:
@@ -508,6 +549,7 @@ def run_experiment(
     ctx.base_key = input_hash(module, params, seed, quick)
     ctx.key = machine_hash(ctx.base_key) if dependent else ctx.base_key
     meta_path = ctx.results_dir / f"{ctx.name}.json"
+    check_result_files(ctx)
     t0 = time.perf_counter()
 
     found = None if force else _cached_tables(ctx, meta_path)

@@ -94,9 +94,13 @@ def check_seed(seed: Any) -> int:
 
     numpy integers are accepted; ``bool`` and floats are not (``1.0`` is not a seed).
     """
-    if isinstance(seed, bool) or not hasattr(seed, "__index__"):
-        raise ValueError(f"seed must be an integer in [0, 2**63), got {short_repr(seed)}")
-    value = seed.__index__()
+    bad = ValueError(f"seed must be an integer in [0, 2**63), got {short_repr(seed)}")
+    if isinstance(seed, (bool, np.bool_)) or not hasattr(seed, "__index__"):
+        raise bad
+    try:  # a float, multi-element or meta tensor or array has __index__ but refuses it
+        value = seed.__index__()
+    except (TypeError, ValueError, RuntimeError):
+        raise bad from None
     if not 0 <= value < SEED_LIMIT:
         raise ValueError(f"seed must be an integer in [0, 2**63), got {short_repr(value)}")
     return value

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from nsiter.checks import check_bool
 from nsiter.dtypes import dtype_name
 from nsiter.engine import (
     _check_dtype,
@@ -116,6 +117,8 @@ def iterates(
     to ``dtype``, so each product sees ``dtype`` inputs, accumulates in float32 and rounds its output once,
     the arithmetic of a bf16 GEMM with float32 accumulation (summation order aside).
     """
+    if isinstance(G, torch.Tensor):  # the buffers are written in place (out=): no autograd history to keep
+        G = G.detach()
     options = plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric, q_order)
     yield from _run(G, schedule, dtype=dtype, norm=norm, steps=steps, check_finite=check_finite, options=options,
                     record=True)  # fmt: skip
@@ -216,6 +219,9 @@ def orthogonalize(
     """
     validate_matrix(G, check_finite=False)  # normalize checks finiteness from max|G|
     _check_dtype(dtype)
+    check_bool(check_finite, "check_finite")
+    if plan is not None and not isinstance(plan, Plan):
+        raise ValueError(f"plan must be a Plan (nsiter.evaluation_plan) or None, got {type(plan).__name__}")
     options = (
         None
         if plan is not None

@@ -185,7 +185,10 @@ def cache_path() -> Path | None:
     if env.lower() in ("off", "0", "no", "false"):
         return None
     if env:
-        return Path(os.path.expanduser(env))
+        path = os.path.expanduser(env)
+        if path.startswith("~"):  # "~nosuchuser/k.json" stays as is and would create a folder "./~nosuchuser"
+            raise ValueError(f"NSITER_KERNEL_CACHE={env[:200]!r}: cannot expand {path.split(os.sep)[0]!r}")
+        return Path(path)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "nsiter" / "kernels.json"
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from nsiter.checks import check_interval, check_seed
+from nsiter.checks import check_interval, check_real, check_seed, short_repr
 from nsiter.spectra import SpectraSource, measured_spectrum
 
 __all__ = [
@@ -40,10 +40,19 @@ __all__ = [
 ]
 
 
-def _check_shape(m: int, n: int) -> None:
-    for name, v in (("m", m), ("n", n)):
+MAX_ENTRIES = 2**28  # entries of all the matrices of one call (2 GiB in float64): checked before the work
+
+
+def _check_shape(m: int, n: int, batch: int | None = None) -> None:
+    """Positive integer sides (and ``batch``), at most :data:`MAX_ENTRIES` entries in all: a generator
+    builds its matrices one by one (and factors each), so the count bounds both memory and time."""
+    for name, v in (("m", m), ("n", n), ("batch", 1 if batch is None else batch)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            raise ValueError(f"{name} must be a positive integer, got {short_repr(v)}")
+    entries = int(m) * int(n) * (1 if batch is None else int(batch))
+    if entries > MAX_ENTRIES:
+        what = f"{m}x{n}" if batch is None else f"{batch}x{m}x{n}"
+        raise ValueError(f"{what} has {entries} entries, above the limit MAX_ENTRIES = 2**28 = {MAX_ENTRIES}")
 
 
 def _check_seed(seed: int) -> int:
@@ -74,8 +83,8 @@ def with_spectrum(
     ``sigma`` has ``min(m, n)`` non-negative finite entries (any order; they are the singular values).
     With ``batch``, each matrix has its own factors and the same ``sigma``.
     """
-    _check_shape(m, n)
-    _check_seed(seed)
+    _check_shape(m, n, batch)
+    seed = _check_seed(seed)
     s = torch.as_tensor(sigma, dtype=torch.float64).flatten()
     k = min(m, n)
     if s.numel() != k:
@@ -168,14 +177,14 @@ def gradient_like(
     spectrum is Marchenko–Pastur with edge about ``1 + sqrt(min/max)`` after the scaling.  The result
     is divided by its largest singular value so ``||G||_2 = 1``.
     """
-    _check_shape(m, n)
-    _check_seed(seed)
+    _check_shape(m, n, batch)
+    seed = _check_seed(seed)
     k = min(m, n)
     r = max(1, k // 8) if rank is None else rank
     if isinstance(r, bool) or not isinstance(r, int) or not 1 <= r <= k:
         raise ValueError(f"rank must be an integer in [1, {k}], got {rank!r}")
-    if not (math.isfinite(decay) and decay >= 0) or not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"decay and noise must be finite and >= 0, got {decay!r}, {noise!r}")
+    decay = check_real(decay, "decay", low=0.0)
+    noise = check_real(noise, "noise", low=0.0)
     gen = torch.Generator().manual_seed(seed)
     count = 1 if batch is None else batch
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
@@ -230,6 +239,8 @@ def _float(text: str, spec: str) -> float:
 
 
 def _hilbert_batch(m: int, n: int, seed: int, batch: int | None) -> torch.Tensor:
+    _check_seed(seed)  # the Hilbert matrix takes no randomness, but a bad seed is still refused
+    _check_shape(m, n, batch)
     if m != n:
         raise ValueError(f"the Hilbert matrix is square: got shape {m}x{n}")
     H = hilbert(n)

@@ -143,9 +143,11 @@ class PlanOptions:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if isinstance(self.gram_tolerance, bool) or not (
-            isinstance(self.gram_tolerance, (int, float)) and self.gram_tolerance >= 0
+            isinstance(self.gram_tolerance, (int, float)) and 0 <= self.gram_tolerance < math.inf
         ):
-            raise ValueError(f"gram_tolerance must be a non-negative number, got {self.gram_tolerance!r}")
+            raise ValueError(
+                f"gram_tolerance must be a finite non-negative number, got {self.gram_tolerance!r}"
+            )
         if self.q_order not in Q_ORDERS:
             raise ValueError(f"q_order must be one of {Q_ORDERS}, got {self.q_order!r}")
 

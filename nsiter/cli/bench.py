@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from nsiter._io import check_writable
-from nsiter.cli import CliError, bounded_float, check_memory, echo, emit_json, positive_int
+from nsiter.cli import CliError, bounded_float, bounded_int, check_memory, echo, emit_json
 from nsiter.cli.run import run_bytes
 
+MAX_THREADS = 4 * (os.cpu_count() or 1)  # 100000 made libgomp fail to create threads and crash
+
 MAX_CASE_SECONDS = 86400.0  # --budget: one day per case
+MAX_REPEATS = 10000  # --repeats
+MAX_SVD = 65536  # --svd-max
+MAX_CASES = 64  # shapes x dtypes: with --budget, what bounds the whole run
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="comma-separated MxN or BxMxN (default: 1024x1024,1024x4096,512x4096,8x256x1024)",
     )
     p.add_argument("--dtypes", default="bf16,fp16,fp32", help="comma-separated: bf16, fp16, fp32, fp64")
-    p.add_argument("--repeats", type=positive_int, default=5, help="timed calls per variant (median)")
+    p.add_argument(
+        "--repeats",
+        type=bounded_int(1, MAX_REPEATS),
+        default=5,
+        help=f"timed calls per variant (median), at most {MAX_REPEATS}",
+    )
     p.add_argument(
         "--budget",
         type=bounded_float(0.0, MAX_CASE_SECONDS),
@@ -37,14 +48,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--svd-max",
-        type=int,
+        type=bounded_int(0, MAX_SVD),
         default=2048,
-        help="skip the SVD when it costs more than an N x N one (default 2048)",
+        help=f"skip the SVD when it costs more than an N x N one, N in 0..{MAX_SVD} (default 2048)",
     )
     p.add_argument("--no-reference", action="store_true", help="do not time the plain reference loops")
     p.add_argument("--no-errors", action="store_true", help="skip the rounding errors (no float64 run)")
     p.add_argument(
-        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)"
+        "--threads",
+        type=bounded_int(1, MAX_THREADS),
+        default=None,
+        help=f"torch CPU threads, 1..{MAX_THREADS} (4x this machine's CPUs) (default: torch's choice)",
     )
     p.add_argument("--quick", action="store_true", help="small shapes, 3 repeats (a sanity check)")
     p.add_argument(
@@ -81,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--dtypes needs at least one of bf16, fp16, fp32, fp64, got {echo(args.dtypes)}")
     for d in dtypes:
         dtype_name(d)  # bad names fail here, before any work
+    if len(shapes) * len(dtypes) > MAX_CASES:
+        raise CliError(
+            f"{len(shapes)} shapes x {len(dtypes)} dtypes make {len(shapes) * len(dtypes)} cases, above the "
+            f"limit MAX_CASES = {MAX_CASES}"
+        )
     for s in shapes:  # the benchmark holds about as many float64 copies of a case as a run: before any work
         check_memory(run_bytes(s.m, s.n, s.batch), f"a benchmark case of shape {s}")
     if args.threads is not None:

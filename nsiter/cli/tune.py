@@ -4,8 +4,12 @@ with ``--shapes`` the plans of those shapes (method, R/Q precision, restarts: :m
 from __future__ import annotations
 
 import argparse
+import os
+import stat
 import time
+from pathlib import Path
 
+from nsiter.checks import short_repr
 from nsiter.cli import CliError, emit_json
 
 SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096)  # the size classes a decision is made for
@@ -21,6 +25,26 @@ def _sizes(text: str) -> list[int]:
             )
         out.append(int(part))
     return out
+
+
+def _check_cache(path: Path) -> None:
+    """Refuse a kernel cache that is not a regular file (a FIFO or device is never read, so decisions stored
+    there are lost) or that the write would refuse (a folder, a read-only or ``/proc`` folder, a long name)."""
+    from nsiter._io import check_writable
+
+    where = f"NSITER_KERNEL_CACHE={short_repr(str(path), 200)}"
+    try:
+        kind = os.stat(path).st_mode
+    except FileNotFoundError:
+        kind = None
+    except OSError as err:  # a link loop, a name over the limit
+        raise CliError(f"{where}: {os.strerror(err.errno).lower()}") from None
+    if kind is not None and not stat.S_ISREG(kind):
+        raise CliError(f"{where} is not a regular file: the decisions could not be stored there")
+    try:
+        check_writable(path, parents=True)
+    except ValueError as err:
+        raise CliError(f"{where}: {getattr(err, 'strerror', None) or err}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,6 +91,9 @@ def run(args: argparse.Namespace) -> int:
     sched = resolve_schedule(args.schedule) if shapes else None
     if any(d == "float64" for d in dtypes):
         raise CliError("float64 has no decision to tune (always native): use bf16, fp16, fp32")
+    path = cache_path()
+    if path is not None:  # the decisions are the product: a cache that cannot take them is refused first
+        _check_cache(path)
     t0 = time.perf_counter()
     if args.verify:
         rows = verify_cache()
@@ -83,7 +110,6 @@ def run(args: argparse.Namespace) -> int:
                 p = evaluation_plan((*lead, shape.m, shape.n), sched, dtype=d)
                 rows.append({"dtype": d, "shape": str(shape), "plan": p.label, "source": p.source})
     seconds = time.perf_counter() - t0
-    path = cache_path()
     if args.json:
         emit_json({"cache": str(path) if path else None, "seconds": seconds, "rows": rows})
         return 0

@@ -237,6 +237,11 @@ class Muon(torch.optim.Optimizer):
             },
             "Muon",
         )
+        for what, table in (("names", names), ("split_sizes", split_sizes)):
+            if table is not None and not isinstance(table, Mapping):
+                raise ValueError(
+                    f"{what} must be a dict keyed by parameter or None, got {type(table).__name__}"
+                )
         self._names = dict(names or {})
         self.qk_clip = qk_clip
         self._schedules: dict[int, tuple[dict[str, Any], Schedule]] = {}
@@ -627,7 +632,8 @@ def _check_group(group: Mapping[str, Any], where: str) -> dict[str, Any]:
 
 def _check_state(entry: Any, use_muon: bool, p: torch.Tensor, where: str) -> None:
     """A saved per-parameter state holds what the step reads: Muon's momentum buffer, or AdamW's step count and
-    moments (all three), finite and shaped like the parameter."""
+    moments (all three), finite and shaped like the parameter, on a device with data (not ``meta``); the step count
+    a whole number, the second moment non-negative (its square root is the step's denominator)."""
     if not isinstance(entry, Mapping):
         raise ValueError(f"{where} must be a dict, got {type(entry).__name__}")
     keys = {"momentum_buffer"} if use_muon else {"step", "exp_avg", "exp_avg_sq"}
@@ -637,15 +643,20 @@ def _check_state(entry: Any, use_muon: bool, p: torch.Tensor, where: str) -> Non
     for key, value in entry.items():
         if key == "step":
             step = value.item() if isinstance(value, torch.Tensor) and value.numel() == 1 else value
-            check_real(step, f"{where}['step']", low=0.0)
+            if check_real(step, f"{where}['step']", low=0.0) != int(step):
+                raise ValueError(f"{where}['step'] must be a whole number of steps, got {short_repr(step)}")
             continue
         if not isinstance(value, torch.Tensor) or value.shape != p.shape:
             got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
             raise ValueError(f"{where}[{key!r}] must be a tensor of shape {tuple(p.shape)}, got {got}")
+        if value.is_meta:
+            raise ValueError(f"{where}[{key!r}] is a meta tensor (no data)")
         if value.is_floating_point() and not bool(torch.isfinite(_local(value)).all()):
             raise ValueError(f"{where}[{key!r}] has non-finite entries")
         if not value.is_floating_point():
             raise ValueError(f"{where}[{key!r}] must be a floating tensor, got {value.dtype}")
+        if key == "exp_avg_sq" and bool((_local(value) < 0).any()):
+            raise ValueError(f"{where}['exp_avg_sq'] has negative entries (a second moment is >= 0)")
 
 
 def muon_param_groups(

@@ -143,10 +143,9 @@ class BenchShape:
 def parse_shape(text: str) -> BenchShape:
     """Parse ``"MxN"`` or ``"BxMxN"`` (positive integers)."""
     parts = str(text).strip().lower().split("x")
-    try:
-        dims = [int(p) for p in parts]
-    except ValueError as err:
-        raise ValueError(f"shape must be MxN or BxMxN with integers, got {text!r}") from err
+    if not all(p.isascii() and p.isdigit() for p in parts):  # no "1_000", full-width or other scripts' digits
+        raise ValueError(f"shape must be MxN or BxMxN with integers, got {text!r}")
+    dims = [int(p) for p in parts]
     if len(dims) not in (2, 3) or any(d < 1 for d in dims):
         raise ValueError(f"shape must be MxN or BxMxN with positive integers, got {text!r}")
     return BenchShape(None, *dims) if len(dims) == 2 else BenchShape(*dims)

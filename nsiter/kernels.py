@@ -44,7 +44,6 @@ every entry is validated (:func:`check_entry`) before use, and an invalid one is
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -60,6 +59,7 @@ from typing import Any
 import torch
 
 from nsiter._io import atomic_write
+from nsiter.checks import short_repr
 from nsiter.dtypes import dtype_name, torch_dtype
 
 __all__ = [
@@ -210,7 +210,10 @@ def tuning_enabled() -> bool:
 
 
 def _read_cache(path: Path | None) -> dict[str, Any]:
-    if path is None or not path.is_file():  # a FIFO or device would block or never end: never read
+    try:
+        if path is None or not path.is_file():  # a FIFO or device would block or never end: never read
+            return {}
+    except OSError:  # a name too long, a loop of links: no cache to read
         return {}
     try:
         data = json.loads(path.read_text())
@@ -227,9 +230,16 @@ def _write_cache(path: Path | None, key: str, choice: KernelChoice) -> None:
         return
     entries = _read_cache(path)
     entries[key] = asdict(choice)
-    with contextlib.suppress(OSError):  # a read-only home is no reason to fail a computation
+    try:
         atomic_write(
             path, json.dumps({"version": _CACHE_VERSION, "entries": entries}, indent=1), parents=True
+        )
+    except OSError as err:  # a read-only home or a full disk is no reason to fail a computation: say so
+        warnings.warn(
+            f"kernel decision not stored in {short_repr(str(path))} ({err.strerror or err}); it holds for this "
+            "process",
+            RuntimeWarning,
+            stacklevel=3,
         )
 
 

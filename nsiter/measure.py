@@ -39,6 +39,7 @@ covers (passed to the evaluator as a Frobenius normalization with ``scale' = sca
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -55,8 +56,11 @@ from nsiter.evaluate import iterates, resolve_schedule, validate_matrix
 from nsiter.rounding import rounding_error, rounding_errors
 from nsiter.schedule import Normalization, Schedule
 
+MAX_CASES = 10_000  # matrices one log_uniform_cases call may build (sizes x seeds)
+
 __all__ = [
     "DIVERGENCE_THRESHOLD",
+    "MAX_CASES",
     "QUANTITIES",
     "Case",
     "Measurement",
@@ -93,25 +97,34 @@ def diverged(sigma_max: float) -> bool:
 
 
 def polar_factor(G: torch.Tensor) -> torch.Tensor:
-    """``U V^T`` of ``G = U S V^T`` in float64 (batched), dropping singular values below ``max(m,n) eps sigma_max``.
+    """``U V^T`` of ``G = U S V^T`` in float64 (batched), dropping singular values below ``max(m,n) eps sigma_max``
+    with ``eps`` the machine epsilon of ``G``'s own dtype (float64 for non-float inputs): a matrix of exact rank
+    ``r`` stored in float32 has rounding singular values of about ``eps_32 sigma_max``, not zeros.
 
     For full-rank ``G`` this is the orthogonal polar factor (Higham, *Functions of Matrices*, SIAM 2008,
     Thm 8.1); for rank-deficient ``G`` it is the partial isometry on the numerically nonzero singular values,
     which is what an odd polynomial iteration converges to.
     """
-    Gd = torch.as_tensor(G).to(torch.float64)
+    G = torch.as_tensor(G)
+    eps = _eps(G.dtype)
+    Gd = G.to(torch.float64)
     if Gd.ndim < 2 or Gd.numel() == 0 or not bool(torch.isfinite(Gd).all()):
         raise ValueError(
             f"polar_factor needs a finite non-empty (..., m, n) matrix (NaN/Inf?), got shape {tuple(Gd.shape)}"
         )
     U, sv, Vh = torch.linalg.svd(Gd, full_matrices=False)
-    keep = (sv > _rank_cutoff(Gd.shape, sv[..., :1])).to(torch.float64)
+    keep = (sv > _rank_cutoff(Gd.shape, sv[..., :1], eps)).to(torch.float64)
     return (U * keep.unsqueeze(-2)) @ Vh
 
 
-def _rank_cutoff(shape: Sequence[int], sigma_max: torch.Tensor) -> torch.Tensor:
-    """``max(m, n) eps_64 sigma_max``: singular values at or below it are numerically zero (float64 SVD)."""
-    return max(shape[-2:]) * torch.finfo(torch.float64).eps * sigma_max
+def _eps(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps if dtype.is_floating_point else torch.finfo(torch.float64).eps
+
+
+def _rank_cutoff(shape: Sequence[int], sigma_max: torch.Tensor, eps: float) -> torch.Tensor:
+    """``max(m, n) eps sigma_max``: singular values at or below it are numerically zero (``eps`` of the
+    matrix's stored dtype, as numpy's ``matrix_rank``)."""
+    return max(shape[-2:]) * eps * sigma_max
 
 
 @dataclass(frozen=True)
@@ -129,8 +142,9 @@ class Reference:
 
     @functools.cached_property
     def rank(self) -> int:
-        """Numerical rank: singular values above ``max(m, n) eps_64 sigma_max`` (:func:`polar_factor`'s rule)."""
-        return int((_rank_cutoff(self.W.shape, self.S[:1]) < self.S).sum())
+        """Numerical rank: singular values above ``max(m, n) eps sigma_max``, ``eps`` of ``W``'s stored dtype
+        (:func:`polar_factor`'s rule)."""
+        return int((_rank_cutoff(self.W.shape, self.S[:1], _eps(self.W.dtype)) < self.S).sum())
 
     @functools.cached_property
     def range_projector(self) -> torch.Tensor | None:
@@ -159,7 +173,7 @@ def reference(G: torch.Tensor) -> Reference:
     U, S, Vh = torch.linalg.svd(Wd, full_matrices=False)
     if not float(S[0]) > 0:  # a zero matrix: its polar factor is empty, nothing to compare
         raise ValueError(f"the zero matrix (shape {tuple(G.shape)}) has no polar factor to measure against")
-    return Reference(W, U, S, Vh, polar_factor(Wd))
+    return Reference(W, U, S, Vh, polar_factor(W.detach().cpu()))
 
 
 @dataclass(frozen=True)
@@ -195,11 +209,21 @@ def log_uniform_cases(
     lo, hi = check_interval(lo, hi)
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Iterable):
         raise ValueError(f"seeds must be a list of integers, got {short_repr(seeds)}")
+    seeds = list(itertools.islice(seeds, MAX_CASES + 1))
+    if len(seeds) > MAX_CASES:
+        raise ValueError(f"at most {MAX_CASES} seeds, got more")
     seeds = [check_seed(s) for s in seeds]  # all of them before any matrix: 1.5 is not seed 1
     shapes = []
-    for size in [sizes] if isinstance(sizes, (int, np.integer)) else sizes:
+    sizes = [sizes] if isinstance(sizes, (int, np.integer)) else sizes
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Iterable):
+        raise ValueError(f"sizes must be a size or a list of sizes, got {short_repr(sizes)}")
+    for size in itertools.islice(sizes, MAX_CASES + 1):
         m, n = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
         shapes.append((check_positive_int(m, "size"), check_positive_int(n, "size")))
+    if len(shapes) * len(seeds) > MAX_CASES:
+        raise ValueError(
+            f"at most {MAX_CASES} matrices (sizes x seeds), got {len(shapes)} x {len(seeds)} or more"
+        )
     return [_log_uniform_case(m, n, lo, hi, s) for m, n in shapes for s in seeds]
 
 

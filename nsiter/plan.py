@@ -207,6 +207,7 @@ def evaluation_plan(
         raise ValueError(f"expected a shape (..., m, n), got {tuple(shape)}")
     sched = resolve_schedule(schedule, steps=steps)
     dt = _check_dtype(dtype)
+    _check_coefficients(sched, dt)
     if options is None:
         options = plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric, q_order)
     elif not isinstance(options, PlanOptions):
@@ -237,6 +238,20 @@ def evaluation_plan(
             _plans.clear()
         plan = _plans[key] = _decide(sched, dt, m, n, batch, choice, torch.device(device), opts)
     return plan
+
+
+def _check_coefficients(sched: Schedule, dt: torch.dtype) -> None:
+    """Every coefficient is a number the products can scale by: within the compute precision's range (float32
+    for bf16/fp16, whose products accumulate and scale in float32), else ``ValueError`` naming it."""
+    compute = torch.float32 if dt in (torch.bfloat16, torch.float16) else dt
+    top = largest_finite(compute)
+    for k, p in enumerate(sched.steps, start=1):
+        for c in p.coefficients:
+            if not abs(float(c)) <= top:
+                raise ValueError(
+                    f"step {k} coefficient {float(c):.6g} is beyond {dtype_name(compute)}'s range ({top:.4g}): "
+                    f"the products of a {dtype_name(dt)} run cannot scale by it"
+                )
 
 
 _plans: dict[tuple, Plan] = {}  # plans by (device, dtype, shape, schedule, options, kernel choice, tuning)

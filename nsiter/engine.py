@@ -7,6 +7,7 @@ module holds what both need and decides nothing.  The formulas are in :mod:`nsit
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -155,40 +156,35 @@ def normalize(
     ``sigma_max``, so ``sigma_max(X_0)`` can slightly exceed ``1/scale``.
 
     With ``check_finite=False`` no value reaches the host (capturable, compilable with ``fullgraph=True``):
-    both formulas are evaluated and ``torch.where`` picks per matrix, giving the same bits as the branch.
+    each matrix is divided by ``a`` = 1 where its squares stay in range (an exact no-op) and by ``max|G|``
+    elsewhere, one formula for both, giving the same bits as the branch the check takes.  Whether the squares
+    stay in range is read from ``max|G|`` alone: ``max|G|^2 m n`` below the format's largest value, and
+    ``max|G|`` at least ``tiny^0.4`` (or zero).
     """
     work = _work_dtype(G.dtype, dtype)
     Gw = G.to(work)
     amax = Gw.abs().amax(dim=(-2, -1), keepdim=True)  # max|G|; NaN/Inf propagate
-    fast = None
-    if normalization.norm != "spectral":
-        # Fast path: ||G||_F straight from G, valid when its squares neither overflow (size finite) nor
-        # leave the normal range (max|G| >= tiny^0.4); one host sync decides, else the scaled formula.
-        size = torch.linalg.vector_norm(Gw, dim=(-2, -1), keepdim=True)
-        ok = torch.isfinite(size) & ((amax >= torch.finfo(work).tiny ** 0.4) | (amax == 0))
-        denom = size if normalization.norm == "aol" else normalization.scale * size + normalization.eps
-        factor = torch.where(denom > 0, 1.0 / denom, torch.zeros_like(denom))
-        if not check_finite:  # no sync: the scaled formula below as well, selected per matrix
-            fast = torch.mul(Gw, factor)
-        elif bool(ok.all()):
-            return torch.mul(Gw, factor, out=torch.empty(Gw.shape, dtype=dtype, device=Gw.device))
     if check_finite and not bool(torch.isfinite(amax).all()):  # one host sync on CUDA
         _raise_nonfinite(G)
-    amax = torch.where(amax > 0, amax, torch.ones_like(amax))
-    Y = Gw / amax
+    info = torch.finfo(work)
+    if normalization.norm == "spectral":  # the power iteration always runs on G / max|G|
+        ok = torch.zeros_like(amax, dtype=torch.bool)
+    else:
+        entries = Gw.shape[-2] * Gw.shape[-1]
+        ok = ((amax <= math.sqrt(info.max / entries)) & (amax >= info.tiny**0.4)) | (amax == 0)
+    a = torch.where(ok | (amax == 0), torch.ones_like(amax), amax)  # NaN stays NaN: it propagates
+    # the host sync the check makes anyway decides whether the division is needed at all (x / 1 = x exactly)
+    Y = Gw if check_finite and bool(ok.all()) else Gw / a
     if normalization.norm == "spectral":
         size = _spectral_estimate(Y)
     else:
-        size = torch.linalg.matrix_norm(Y, ord="fro", keepdim=True)
+        size = torch.linalg.vector_norm(Y, dim=(-2, -1), keepdim=True)
     if normalization.norm == "aol":  # scale-free pre-normalization; scale and eps act in _aol
         denom = size
     else:
-        denom = normalization.scale * size + normalization.eps / amax
+        denom = normalization.scale * size + normalization.eps / a
     factor = torch.where(denom > 0, 1.0 / denom, torch.zeros_like(denom))
-    scaled = torch.mul(Y, factor)
-    if fast is not None:
-        scaled = torch.where(ok, fast, scaled)
-    return scaled.to(dtype, memory_format=torch.contiguous_format)
+    return torch.mul(Y, factor, out=torch.empty(Y.shape, dtype=dtype, device=Y.device))
 
 
 def _aol(X: torch.Tensor, A: torch.Tensor, normalization: Normalization) -> tuple[torch.Tensor, torch.Tensor]:

@@ -441,6 +441,9 @@ class Muon(torch.optim.Optimizer):
         """Muon on plain (or unsharded-layout DTensor) parameters, their orthogonalizations batched."""
         for _, p in items:  # splits resolved (and checked) before any state changes
             self.split_of(p)
+        if items and not any(is_dtensor(p) for _, p in items):
+            self._plain_muon_steps(items)
+            return
         entries = []
         for group, p in items:
             U = self._advance(group, p)
@@ -449,6 +452,38 @@ class Muon(torch.optim.Optimizer):
         for (group, p, _), D in zip(entries, self.directions(entries), strict=True):
             D = D.reshape(p.shape)
             self._apply(group, p, p, redistribute_like(D, p) if is_dtensor(p) else D)
+
+    def _plain_muon_steps(self, items: Sequence[tuple[dict[str, Any], torch.Tensor]]) -> None:
+        """:meth:`_muon_steps` for plain tensors, the elementwise work as one ``torch._foreach_*`` call per group
+        (and per update factor) instead of one call per parameter: the same formulas on the same tensors, so the
+        same bits as :meth:`_advance` and :meth:`_apply` (tests/test_optim.py)."""
+        by_group: dict[int, list[torch.Tensor]] = {}
+        groups: dict[int, dict[str, Any]] = {}
+        for group, p in items:
+            by_group.setdefault(id(group), []).append(p)
+            groups[id(group)] = group
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
+        inputs: dict[torch.Tensor, torch.Tensor] = {}
+        for key, ps in by_group.items():
+            group, mu = groups[key], groups[key]["momentum"]
+            grads = [p.grad for p in ps]
+            bufs = [self.state[p]["momentum_buffer"] for p in ps]
+            torch._foreach_lerp_(bufs, grads, 1.0 - mu)  # B_t = mu B_{t-1} + (1 - mu) G_t
+            us = torch._foreach_lerp(grads, bufs, mu) if group["nesterov"] else bufs
+            inputs.update((p, as_matrix(u)) for p, u in zip(ps, us, strict=True))
+        entries = [(group, p, inputs[p]) for group, p in items]
+        updates: dict[tuple[float, float], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
+        for (group, p, _), D in zip(entries, self.directions(entries), strict=True):
+            lr = group["lr"]
+            key = (1.0 - lr * group["weight_decay"], -lr * self.step_scale(group, p))
+            params, ds = updates.setdefault(key, ([], []))
+            params.append(p)
+            ds.append(D.reshape(p.shape).to(p.dtype))
+        for (decay, alpha), (params, ds) in updates.items():  # W <- (1 - lr wd) W - lr s D
+            torch._foreach_mul_(params, decay)
+            torch._foreach_add_(params, ds, alpha=alpha)
 
     def _sharded_muon_steps(self, items: list[tuple[dict[str, Any], torch.Tensor, ShardLayout]]) -> list[int]:
         """Muon on FSDP2 shards: momentum on the local pieces, each matrix orthogonalized by its owner only.

@@ -21,7 +21,7 @@ each product folds its scalar multiply-add into the GEMM (``addmm``/``baddbmm`` 
 
 Two methods compute the same function: the standard form above and the Gram form
 (:mod:`nsiter.gram`: iterate on ``R = X X^T`` and accumulate ``Q``, ``X_T = Q X_0``), with
-``method="auto"`` choosing by accuracy, then flops.  How the products run — the dtype's own GEMM or an
+``method="auto"`` choosing in :mod:`nsiter.plan` (flops, a measured rounding error, then time).  How the products run — the dtype's own GEMM or an
 emulation (float32 GEMMs whose every result is rounded to the working dtype), full or blocked symmetric
 products — is decided by measurement (:mod:`nsiter.kernels`); :func:`evaluation_plan` says what ran.
 """

@@ -456,6 +456,14 @@ def plot(tables, ctx):
     rows = [r for r in tables["main"] if r["gram"] == "working"]
     fig, ax = plt.subplots(1, 2, figsize=(9, 3.8), layout="constrained")
     lim = (1e-2, 1e5)
+    off = [0, 0]  # points of each panel drawn on an edge: off the scale, an overflow (inf) or undefined (nan)
+
+    def outside(v) -> bool:
+        return not (math.isfinite(v) and lim[0] <= v <= lim[1])
+
+    for r in rows:
+        off[0] += outside(r["model_ratio"]) or outside(r["order_ratio"])
+        off[1] += outside(r["zq_median"]) or outside(r["qz_median"])
     for dt, marker in (("fp16", "o"), ("bf16", "s")):
         for products, fill in (("full", True), ("symmetric", False)):
             sel = [r for r in rows if r["dtype"] == dt and r["products"] == products]
@@ -464,7 +472,7 @@ def plot(tables, ctx):
                 kw.update(facecolors="none", edgecolors=f"C{0 if dt == 'fp16' else 1}")
             else:
                 kw.update(color=f"C{0 if dt == 'fp16' else 1}")
-            clip = lambda v: min(max(v, lim[0]), lim[1]) if math.isfinite(v) else lim[1]  # noqa: E731
+            clip = lambda v: min(max(v, lim[0]), lim[1]) if math.isfinite(v) else lim[1]  # noqa: E731 - nan, inf: top
             ax[0].scatter([clip(r["model_ratio"]) for r in sel], [clip(r["order_ratio"]) for r in sel], **kw)
             ax[1].scatter([clip(r["zq_median"]) for r in sel], [clip(r["qz_median"]) for r in sel], **kw)
     for a in ax:
@@ -479,6 +487,9 @@ def plot(tables, ctx):
     ax[1].set_ylabel(r"qz: $Q \leftarrow c_0 Q + QW$, error / standard form's")
     ax[1].set_title(r"(b) both orderings against the standard form")
     ax[1].legend(fontsize=7, loc="upper left")
+    for a, n in zip(ax, off, strict=True):
+        a.text(0.98, 0.02, f"{n} of {len(rows)} cases off scale (overflow included),\ndrawn on the edges",
+               transform=a.transAxes, ha="right", va="bottom", fontsize=7)  # fmt: skip
     return fig
 
 

@@ -6,33 +6,38 @@ emulated GEMM, full or blocked symmetric: :mod:`nsiter.kernels`).  :func:`evalua
 and :meth:`Plan.explain` says why, one line per decision.
 
 **Candidates.**  For ``method="auto"`` the admissible plans are the standard form and the Gram form with
-``R``, ``Q`` in the working precision or one wider, with the schedule's stored restarts or none.  The flop
-count (:mod:`nsiter.cost`, the Gram side weighted by its measured cost per flop) drops every Gram candidate
-that cannot pay (square matrices, small aspect ratios) in microseconds.
+``R``, ``Q`` in the default precision (:func:`nsiter.gram.default_gram_dtype`) and, where the X side runs
+narrower, in the X side's own; each with the schedule's stored restarts or none.  The flop count
+(:mod:`nsiter.cost`, the Gram side weighted by its measured cost per flop) drops every Gram candidate that
+cannot pay (square matrices, small aspect ratios) in microseconds; so does a call of fewer than
+:data:`GATE_MIN_FLOPS` flops, or one whose gate would cost more flops than the call.  float64 work runs the
+standard form: there is no more precise reference to gate by.
 
-**Accuracy by measurement.**  Each remaining Gram candidate runs, with the same kernels it would use, on
-a few small matrices (:func:`gate_matrices`: a Gaussian one, singular values log-uniform down to 1e-3 and to
-1e-10, half exactly zero, and a cluster at 1.8e-7) beside the standard form in the same precision; both are compared with the float64 run
-of the schedule (:func:`nsiter.rounding.rounding_error`).  A candidate whose worst error exceeds
-``gram_tolerance`` times the standard form's is not admissible.  The gate is a measurement of the kernel that
-will run on this machine, not a model fitted on another (the mpmath model of :mod:`nsiter.restarts` ranks
-restart placements and explains them; it no longer vetoes).  It depends on no timing: the same machine and
-seed give the same verdict.
+**Accuracy by measurement.**  Each remaining Gram candidate runs, with the same GEMM path it would use, on
+five small matrices (:func:`gate_matrices`: a Gaussian one, singular values log-uniform down to 1e-3 and to
+1e-10, half exactly zero, and a cluster at 1.8e-7) beside the standard form in the same precision; both are
+compared with the float64 run of the schedule (:func:`nsiter.rounding.rounding_errors`).  A candidate whose
+error exceeds ``gram_tolerance`` times the standard form's on any of them is not admissible.  The gate is a
+measurement of the kernel that will run on this machine, not a model fitted on another (the mpmath model of
+:mod:`nsiter.restarts` ranks restart placements and explains them; it no longer vetoes).  It depends on no
+timing: the same machine and seed give the same verdict.
 
-**Speed.**  With tuning on (the default; ``NSITER_TUNE=off`` turns it off) the admissible candidates are timed
-at the call's own shape (interleaved medians and minima, :func:`nsiter.kernels.timed_choice`) and the fastest
-runs; a close call (within :data:`nsiter.kernels.CLOSE`) goes to the one with fewer weighted flops.  With
-tuning off a deterministic rule serves: the fewest weighted flops, ties to the standard form.  Plans are
-kept per process; timed decisions also in the kernel cache file, keyed by the machine.
+**Speed.**  With tuning on (the default; ``NSITER_TUNE=off`` turns it off) the admitted candidates and the
+standard form are timed at the call's own shape (interleaved medians and minima, close calls measured again:
+:func:`nsiter.kernels.compare_timings`; a smaller batch or matrix of the same aspect where one round would take
+more than :data:`TUNE_ROUND_S`) and the fastest runs; a time within :data:`nsiter.kernels.CLOSE` of the fastest
+goes to the fewest weighted flops.  With tuning off a deterministic rule serves: the fewest weighted flops among
+the admitted.  Plans are kept per process; timed decisions also in ``plans.json`` beside the kernel cache
+(:func:`plan_cache_path`), keyed by the machine; ``nsiter tune --shapes`` makes them ahead of time.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -41,6 +46,7 @@ from typing import Any
 import torch
 
 from nsiter._io import atomic_write
+from nsiter.checks import short_repr
 from nsiter.cost import gram_side_flops, standard_flops
 from nsiter.dtypes import dtype_name, largest_finite, torch_dtype, unit_roundoff
 from nsiter.engine import _check_dtype, resolve_schedule, run_plan
@@ -424,9 +430,9 @@ def _plan_key(
 
 
 def _read_plans(path: Path | None) -> dict[str, Any]:
-    if path is None or not path.is_file():  # never read a FIFO or a device
-        return {}
     try:
+        if path is None or not path.is_file():  # never read a FIFO or a device
+            return {}
         data = json.loads(path.read_text())
     except (OSError, ValueError, RecursionError):
         return {}
@@ -445,9 +451,15 @@ def _store_plan(key: str, plan: Plan) -> None:
     entries = _read_plans(path)
     entries[key] = {"method": plan.method, "gram_dtype": plan.gram_dtype, "restarts": list(plan.restarts),
                     "reasons": list(plan.reasons)}  # fmt: skip
-    with contextlib.suppress(OSError):  # a read-only home is no reason to fail a computation
+    try:
         atomic_write(
             path, json.dumps({"version": _PLAN_FILE_VERSION, "entries": entries}, indent=1), parents=True
+        )
+    except OSError as err:  # a read-only home or a full disk is no reason to fail a computation: say so
+        warnings.warn(
+            f"plan not stored in {short_repr(str(path))} ({err.strerror or err}); it holds for this process",
+            RuntimeWarning,
+            stacklevel=4,
         )
 
 

@@ -164,8 +164,6 @@ def normalize(
     work = _work_dtype(G.dtype, dtype)
     Gw = G.to(work)
     amax = Gw.abs().amax(dim=(-2, -1), keepdim=True)  # max|G|; NaN/Inf propagate
-    if check_finite and not bool(torch.isfinite(amax).all()):  # one host sync on CUDA
-        _raise_nonfinite(G)
     info = torch.finfo(work)
     if normalization.norm == "spectral":  # the power iteration always runs on G / max|G|
         ok = torch.zeros_like(amax, dtype=torch.bool)
@@ -173,8 +171,12 @@ def normalize(
         entries = Gw.shape[-2] * Gw.shape[-1]
         ok = ((amax <= math.sqrt(info.max / entries)) & (amax >= info.tiny**0.4)) | (amax == 0)
     a = torch.where(ok | (amax == 0), torch.ones_like(amax), amax)  # NaN stays NaN: it propagates
-    # the host sync the check makes anyway decides whether the division is needed at all (x / 1 = x exactly)
-    Y = Gw if check_finite and bool(ok.all()) else Gw / a
+    # with the check, one host sync (on CUDA) decides: every matrix in range is finite too (NaN and Inf fail
+    # the comparisons), and needs no division (x / 1 = x exactly); only otherwise is finiteness asked
+    all_ok = check_finite and bool(ok.all())
+    if check_finite and not all_ok and not bool(torch.isfinite(amax).all()):
+        _raise_nonfinite(G)
+    Y = Gw if all_ok else Gw / a
     if normalization.norm == "spectral":
         size = _spectral_estimate(Y)
     else:

@@ -433,15 +433,23 @@ def _probe_gemm(
     return ("native" if native else "emulated"), med["native"], med["emulated"], rounds
 
 
+def _symmetric_operands(
+    device: torch.device, dtype: torch.dtype, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The symmetric-product probes' operands (seeded): a symmetric ``A`` (``size`` square) and an ``X`` of shape
+    ``(size, 2 size)``, entries of order ``1 / sqrt(size)``."""
+    gen = torch.Generator().manual_seed(1)
+    A = torch.randn(size, size, generator=gen, dtype=torch.float64).div_(math.sqrt(size))
+    X = torch.randn(size, 2 * size, generator=gen).div_(math.sqrt(size)).to(device, dtype)
+    return (A + A.mT).to(device, dtype), X
+
+
 def _probe_symmetric(
     device: torch.device, dtype: torch.dtype, size: int
 ) -> tuple[int | None, float, float | None]:
     """Time full products against blocked symmetric ones with 2, 4 and 8 row blocks: a square ``A A``
     (the Gram form's and Horner's products) plus an ``X X^T`` with ``X`` of shape ``(size, 2 size)``."""
-    gen = torch.Generator().manual_seed(1)
-    A = torch.randn(size, size, generator=gen, dtype=torch.float64).div_(math.sqrt(size))
-    A = (A + A.mT).to(device, dtype)
-    X = torch.randn(size, 2 * size, generator=gen).div_(math.sqrt(size)).to(device, dtype)
+    A, X = _symmetric_operands(device, dtype, size)
     out = torch.empty_like(A)
     blocks = sorted({b for b in (size // 2, size // 4, size // 8) if b >= 32 and b % 32 == 0}, reverse=True)
 
@@ -473,10 +481,7 @@ def _probe_triton(device: torch.device, dtype: torch.dtype, size: int, block: in
 
     if not triton_available(device):
         return False
-    gen = torch.Generator().manual_seed(1)
-    A = torch.randn(size, size, generator=gen, dtype=torch.float64).div_(math.sqrt(size))
-    A = (A + A.mT).to(device, dtype)
-    X = torch.randn(size, 2 * size, generator=gen).div_(math.sqrt(size)).to(device, dtype)
+    A, X = _symmetric_operands(device, dtype, size)
     out = torch.empty_like(A)
 
     def torch_products() -> None:

@@ -49,9 +49,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from nsiter.checks import check_interval, check_positive_int, check_seed, short_repr
+from nsiter.checks import DIVERGENCE_THRESHOLD, check_interval, check_positive_int, check_seed, short_repr
 from nsiter.dtypes import dtype_name, torch_dtype
-from nsiter.dynamics import DIVERGENCE_THRESHOLD
 from nsiter.evaluate import iterates, resolve_schedule, validate_matrix
 from nsiter.rounding import rounding_error, rounding_errors
 from nsiter.schedule import Normalization, Schedule

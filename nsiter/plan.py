@@ -213,7 +213,6 @@ def evaluation_plan(
         raise ValueError(f"expected a shape (..., m, n), got {tuple(shape)}")
     sched = resolve_schedule(schedule, steps=steps)
     dt = _check_dtype(dtype)
-    _check_coefficients(sched, dt)
     if options is None:
         options = plan_options(method, restarts, gram_dtype, gram_tolerance, emulate, symmetric, q_order)
     elif not isinstance(options, PlanOptions):
@@ -239,7 +238,8 @@ def evaluation_plan(
         tuning_enabled(),
     )
     plan = _plans.get(key)
-    if plan is None:
+    if plan is None:  # checked once per plan: the key holds the coefficients, so a cached plan passed
+        _check_coefficients(sched, dt)
         if len(_plans) >= _PLAN_CACHE_SIZE:
             _plans.clear()
         plan = _plans[key] = _decide(sched, dt, m, n, batch, choice, torch.device(device), opts)

@@ -7,6 +7,7 @@ main columns, and writes one LaTeX table per device.  Changing a committed CSV c
 
 from __future__ import annotations
 
+import statistics
 import sys
 from pathlib import Path
 
@@ -36,6 +37,8 @@ PARAMS = {
         "ours_err",
         "reference_err",
         "plain_emulated_err",
+        "gram_low_err",
+        "standard_full_err",
     ],
 }
 QUICK: dict = {}
@@ -158,6 +161,24 @@ def numbers(tables) -> dict:
         if sel:
             out[name + "Min"] = min(_vs_plain(r) for r in sel)
             out[name + "Max"] = max(_vs_plain(r) for r in sel)
+    # machines whose bf16 runs natively: the bare bf16 GEMM rate over float32's (median over the shapes of a
+    # file), and the worst error of the Gram form with R, Q in bf16 over the standard form's
+    native = [r for r in rows if r["dtype"] == "bf16" and "native" in str(r["plan"])]
+    fp32 = {(r["file"], r["shape"]): r for r in rows if r["dtype"] == "fp32"}
+    gains = [
+        float(r["bare_tflops"]) / float(fp32[r["file"], r["shape"]]["bare_tflops"])
+        for r in native
+        if (r["file"], r["shape"]) in fp32 and r.get("bare_tflops") not in (None, "")
+    ]
+    if gains:
+        out["benchNativeGemmRatio"] = statistics.median(gains)
+    low = [
+        float(r["gram_low_err"]) / float(r["standard_full_err"])
+        for r in native
+        if r.get("gram_low_err") not in (None, "")
+    ]
+    if low:
+        out["benchNativeGramLowWorst"] = max(low)
     return out
 
 

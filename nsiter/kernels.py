@@ -402,9 +402,9 @@ def _scalar_ratio(device: torch.device, dtype: torch.dtype) -> float:
     adds time: a scalar GEMM's minimum never drops below its own cost, 67 ms for fp16 here).
 
     The first native call is a warm-up and is not timed: it pays the backend's one-time set-up (oneDNN
-    builds an AMX bf16 kernel on its first call: 2.7 ms against 0.045 ms for the next ones at 256 on an Intel
-    Xeon with AMX, which one untimed emulated call does not show).  One timed native call then suffices when
-    it is already :data:`_SCALAR_RATIO` times the fastest of 3 emulated ones; otherwise both are compared as
+    builds an AMX bf16 kernel on its first call: 1.3 ms against 0.05 ms for the next ones at 256 on an Intel
+    Xeon with AMX, ``benchmarks/plan_gate.py``; one untimed emulated call does not show it).  One timed native
+    call then suffices when it is already :data:`_SCALAR_RATIO` times the fastest of 3 emulated ones; otherwise both are compared as
     in :func:`_compare`."""
     fns = _gemm_pair(device, dtype, DECISIVE_SIZE)
     fns["emulated"]()

@@ -225,7 +225,8 @@ def test_dir_of_a_package_lists_only_its_public_surface():
 # One home per concept: each name is defined (at module level) in exactly the module named here, and nowhere else
 # in the package.  Bands in analysis, the repeated map in dynamics, interval primitives in _interval, the one
 # divergence rule beside the input checks, fitted restart placements in restarts.
-HOME_MODULES = ("nsiter.analysis", "nsiter.dynamics")  # every name of their __all__ is defined there and only there
+# every name of these modules' __all__ is defined there and only there
+HOME_MODULES = ("nsiter.analysis", "nsiter.dynamics")
 HOMES = {
     "nsiter._interval": (  # a private module: no __all__, so its names are listed
         "PREC",

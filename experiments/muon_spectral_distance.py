@@ -45,7 +45,7 @@ def compute(ctx) -> dict:
         G, p["schedule"], dtype=getattr(torch, p["dtype"]), record_singular_values=False, method="standard"
     )
     keep = ("rho", "max_abs_lambda_minus_1", "orth_err_2", "polar_err_2")
-    steps = [{k: r[k] for k in ("step", "quantity", "value")} for r in traj.rows if r["quantity"] in keep]
+    steps = [{k: r[k] for k in ("step", "quantity", "value")} for r in traj.long() if r["quantity"] in keep]
     X = traj.final.to(torch.float64)
     B = X.T @ X if m > n else X @ X.T  # the small side: 5 x 5
     k = min(m, n)

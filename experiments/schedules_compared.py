@@ -2,8 +2,8 @@
 
 Certified: ``nsiter.analysis.analyze(schedule, lo / s, hi / s)`` gives ``max |1 - phi_k(x)|`` per step for
 the normalized singular values ``x = sigma / (s ||G||_2)`` of inputs with ``sigma / ||G||_2`` in
-``[lo, hi]`` (``s``: the schedule's normalization scale; exact image intervals, no sampling), as
-``nsiter.analysis.certified_error`` does.  Measured: ``nsiter.measure.measure`` in bfloat16 on matrices from
+``[lo, hi]`` (``s``: the schedule's normalization scale, ``Normalization.polynomial_interval``; exact image
+intervals, no sampling).  Measured: ``nsiter.measure.measure`` in bfloat16 on matrices from
 ``nsiter.matrices.log_uniform`` (singular values log-spaced in ``[lo, 1]``), error
 ``max_i |1 - sigma_i(X_k)|`` (float64 SVD of the iterate), the maximum over shapes and seeds.
 
@@ -67,8 +67,9 @@ def _measure(ctx, name: str) -> list[dict]:
                 continue  # a non-finite iterate: counted as an infinite error below
             out.setdefault(row["step"], []).append(max(abs(1 - row["sigma_max"]), abs(1 - row["sigma_min"])))
     # the polynomials see sigma / (s ||G||_2) in [lo / s, hi / s] (AOL has no scalar model: its own [lo, hi])
-    s = own.scale if own.norm == "frobenius" else 1.0
-    a = analyze(sched, p["lo"] / s, p["hi"] / s)
+    a = analyze(
+        sched, *(own.polynomial_interval(p["lo"], p["hi"]) if own.norm != "aol" else (p["lo"], p["hi"]))
+    )
     certified = {st.step: st.error for st in a.bands}
     cost = [sched.truncated(k).matmuls if k else 0 for k in range(len(sched) + 1)]
     runs = len(p["shapes"]) * len(p["seeds"])

@@ -24,7 +24,8 @@ direction error on the same matrices, significant when ``|mean| > 2`` standard e
 (``nsiter.stats.SIGNIFICANCE_SE``), under both bf16 arithmetics; otherwise "no significant difference".
 
 - ``certified_error``: worst ``|1 - phi_T|`` for ``sigma/||G||`` in ``[lo, hi]`` (``nsiter.analysis``,
-  through the schedule's own normalization scale; ``nsiter.analysis.certified_error``);
+  through the schedule's own normalization scale: ``certified_error`` on
+  ``Normalization.polynomial_interval(lo, hi)``);
 - measured: bfloat16 runs of the evaluator on seeded square log-uniform spectra in ``[lo, hi]``
   (``nsiter.measure.measured_errors``; sizes x seeds runs per schedule, the same matrices for every
   schedule).  Per run: the worst direction error ``max_i |1 - u_i^T X_T v_i|`` (distance to the polar
@@ -168,7 +169,7 @@ def compute(ctx) -> dict[str, list[dict]]:
 
             def unit(name=name, kind=kind, k=k) -> list[dict]:
                 sched = _schedule(name, kind, k, p)
-                cert = certified_error(sched, p["lo"], p["hi"])
+                cert = certified_error(sched, *sched.normalization.polynomial_interval(p["lo"], p["hi"]))
                 out = []
                 for n in p["sizes"]:
                     kw = {"lo": p["lo"], "hi": p["hi"], "sizes": n, "seeds": p["seeds"], "dtype": p["dtype"]}

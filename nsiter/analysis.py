@@ -22,7 +22,6 @@ What iterating one polynomial forever does (fixed points, cycles, the attracting
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from typing import Any
 import mpmath
 import numpy as np
 
+from nsiter._display import html_table
 from nsiter._interval import (
     PREC,
     End,
@@ -275,13 +275,17 @@ class ScheduleAnalysis:
 
     def _repr_html_(self) -> str:
         """A per-step table for notebooks: band, certified error and slope at zero."""
-        head = "".join(f"<th>{h}</th>" for h in ("step", "lo", "hi", "certified error", "slope at 0"))
-        body = "".join(
-            f"<tr><td>{b.step}</td><td>{b.lo:.6g}</td><td>{b.hi:.6g}</td><td>{b.error:.4g}</td>"
-            f"<td>{b.slope_at_zero:.4g}</td></tr>"
+        rows = [
+            {
+                "step": b.step,
+                "lo": f"{b.lo:.6g}",
+                "hi": f"{b.hi:.6g}",
+                "certified error": b.error,
+                "slope at 0": b.slope_at_zero,
+            }
             for b in self.bands
-        )
-        return f"<p>{html.escape(repr(self))}</p><table><tr>{head}</tr>{body}</table>"
+        ]
+        return html_table(repr(self), rows)
 
     def to_dict(self) -> dict[str, Any]:
         out = {
@@ -366,9 +370,8 @@ def analyze(
         schedule: a ``Schedule``, a registry name, a schedule file path or a list of coefficient tuples
             (``nsiter.load_schedule``).
         lo, hi: the interval, ``0 < lo <= hi``, of the singular values the first polynomial sees: those of
-            ``X_0``, after the schedule's normalization (``lo = 1e-3`` as ``attractor``).  This is the
-            polynomials' own interval; :func:`certified_error` instead takes ``sigma / ||G||`` and divides
-            by the normalization's ``scale`` (for ``scale = 1`` the two agree; docs/vocabulary.md).
+            ``X_0``, after the schedule's normalization (``lo = 1e-3`` as ``attractor``), as everywhere in
+            nsiter; ``schedule.normalization.polynomial_interval`` converts ``sigma / ||G||`` bounds.
         steps: analyse the first ``steps`` steps, repeating the last polynomial beyond the schedule (at most
             ``MAX_ANALYZE_STEPS``, checked before any work); default: the schedule's length.
         repeated: also describe iterating the last step for ever from ``[lo, hi]`` (``attractor``: its
@@ -466,30 +469,24 @@ def certified_error(
     *,
     coefficients: str = "float",
 ) -> float:
-    """Certified worst ``|1 - phi_T|`` for inputs ``G`` with ``sigma / ||G|| in [lo, hi]``.
+    """Certified worst ``|1 - phi_T(x)|`` over ``x in [lo, hi]``: :func:`analyze`'s final error as a float.
 
     ``schedule`` is anything :func:`nsiter.load_schedule` takes (a ``Schedule``, registry name, path or
-    list of coefficient tuples).
-
-    Here ``lo, hi`` bound the singular values of ``G`` relative to its norm, before the normalization:
-    the schedule divides by ``scale * ||G||``, so the polynomials see ``[lo / scale, hi / scale]``, the
-    interval :func:`analyze` takes (Polar Express, ``scale = 1.01``, on ``[1e-3, 1]``: ``3.12e-15`` here,
-    ``1.86e-15`` from ``analyze(..., 1e-3, 1)``, which reads the interval after the scaling).  The bound
-    comes from :func:`analyze` (interval arithmetic, rounded outward), for the
-    float64 coefficients (``coefficients="float"``, what runs) or the stored exact rationals (``"exact"``).
-    ``aol`` normalization is not a scalar map: ``ValueError``.  A diverging schedule gives ``inf``.
+    list of coefficient tuples).  ``lo, hi`` are the interval the first polynomial sees, as for
+    :func:`analyze` and :func:`steps_to`.  For inputs ``G`` known by ``sigma / ||G|| in [a, b]``, a
+    schedule that divides by ``scale * ||G||`` (Polar Express: 1.01) runs its polynomials on
+    ``schedule.normalization.polynomial_interval(a, b)`` = ``[a / scale, b / scale]``.  The bound is
+    for the float64 coefficients (``coefficients="float"``, what runs) or the stored exact rationals
+    (``"exact"``).  A diverging schedule gives ``inf``.
 
     Example:
         >>> f"{certified_error('polar-express', 1e-3):.3g}", f"{certified_error('muon', 1e-3):.4f}"
-        ('3.12e-15', '0.5295')
+        ('1.86e-15', '0.5295')
+        >>> pe = load_schedule("polar-express")
+        >>> f"{certified_error(pe, *pe.normalization.polynomial_interval(1e-3, 1.0)):.3g}"
+        '3.12e-15'
     """
-    schedule = load_schedule(schedule)
-    if schedule.normalization.norm == "aol":
-        raise ValueError(
-            f"schedule {schedule.name!r} uses 'aol' normalization, which has no scalar certificate"
-        )
-    s = schedule.normalization.scale
-    res = analyze(schedule, lo / s, hi / s, coefficients=coefficients)
+    res = analyze(schedule, lo, hi, coefficients=coefficients)
     if res.diverged:
         return float("inf")
     return float(res.final_error)

@@ -457,6 +457,15 @@ class Attractor:
     seconds: float = math.nan
     invariant: bool = False
 
+    def __repr__(self) -> str:
+        """One line: kind, band, error, proved cycles by period (the fields hold the rest)."""
+        periods = ", ".join(f"{c.period} ({c.stability})" for c in self.cycles) or "none"
+        return (
+            f"Attractor({self.kind}, band [{self.band[0]:.6g}, {self.band[1]:.6g}]"
+            f"{' invariant' if self.invariant else ''}, error {self.error:.4g}, {self.iterations} steps, "
+            f"cycles of period {periods})"
+        )
+
     @property
     def attracting_cycles(self) -> tuple[Cycle, ...]:
         return tuple(c for c in self.cycles if c.attracting)

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from nsiter._display import html_table
 from nsiter.checks import DIVERGENCE_THRESHOLD, check_interval, check_positive_int, check_seed, short_repr
 from nsiter.dtypes import dtype_name, torch_dtype
 from nsiter.evaluate import iterates, resolve_schedule, validate_matrix
@@ -298,6 +299,32 @@ class Measurement:
     @property
     def diverged(self) -> bool:
         return any(r["diverged"] for r in self.rows)
+
+    def __repr__(self) -> str:
+        """One line: schedule, dtype, normalization, matrices and steps measured, divergence."""
+        matrices = len({r["matrix"] for r in self.rows})
+        steps = sorted({r["step"] for r in self.rows})
+        span = (
+            f"step {steps[0]}"
+            if len(steps) == 1
+            else f"steps {steps[0]}..{steps[-1]}"
+            if steps
+            else "no steps"
+        )
+        return (
+            f"Measurement({self.schedule!r}, {self.dtype}, {self.normalization} normalization: {matrices} "
+            f"matri{'x' if matrices == 1 else 'ces'}, {span}{', diverged' if self.diverged else ''})"
+        )
+
+    def _repr_html_(self) -> str:
+        """The one-line summary over the table of rows (one per matrix and step)."""
+        return html_table(repr(self), self.rows)
+
+    def to_pandas(self) -> Any:
+        """The rows as a ``pandas.DataFrame`` (pandas is imported on call)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows)
 
     def final_rows(self) -> list[dict[str, Any]]:
         """The row of the last recorded step of each matrix."""

@@ -109,6 +109,10 @@ class Plan:
     q_order: str = "zq"
     source: str = "rule"
 
+    def __repr__(self) -> str:
+        """One line: shape, the label and how it was decided (:meth:`explain` gives the reasons)."""
+        return f"Plan({self.m}x{self.n}: {self.label}; {self.source})"
+
     def explain(self) -> str:
         """The label and the reasons, one per line: why did this run the Gram form (or not)?"""
         return "\n".join([self.label, *(f"- {r}" for r in self.reasons)])

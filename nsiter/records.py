@@ -13,9 +13,11 @@ eigenvalues of ``X X^T``):
   float64 SVD (for rank-deficient ``G``, the partial isometry on singular values above
   ``max(m, n) eps_64 sigma_max``, which is what an odd polynomial iteration converges to).
 
-Rows: ``rows`` holds one row per (matrix, step, quantity) (the tidy, long form); ``singular_values`` one
-row per (matrix, step, index); ``wide()`` pivots one matrix's rows to one row per step, for printing.  ``Trajectory.to_csv`` writes either table; ``to_pandas`` returns a DataFrame when pandas
-is importable.
+Rows: ``rows`` holds one row per (matrix, step) with a column per quantity, as ``Measurement.rows`` does
+(rows mean one observation each, everywhere in nsiter); ``matrix_rows(i)`` is one matrix's; ``long()`` melts
+them to one row per (matrix, step, quantity), the form that plots quantities as series; ``singular_values``
+holds one row per (matrix, step, index).  ``Trajectory.to_csv`` writes any of the three tables and
+``to_pandas`` returns one as a DataFrame when pandas is importable.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import torch
 
+from nsiter._display import html_table
 from nsiter._io import atomic_write_csv
 from nsiter.dtypes import dtype_name
 from nsiter.evaluate import from_wide_batch, resolve_schedule, validate_matrix, wide_batch
@@ -45,7 +48,7 @@ class Trajectory:
         schedule: the schedule's name.
         dtype: the working dtype, e.g. ``"bfloat16"``.
         shape: the input's shape.
-        rows: tidy rows ``{"matrix", "step", "quantity", "value"}`` (see ``QUANTITIES``).
+        rows: one row per (matrix, step): ``{"matrix", "step", <quantity>: value, ...}`` (see ``QUANTITIES``).
         singular_values: tidy rows ``{"matrix", "step", "index", "sigma"}``, descending per step.
         final: the last iterate, in the input's shape and dtype.
         diverged: True when an iterate became non-finite or ``sigma_max > 1e3``.
@@ -61,18 +64,54 @@ class Trajectory:
     diverged: bool = False
     message: str = ""
 
+    def __repr__(self) -> str:
+        """One line: schedule, dtype, shape, steps recorded, the last step's worst recorded error."""
+        matrices = len({r["matrix"] for r in self.rows})
+        last = max((r["step"] for r in self.rows), default=-1)
+        finals = [r for r in self.rows if r["step"] == last]
+        key = next(
+            (q for q in ("polar_err_2", "orth_err_2", "rho", "sigma_max") if finals and q in finals[0]), None
+        )
+        tail = f", worst {key} {max(r[key] for r in finals):.4g} at step {last}" if key else ""
+        state = f", diverged: {self.message}" if self.diverged else ""
+        return (
+            f"Trajectory({self.schedule!r}, {self.dtype}, shape {tuple(self.shape)}: {matrices} "
+            f"matri{'x' if matrices == 1 else 'ces'}, steps 0..{last}{tail}{state})"
+        )
+
+    def _repr_html_(self) -> str:
+        """The one-line summary over the table of rows (one per matrix and step)."""
+        return html_table(repr(self), self.rows)
+
     def table(self, table: str = "rows") -> list[dict[str, Any]]:
+        """``"rows"`` (one per matrix and step), ``"long"`` (:meth:`long`) or ``"singular_values"``."""
         if table == "rows":
             return self.rows
+        if table == "long":
+            return self.long()
         if table == "singular_values":
             return self.singular_values
-        raise ValueError(f"table must be 'rows' or 'singular_values', got {table!r}")
+        raise ValueError(f"table must be 'rows', 'long' or 'singular_values', got {table!r}")
+
+    def matrix_rows(self, matrix: int = 0) -> list[dict[str, Any]]:
+        """One matrix's rows, one per step (a single matrix's trajectory: all of ``rows``)."""
+        return [row for row in self.rows if row["matrix"] == matrix]
+
+    def long(self) -> list[dict[str, Any]]:
+        """The rows melted to one per (matrix, step, quantity): ``{"matrix", "step", "quantity", "value"}``, the
+        form in which ``nsiter.plot.spectral_distance`` draws several quantities as series."""
+        return [
+            {"matrix": row["matrix"], "step": row["step"], "quantity": q, "value": v}
+            for row in self.rows
+            for q, v in row.items()
+            if q not in ("matrix", "step")
+        ]
 
     def value(self, quantity: str, step: int, matrix: int = 0) -> float:
         """One recorded number, e.g. ``value("polar_err_2", 5)``."""
         for row in self.rows:
-            if row["quantity"] == quantity and row["step"] == step and row["matrix"] == matrix:
-                return row["value"]
+            if row["step"] == step and row["matrix"] == matrix and quantity in row:
+                return row[quantity]
         raise ValueError(f"no record of {quantity!r} at step {step} for matrix {matrix}")
 
     def sigmas(self, step: int, matrix: int = 0) -> list[float]:
@@ -103,14 +142,6 @@ class Trajectory:
         df.insert(0, "dtype", self.dtype)
         df.insert(0, "schedule", self.schedule)
         return df
-
-    def wide(self, matrix: int = 0) -> list[dict[str, Any]]:
-        """One row per step with every quantity as a column (for printing)."""
-        by_step: dict[int, dict[str, Any]] = {}
-        for row in self.rows:
-            if row["matrix"] == matrix:
-                by_step.setdefault(row["step"], {"step": row["step"]})[row["quantity"]] = row["value"]
-        return [by_step[k] for k in sorted(by_step)]
 
 
 def trajectory(
@@ -174,10 +205,7 @@ def trajectory(
             traj.diverged = True
             traj.rows = [r for r in traj.rows if r["step"] < stop]
             continue
-        for name in quantities:
-            traj.rows.append(
-                {"matrix": row["matrix"], "step": row["step"], "quantity": name, "value": row[name]}
-            )
+        traj.rows.append({"matrix": row["matrix"], "step": row["step"], **{q: row[q] for q in quantities}})
         if row["diverged"] and not traj.diverged:
             traj.diverged = True
             traj.message = (

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from nsiter._io import atomic_write
-from nsiter.checks import check_object, short_repr
+from nsiter.checks import check_interval, check_object, short_repr
 from nsiter.polynomial import OddPolynomial, as_float
 
 __all__ = [
@@ -119,6 +119,25 @@ class Normalization:
             raise ValueError(f"normalization eps must be >= 0, got {short_repr(self.eps)}")
         object.__setattr__(self, "scale", scale)
         object.__setattr__(self, "eps", eps)
+
+    def polynomial_interval(self, lo: float, hi: float) -> tuple[float, float]:
+        """The interval the first polynomial sees for inputs ``G`` with ``sigma / ||G|| in [lo, hi]``.
+
+        Every schedule-level analysis (``analyze``, ``steps_to``, ``certified_error``) takes the interval of
+        the polynomials, the singular values of ``X_0``.  For inputs known relative to their norm this is
+        ``[lo / scale, hi / scale]`` (``eps`` only lowers it further, by a relative ``eps / ||G||``).  AOL's
+        column rescaling is no scalar map of the singular values: ``ValueError``.
+
+        Example:
+            >>> Normalization("frobenius", scale=1.01).polynomial_interval(1e-3, 1.0)
+            (0.000990099009900990..., 0.990099009900990...)
+        """
+        lo, hi = check_interval(lo, hi)
+        if self.norm == "aol":
+            raise ValueError(
+                "'aol' normalization is no scalar map of the singular values: no polynomial interval"
+            )
+        return lo / self.scale, hi / self.scale
 
     def to_dict(self) -> dict[str, Any]:
         return {"norm": self.norm, "scale": self.scale, "eps": self.eps}

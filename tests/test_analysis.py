@@ -17,6 +17,7 @@ from nsiter.analysis import (
     critical_points,
     decimal_up,
     image_interval,
+    steps_to,
 )
 from nsiter.dynamics import attractor
 from nsiter.polynomial import OddPolynomial
@@ -283,3 +284,35 @@ def test_image_interval_is_an_enclosure_below_fifty_digits():
         exact = _mp_value(p, mpmath.mpf(1e-300))
         assert exact < 2 * mpmath.mpf(1e-300)
         assert mpmath.mpf(a) <= exact
+
+
+@pytest.mark.parametrize("name", ["polar-express", "polar-express-5", "muon", "cans-5"])
+def test_lo_is_the_interval_the_polynomials_see_in_every_schedule_function(name):
+    """analyze, steps_to and certified_error read ``[lo, hi]`` alike: the singular values of ``X_0``.
+
+    A scaled schedule (Polar Express divides by 1.01 ||G||) is certified for ``sigma / ||G||`` in ``[lo, 1]``
+    on ``normalization.polynomial_interval``; dense sampling of ``phi_T(x / scale)`` stays inside that
+    certificate and comes within the sampling resolution of it.
+    """
+    s = load_schedule(name)
+    lo = 1e-3
+    a = analyze(s, lo)
+    assert (a.bands[0].lo, a.bands[0].hi) == (lo, 1.0)  # no scaling inside: the given interval is X_0's
+    assert certified_error(s, lo) == a.final_error
+    assert steps_to(s, lo, a.final_error * (1 + 1e-9)) <= len(s)
+    a_lo, a_hi = s.normalization.polynomial_interval(lo, 1.0)
+    assert (a_lo, a_hi) == (lo / s.normalization.scale, 1.0 / s.normalization.scale)
+    converted = certified_error(s, a_lo, a_hi)
+    x = np.geomspace(lo, 1.0, 200_001) / s.normalization.scale
+    sampled = float(np.max(np.abs(1 - s.apply(x))))
+    rounding = 4 * len(s) * np.finfo(float).eps  # float64 Horner per step, results near 1
+    assert sampled <= converted + rounding
+    assert sampled >= converted * (1 - 1e-3) - rounding
+    assert (converted == certified_error(s, lo)) == (s.normalization.scale == 1.0)
+
+
+def test_polynomial_interval_refuses_aol():
+    with pytest.raises(ValueError, match="aol"):
+        load_schedule("turbo-muon").normalization.polynomial_interval(1e-3, 1.0)
+    with pytest.raises(ValueError, match="lo"):
+        load_schedule("muon").normalization.polynomial_interval(0.0, 1.0)

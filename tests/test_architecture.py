@@ -2,7 +2,7 @@
 
 Layers (a module may import its own layer or lower ones, at module level or inside functions):
 
-    0  _io, dtypes, polynomial, stats, checks            formats, odd polynomials, input checks, "diverged"
+    0  _io, _display, dtypes, polynomial, stats, checks  formats, notebook tables, odd polynomials, input checks
     1  schedule, cost, _interval                         schedules as data; the flop count; interval arithmetic
     2  registry, symbolic, dynamics, analysis, spectra,  the math core (no torch, no matplotlib): repeated-map
        restarts, search._core, search.minimax,           dynamics, certified bands, the scalar searches
@@ -32,6 +32,7 @@ PACKAGE = ROOT / "nsiter"
 
 LAYERS = {
     "nsiter._io": 0,
+    "nsiter._display": 0,
     "nsiter.dtypes": 0,
     "nsiter.polynomial": 0,
     "nsiter.stats": 0,

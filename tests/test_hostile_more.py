@@ -97,7 +97,7 @@ def test_rank_deficient_trajectory_reports_the_error_on_the_range(m, n, rank):
     sigma = [0.5] * rank + [0.0] * (min(m, n) - rank)
     G = with_spectrum(m, n, sigma, 3, dtype=torch.float64)
     tr = trajectory(G, "polar-express", dtype=torch.float64)
-    last = tr.wide()[-1]
+    last = tr.rows[-1]
     assert last["polar_err_2"] < 1e-12  # was 1.0: the reference completed the null space arbitrarily
     X = orthogonalize(G, "polar-express", dtype=torch.float64)
     sv = torch.linalg.svdvals(X)
@@ -105,7 +105,7 @@ def test_rank_deficient_trajectory_reports_the_error_on_the_range(m, n, rank):
     assert torch.all(sv[rank:] < 1e-6)  # the null space stays (rounding amplified by p'(0)^T only)
     # a full-rank matrix keeps the full-space error: the same number as against polar_factor
     F = with_spectrum(m, n, [0.5] * min(m, n), 3, dtype=torch.float64)
-    full = trajectory(F, "polar-express", dtype=torch.float64).wide()[-1]["polar_err_2"]
+    full = trajectory(F, "polar-express", dtype=torch.float64).rows[-1]["polar_err_2"]
     ref = torch.linalg.matrix_norm(
         orthogonalize(F, "polar-express", dtype=torch.float64) - polar_factor(F), 2
     )

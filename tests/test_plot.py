@@ -143,7 +143,7 @@ def test_records_drop_into_the_plots_unchanged():
     tr = trajectory(log_uniform(12, 5, 1e-2, seed=0), "muon", dtype=torch.float32)
     ax = plot.singular_value_trajectories(tr.singular_values)
     assert len(ax.get_lines()) == 5 + 1  # one line per singular index of a 12x5 matrix, plus the target
-    rho = [r for r in tr.rows if r["quantity"] == "max_abs_lambda_minus_1"]
+    rho = [r for r in tr.long() if r["quantity"] == "max_abs_lambda_minus_1"]
     ax2 = plot.spectral_distance(rho, value="value")
     np.testing.assert_allclose(ax2.get_lines()[0].get_ydata(), [r["value"] for r in rho])
 

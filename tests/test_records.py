@@ -23,10 +23,15 @@ def test_rows_are_tidy_and_complete():
     G = matrices.log_uniform(24, 40, 1e-2, seed=0)
     tr = trajectory(G, "muon", dtype=torch.float32)
     T = 5
-    assert len(tr.rows) == (T + 1) * len(QUANTITIES)
+    # one row per (matrix, step), a column per quantity: Measurement.rows' shape
+    assert [(r["matrix"], r["step"]) for r in tr.rows] == [(0, k) for k in range(T + 1)]
+    assert all(list(r) == ["matrix", "step", *QUANTITIES] for r in tr.rows)
     assert len(tr.singular_values) == (T + 1) * 24
-    assert {r["quantity"] for r in tr.rows} == set(QUANTITIES)
-    assert sorted({r["step"] for r in tr.rows}) == list(range(T + 1))
+    # the long form holds the same numbers, one per (matrix, step, quantity)
+    long = tr.long()
+    assert len(long) == (T + 1) * len(QUANTITIES)
+    assert all(r["value"] == tr.value(r["quantity"], r["step"]) for r in long)
+    assert tr.table("long") == long
     assert not tr.diverged and tr.message == ""
     assert tr.schedule == "muon" and tr.dtype == "float32" and tr.shape == (24, 40)
 
@@ -40,7 +45,7 @@ def test_final_is_the_orthogonalize_result():
 def test_quantities_match_their_definitions():
     G = matrices.log_uniform(32, 20, 1e-2, seed=2)
     tr = trajectory(G, "quintic", dtype=torch.float64)
-    for k in range(len(tr.wide())):
+    for k in range(len(tr.rows)):
         s = np.array(tr.sigmas(k))
         lam = s**2
         # rho = 1 - lambda_min(X X^T) on the small side; ||X X^T - I||_2 = max |lambda - 1| (by eigvalsh).
@@ -58,7 +63,7 @@ def test_quantities_match_their_definitions():
 def test_cubic_trajectory_reaches_the_polar_factor():
     G = matrices.uniform(48, 32, 0.1, seed=3)
     tr = trajectory(G, "cubic", dtype=torch.float64, steps=30)
-    errs = [row["polar_err_2"] for row in tr.wide()]
+    errs = [row["polar_err_2"] for row in tr.rows]
     assert errs[-1] < 1e-10
     assert all(b <= a + 1e-15 for a, b in itertools.pairwise(errs))  # monotone on (0, 1]
 
@@ -101,8 +106,11 @@ def test_csv_round_trip(tmp_path):
         rows = list(csv.DictReader(fh))
     assert len(rows) == len(tr.rows)
     for row, rec in zip(rows, tr.rows, strict=True):
-        assert float(row["value"]) == rec["value"]  # repr precision: exact round trip
+        assert all(float(row[q]) == rec[q] for q in QUANTITIES)  # repr precision: exact round trip
         assert row["schedule"] == "muon"
+    long = tr.to_csv(tmp_path / "long.csv", table="long")
+    with long.open() as fh:
+        assert [float(r["value"]) for r in csv.DictReader(fh)] == [r["value"] for r in tr.long()]
     sv = tr.to_csv(tmp_path / "sv.csv", table="singular_values")
     with sv.open() as fh:
         assert len(list(csv.DictReader(fh))) == len(tr.singular_values)
@@ -125,5 +133,5 @@ def test_quantity_subset_records_only_those():
     G = matrices.log_uniform(12, 20, 1e-2, seed=10)
     tr = trajectory(G, "muon", dtype=torch.float64, quantities=("sigma_min", "polar_err_2"))
     full = trajectory(G, "muon", dtype=torch.float64)
-    assert {r["quantity"] for r in tr.rows} == {"sigma_min", "polar_err_2"}
+    assert all(list(r) == ["matrix", "step", "sigma_min", "polar_err_2"] for r in tr.rows)
     assert tr.value("polar_err_2", 5) == full.value("polar_err_2", 5)

@@ -97,7 +97,10 @@ def run(args: argparse.Namespace) -> int:
                 "seed": args.seed,
                 "diverged": tr.diverged,
                 "message": tr.message,
-                "steps": {str(i): tr.wide(i) for i in matrices},
+                "steps": {
+                    str(i): [{k: v for k, v in r.items() if k != "matrix"} for r in tr.matrix_rows(i)]
+                    for i in matrices
+                },
             }
         )
         return 0
@@ -112,13 +115,13 @@ def run(args: argparse.Namespace) -> int:
     ]
     print(
         f"{tr.schedule} on {'x'.join(map(str, tr.shape))} {args.spectrum} (seed {args.seed}), "
-        f"{tr.dtype}, {len(tr.wide(0)) - 1} steps"
+        f"{tr.dtype}, {len(tr.matrix_rows(0)) - 1} steps"
     )
     for i in matrices:
         if len(matrices) > 1:
             print(f"matrix {i}")
         print("  ".join(f"{h:>11}" for _, h in cols))
-        for row in tr.wide(i):
+        for row in tr.matrix_rows(i):
             print("  ".join(f"{row['step']:>11d}" if k == "step" else f"{row[k]:>11.4e}" for k, _ in cols))
     if tr.diverged:
         print(f"diverged: {tr.message}")

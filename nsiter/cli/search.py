@@ -38,7 +38,7 @@ from nsiter.cli import (
     seed,
     seed_list,
 )
-from nsiter.search.budget import MAX_PREFIXES, budget_prefixes
+from nsiter.search.budget import MAX_PREFIXES
 from nsiter.search.calibrate import CRITERIA
 
 # Limits on the inputs that size a search, checked before it starts.  Published schedules have at most
@@ -337,12 +337,6 @@ def _check_work(args: argparse.Namespace) -> None:
             for flag in ("max_restarts", "restart_tolerance"):
                 if getattr(args, flag) is not None:
                     raise CliError(f"--{flag.replace('_', '-')} applies with --shape only")
-        n = budget_prefixes(args.budget, args.degrees, args.max_steps, shape=args.shape)
-        if n > MAX_PREFIXES:
-            raise CliError(
-                f"--budget {args.budget:g} with degrees {args.degrees} and --max-steps {args.max_steps} explores "
-                f"more than {MAX_PREFIXES} degree sequences: lower --budget or --max-steps"
-            )
     sizes = {"calibrate": args.__dict__.get("size"), "gradient": None, "budget": args.__dict__.get("sizes")}
     if args.objective == "gradient" and args.matrix:
         sizes["gradient"] = [args.size]

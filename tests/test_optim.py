@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 import math
 
@@ -234,6 +235,99 @@ def test_aux_adamw_matches_torch_adamw():
         opt_b.step()
     for pa, pb in zip(adam_a, adam_b, strict=True):
         torch.testing.assert_close(pa.detach(), pb.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_aux_adamw_equals_torch_adamw_bit_for_bit():
+    # the AdamW half is torch's functional AdamW: parameters (2-D, 3-D, 1-D and 0-D, one of them without a gradient
+    # at one step) and state equal torch.optim.AdamW's exactly, with Muon stepping matrices beside them
+    gen = torch.Generator().manual_seed(4)
+    shapes = [(10, 8), (4, 3, 2), (8,), (5,), ()]
+    adam_a = [nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    adam_b = [nn.Parameter(p.detach().clone()) for p in adam_a]
+    mats = [nn.Parameter(torch.randn(12, 6, generator=gen)), nn.Parameter(torch.randn(6, 12, generator=gen))]
+    hyper = {"lr": 3e-3, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.05}
+    opt_a = MuonWithAuxAdam(
+        [{"params": mats}, {"params": adam_a, "use_muon": False}],
+        adam_lr=hyper["lr"],
+        adam_betas=hyper["betas"],
+        adam_eps=hyper["eps"],
+        adam_weight_decay=hyper["weight_decay"],
+    )
+    opt_b = torch.optim.AdamW(adam_b, **hyper)
+    for t in range(6):
+        for p in mats:
+            p.grad = torch.randn(p.shape, generator=gen)
+        for pa, pb in zip(adam_a, adam_b, strict=True):
+            g = torch.randn(pa.shape, generator=gen)
+            pa.grad, pb.grad = g.clone(), g.clone()
+        if t == 2:
+            adam_a[2].grad = adam_b[2].grad = None
+        opt_a.step()
+        opt_b.step()
+        for pa, pb in zip(adam_a, adam_b, strict=True):
+            assert torch.equal(pa, pb)
+    for pa, pb in zip(adam_a, adam_b, strict=True):
+        sa, sb = opt_a.state[pa], opt_b.state[pb]
+        assert sorted(sa) == sorted(sb) == ["exp_avg", "exp_avg_sq", "step"]
+        for key in sb:
+            assert torch.equal(sa[key], sb[key]) and sa[key].dtype == sb[key].dtype, key
+            assert sa[key].device == sb[key].device, key
+    assert float(opt_a.state[adam_a[2]]["step"]) == 5.0
+
+
+def test_aux_signature_lists_every_muon_argument():
+    # MuonWithAuxAdam forwards Muon's arguments (**kwargs); its signature is derived from Muon's, so a Muon option
+    # added later appears here without a second edit, in Muon's kind and default (lr: 0.02 here)
+    muon = inspect.signature(Muon).parameters
+    aux = inspect.signature(MuonWithAuxAdam).parameters
+    for name, p in list(muon.items())[1:]:  # all but params, which is model_or_groups here
+        assert name in aux, name
+        assert aux[name].kind == p.kind, name
+        assert name == "lr" or aux[name].default == p.default, name
+    assert aux["lr"].default == 0.02
+    positional = [name for name, p in muon.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
+    assert [name for name, p in aux.items() if p.kind == p.POSITIONAL_OR_KEYWORD] == [
+        "model_or_groups",
+        *positional[1:],
+    ]
+    assert set(aux) - set(muon) == {"model_or_groups", "adam_lr", "adam_weight_decay", "adam_names"}
+    # every keyword of Muon's is accepted, at its default
+    defaults = {name: p.default for name, p in muon.items() if p.default is not p.empty}
+    assert MuonWithAuxAdam(_Net(), **defaults).param_groups[0]["lr"] == defaults.get("lr", 0.02)
+
+
+def test_aux_forwards_positional_and_keyword_arguments():
+    net = _Net()
+    opt = MuonWithAuxAdam(
+        net,
+        0.01,
+        0.9,
+        False,
+        "polar-express-5",
+        0.1,
+        "moonlight",
+        adam_lr=1e-3,
+        adam_betas=(0.8, 0.9),
+        adam_eps=1e-6,
+        adam_names=("head",),
+        batch=False,
+        check_finite=False,
+        names={net.hidden.weight: "the hidden layer"},
+    )
+    muon, adam = opt.param_groups
+    assert (muon["lr"], muon["momentum"], muon["nesterov"], muon["weight_decay"]) == (0.01, 0.9, False, 0.1)
+    assert (muon["adjust_lr"], muon["batch"], muon["schedule"]["name"]) == (
+        "moonlight",
+        False,
+        "polar-express-5",
+    )
+    assert (adam["lr"], adam["betas"], adam["eps"], adam["weight_decay"]) == (1e-3, (0.8, 0.9), 1e-6, 0.0)
+    assert opt.check_finite is False
+    # names: the given table on top of the model's qualified names
+    assert opt._names[net.hidden.weight] == "the hidden layer"
+    assert opt._names[net.conv.weight] == "conv.weight"
+    with pytest.raises(ValueError, match="names must be a dict keyed by parameter or None"):
+        MuonWithAuxAdam(net, names=["hidden"])
 
 
 def test_state_dict_round_trip_continues_identically():

@@ -29,12 +29,14 @@ Update scaling ``s(rows, cols)`` (``adjust_lr``):
 
 Muon is for matrices.  A convolution weight (out, in, kh, kw) is flattened to (out, in kh kw).  Embeddings, the
 output head, biases and gains belong with AdamW: :func:`muon_param_groups` routes them and
-:class:`MuonWithAuxAdam` steps both kinds in one optimizer (groups with ``use_muon=False`` take AdamW,
-Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, arXiv:1711.05101).
+:class:`MuonWithAuxAdam` steps both kinds in one optimizer: groups with ``use_muon=False`` take AdamW (Loshchilov &
+Hutter, "Decoupled Weight Decay Regularization", ICLR 2019, arXiv:1711.05101), as torch's functional AdamW
+``torch.optim.adamw.adamw``: the arithmetic, kernels and state of ``torch.optim.AdamW``.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -42,6 +44,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.adamw import adamw
 
 from nsiter.checks import check_bool, check_real, short_repr
 from nsiter.dtypes import dtype_name
@@ -80,6 +83,9 @@ ADJUST_LR: dict[str | None, str | None] = {
 }
 
 
+_Items = Sequence[tuple[dict[str, Any], torch.Tensor]]  # (param group, parameter) pairs
+
+
 def update_scale(adjust_lr: str | None, rows: int, cols: int) -> float:
     """The factor ``s`` multiplying ``lr`` for an orthogonalized update of shape ``(rows, cols)``.
 
@@ -114,6 +120,12 @@ def _check_method(method: str) -> str:
 def _local(t: torch.Tensor) -> torch.Tensor:
     """The local piece of a DTensor (a view: in-place updates reach the DTensor), else ``t`` itself."""
     return t.to_local() if is_dtensor(t) else t
+
+
+def _owner_layout(p: torch.Tensor) -> ShardLayout | None:
+    """The :func:`shard_layout` of an FSDP2 shard whose gradient is sharded alike (stepped on owners), else None."""
+    layout = shard_layout(p)
+    return layout if layout is not None and p.grad.placements == p.placements else None
 
 
 def newton_schulz_input(group: dict[str, Any], grad: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
@@ -187,9 +199,9 @@ class Muon(torch.optim.Optimizer):
     **FSDP2.** Parameters sharded by ``torch.distributed.fsdp.fully_shard`` (DTensors split along one mesh
     dimension) are stepped on their shards: the momentum stays a sharded DTensor, each matrix's Nesterov input is
     assembled on one owner rank (balanced by :func:`nsiter.optim.fsdp.assign_owners`), orthogonalized there only,
-    and the owner's result is scattered back (:func:`nsiter.optim.fsdp.apply_on_owners`); AdamW parameters are
-    stepped on their local pieces.  ``step()`` is then a collective: call it on every rank.  See
-    docs/distributed.md.
+    and the owner's result is scattered back (:func:`nsiter.optim.fsdp.apply_on_owners`); AdamW parameters go to
+    torch's functional AdamW as the DTensors they are, as with ``torch.optim.AdamW``.  ``step()`` is then a
+    collective: call it on every rank.  See docs/distributed.md.
 
     The param groups store the schedule as its JSON dict and the dtype by name, so ``state_dict()`` is plain data
     (loads with ``torch.load(..., weights_only=True)``) and records the coefficients that were used.
@@ -345,16 +357,6 @@ class Muon(torch.optim.Optimizer):
             self._splits[p] = sizes
         return self._splits[p]
 
-    def _advance(self, group: dict[str, Any], p: torch.Tensor) -> torch.Tensor:
-        """Advance ``p``'s momentum ``B_t`` and return the Newton–Schulz input ``U_t`` as a matrix."""
-        grad = p.grad
-        state = self.state[p]
-        if "momentum_buffer" not in state:  # for a DTensor p: a DTensor sharded like p
-            state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
-        buf = state["momentum_buffer"]
-        buf.lerp_(grad, 1.0 - group["momentum"])  # B_t = mu B_{t-1} + (1 - mu) G_t
-        return newton_schulz_input(group, grad, buf)
-
     def plan_of(self, group: dict[str, Any], U: torch.Tensor) -> Plan:
         """The evaluation plan for ``U``'s matrices under the group's options, decided once and cached per
         (small side, large side, device, schedule, dtype, method)."""
@@ -431,112 +433,108 @@ class Muon(torch.optim.Optimizer):
         scales = self.block_scales(group, p)
         return scales[0] if len(set(scales)) == 1 else 1.0
 
-    def _apply(self, group: dict[str, Any], p: torch.Tensor, target: torch.Tensor, D: torch.Tensor) -> None:
-        """``target <- (1 - lr wd) target - lr s D``: ``target`` is ``p`` or its local piece."""
-        lr = group["lr"]
-        target.mul_(1.0 - lr * group["weight_decay"])
-        target.add_(D.to(target.dtype), alpha=-lr * self.step_scale(group, p))
-
-    def _muon_steps(self, items: Sequence[tuple[dict[str, Any], torch.Tensor]]) -> None:
-        """Muon on plain (or unsharded-layout DTensor) parameters, their orthogonalizations batched."""
-        for _, p in items:  # splits resolved (and checked) before any state changes
-            self.split_of(p)
-        if items and not any(is_dtensor(p) for _, p in items):
-            self._plain_muon_steps(items)
-            return
-        entries = []
-        for group, p in items:
-            U = self._advance(group, p)
-            # a DTensor layout apply_on_owners does not handle: every rank gathers and orthogonalizes
-            entries.append((group, p, U.full_tensor() if is_dtensor(U) else U))
-        for (group, p, _), D in zip(entries, self.directions(entries), strict=True):
-            D = D.reshape(p.shape)
-            self._apply(group, p, p, redistribute_like(D, p) if is_dtensor(p) else D)
-
-    def _plain_muon_steps(self, items: Sequence[tuple[dict[str, Any], torch.Tensor]]) -> None:
-        """:meth:`_muon_steps` for plain tensors, the elementwise work as one ``torch._foreach_*`` call per group
-        (and per update factor) instead of one call per parameter: the same formulas on the same tensors, so the
-        same bits as :meth:`_advance` and :meth:`_apply` (tests/test_optim.py)."""
-        by_group: dict[int, list[torch.Tensor]] = {}
-        groups: dict[int, dict[str, Any]] = {}
-        for group, p in items:
-            by_group.setdefault(id(group), []).append(p)
-            groups[id(group)] = group
+    def _momentum_inputs(self, items: _Items, layouts: Sequence[ShardLayout | None]) -> list[torch.Tensor]:
+        """Stage (a) of the Muon step: ``B <- lerp(B, G, 1 - mu)``; returns each item's Newton–Schulz input
+        ``U = lerp(G, B, mu)`` (Nesterov) or ``B``.  On the gradient and momentum themselves, or their local pieces
+        where the item has a shard layout; one ``torch._foreach_*`` call per group (and kind: one call takes
+        DTensors or plain tensors), the same bits as one call per parameter."""
+        pieces: list[tuple[torch.Tensor, torch.Tensor]] = []  # (gradient, momentum) the work runs on
+        calls: dict[tuple[int, bool], list[int]] = {}
+        for k, ((group, p), layout) in enumerate(zip(items, layouts, strict=True)):
             state = self.state[p]
             if "momentum_buffer" not in state:
                 state["momentum_buffer"] = torch.zeros_like(p.grad, memory_format=torch.preserve_format)
-        inputs: dict[torch.Tensor, torch.Tensor] = {}
-        for key, ps in by_group.items():
-            group, mu = groups[key], groups[key]["momentum"]
-            grads = [p.grad for p in ps]
-            bufs = [self.state[p]["momentum_buffer"] for p in ps]
+            grad, buf = p.grad, state["momentum_buffer"]
+            pieces.append((_local(grad), _local(buf)) if layout is not None else (grad, buf))
+            calls.setdefault((id(group), is_dtensor(pieces[k][0])), []).append(k)
+        inputs: dict[int, torch.Tensor] = {}
+        for ks in calls.values():
+            group = items[ks[0]][0]
+            mu, grads, bufs = group["momentum"], [pieces[k][0] for k in ks], [pieces[k][1] for k in ks]
             torch._foreach_lerp_(bufs, grads, 1.0 - mu)  # B_t = mu B_{t-1} + (1 - mu) G_t
             us = torch._foreach_lerp(grads, bufs, mu) if group["nesterov"] else bufs
-            inputs.update((p, as_matrix(u)) for p, u in zip(ps, us, strict=True))
-        entries = [(group, p, inputs[p]) for group, p in items]
+            inputs.update(zip(ks, us, strict=True))
+        return [inputs[k] for k in range(len(items))]
+
+    def _layout_directions(
+        self, items: _Items, inputs: Sequence[torch.Tensor], layouts: Sequence[ShardLayout | None]
+    ) -> list[torch.Tensor]:
+        """Stage (b) of the Muon step, the only one that depends on the layout: the directions ``D``
+        (:meth:`directions`) of the inputs ``U``.  Plain tensors are orthogonalized as they are; items with a shard
+        layout (``U`` a local piece) on their owner ranks (:func:`nsiter.optim.fsdp.apply_on_owners`, batched
+        there), each rank getting back its piece of ``D``; any other DTensor is gathered whole on every rank
+        (``full_tensor()``, as DTensor's own operators would) and its ``D`` cut back to this rank's piece."""
+        ds: dict[int, torch.Tensor] = {}
+        whole = [k for k, layout in enumerate(layouts) if layout is None]
+        fulls = [inputs[k].full_tensor() if is_dtensor(inputs[k]) else inputs[k] for k in whole]
+        entries = [(*items[k], as_matrix(U)) for k, U in zip(whole, fulls, strict=True)]
+        for k, D in zip(whole, self.directions(entries), strict=True):
+            p = items[k][1]
+            ds[k] = _local(redistribute_like(D.reshape(p.shape), p)) if is_dtensor(p) else D
+        sharded = [k for k, layout in enumerate(layouts) if layout is not None]
+        if sharded:
+
+            def on_owner(indices: list[int], fulls: list[torch.Tensor]) -> list[torch.Tensor]:
+                owned = [(*items[sharded[i]], as_matrix(f)) for i, f in zip(indices, fulls, strict=True)]
+                return [D.reshape(f.shape) for D, f in zip(self.directions(owned), fulls, strict=True)]
+
+            shards = [inputs[k] for k in sharded]
+            shard_layouts = [layout for layout in layouts if layout is not None]
+            pieces, _ = apply_on_owners(shards, shard_layouts, on_owner, batched=True)
+            ds.update(zip(sharded, pieces, strict=True))
+        return [ds[k] for k in range(len(items))]
+
+    def _descend(self, items: _Items, ds: Sequence[torch.Tensor]) -> None:
+        """Stage (c) of the Muon step: ``W <- (1 - lr wd) W - lr s D`` on each parameter, or on its local piece for
+        a DTensor (``D`` is then this rank's piece), one ``torch._foreach_*`` pair per ``(1 - lr wd, -lr s)``."""
         updates: dict[tuple[float, float], tuple[list[torch.Tensor], list[torch.Tensor]]] = {}
-        for (group, p, _), D in zip(entries, self.directions(entries), strict=True):
-            lr = group["lr"]
+        for (group, p), D in zip(items, ds, strict=True):
+            lr, W = group["lr"], _local(p)
             key = (1.0 - lr * group["weight_decay"], -lr * self.step_scale(group, p))
-            params, ds = updates.setdefault(key, ([], []))
-            params.append(p)
-            ds.append(D.reshape(p.shape).to(p.dtype))
-        for (decay, alpha), (params, ds) in updates.items():  # W <- (1 - lr wd) W - lr s D
-            torch._foreach_mul_(params, decay)
-            torch._foreach_add_(params, ds, alpha=alpha)
+            ws, dirs = updates.setdefault(key, ([], []))
+            ws.append(W)
+            dirs.append(D.reshape(W.shape).to(W.dtype))
+        for (decay, alpha), (ws, dirs) in updates.items():
+            torch._foreach_mul_(ws, decay)
+            torch._foreach_add_(ws, dirs, alpha=alpha)
 
-    def _sharded_muon_steps(self, items: list[tuple[dict[str, Any], torch.Tensor, ShardLayout]]) -> list[int]:
-        """Muon on FSDP2 shards: momentum on the local pieces, each matrix orthogonalized by its owner only.
-
-        Every step of the update is elementwise except the orthogonalization, so the local pieces carry the
-        momentum, the Nesterov input, weight decay and the update; :func:`apply_on_owners` assembles each Nesterov
-        input on its owner, which orthogonalizes all of its matrices in batches (:meth:`directions`), and returns
-        every rank its piece.  Returns the owners.
-        """
-        inputs = []
-        for group, p, _ in items:
+    def _adamw_steps(self, items: _Items) -> None:
+        """AdamW (Loshchilov & Hutter 2019) on ``(group, param)`` items: torch's functional AdamW
+        (``torch.optim.adamw.adamw``: ``torch.optim.AdamW``'s arithmetic and default kernel choice), one call per
+        group, with ``torch.optim.AdamW``'s state (``step``, ``exp_avg``, ``exp_avg_sq``).  DTensors (FSDP2) go in
+        as they are, as ``torch.optim.AdamW`` takes them; a group holding both DTensors and plain tensors makes
+        one call for each kind (a foreach kernel takes one kind)."""
+        calls: dict[tuple[int, bool], tuple[dict[str, Any], list[torch.Tensor]]] = {}
+        for group, p in items:
             state = self.state[p]
-            if "momentum_buffer" not in state:  # a DTensor sharded like p: the state stays sharded
-                state["momentum_buffer"] = torch.zeros_like(p.grad)
-            grad, buf = _local(p.grad), _local(state["momentum_buffer"])
-            mu = group["momentum"]
-            buf.lerp_(grad, 1.0 - mu)  # B_t = mu B_{t-1} + (1 - mu) G_t
-            inputs.append(grad.lerp(buf, mu) if group["nesterov"] else buf)
-
-        def directions_full(indices: list[int], fulls: list[torch.Tensor]) -> list[torch.Tensor]:
-            entries = [(items[i][0], items[i][1], as_matrix(f)) for i, f in zip(indices, fulls, strict=True)]
-            return [D.reshape(f.shape) for D, f in zip(self.directions(entries), fulls, strict=True)]
-
-        layouts = [lay for _, _, lay in items]
-        results, owners = apply_on_owners(inputs, layouts, directions_full, batched=True)
-        for (group, p, _), D in zip(items, results, strict=True):
-            self._apply(group, p, _local(p), D)
-        return owners
-
-    def _adamw_step(self, group: dict[str, Any], p: torch.Tensor) -> None:
-        """AdamW (Loshchilov & Hutter 2019) in torch.optim.AdamW's arithmetic:
-
-        m_t = b1 m + (1-b1) g;  v_t = b2 v + (1-b2) g^2;  W <- (1 - lr wd) W - lr (m_t/(1-b1^t)) / (sqrt(v_t/(1-b2^t)) + eps)
-        """
-        state = self.state[p]
-        if "step" not in state:
-            state["step"] = torch.tensor(0.0)
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["step"] += 1
-        t = float(state["step"])
-        beta1, beta2 = group["betas"]
-        lr = group["lr"]
-        w, grad, m, v = p, p.grad, state["exp_avg"], state["exp_avg_sq"]
-        if is_dtensor(p) and p.grad.placements == p.placements:  # elementwise: on the local pieces
-            w, grad, m, v = (_local(x) for x in (w, grad, m, v))
-        w.mul_(1.0 - lr * group["weight_decay"])
-        m.lerp_(grad, 1.0 - beta1)
-        v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-        bias1 = 1.0 - beta1**t
-        bias2_sqrt = math.sqrt(1.0 - beta2**t)
-        denom = (v.sqrt() / bias2_sqrt).add_(group["eps"])
-        w.addcdiv_(m, denom, value=-lr / bias1)
+            if "step" not in state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            if not isinstance(state["step"], torch.Tensor):  # new, or loaded as a number: as torch keeps it
+                dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+                state["step"] = torch.tensor(float(state["step"]), dtype=dtype, device="cpu")
+            calls.setdefault((id(group), is_dtensor(p)), (group, []))[1].append(p)
+        for group, params in calls.values():
+            states = [self.state[p] for p in params]
+            beta1, beta2 = group["betas"]
+            adamw(
+                params,
+                [p.grad for p in params],
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [],
+                [s["step"] for s in states],
+                foreach=None,  # torch's default kernel choice for the device, as torch.optim.AdamW's
+                has_complex=any(torch.is_complex(p) for p in params),
+                amsgrad=False,
+                beta1=beta1,
+                beta2=beta2,
+                lr=group["lr"],
+                weight_decay=group["weight_decay"],
+                eps=group["eps"],
+                maximize=False,
+            )
 
     def check_gradients(self) -> None:
         """Raise ``ValueError`` naming the parameter if any gradient is sparse, misshapen or not finite.
@@ -584,18 +582,28 @@ class Muon(torch.optim.Optimizer):
         """Apply one step to one parameter in place (Muon or AdamW according to its group)."""
         self.update_parameters([(group, p)])
 
-    def update_parameters(self, items: Sequence[tuple[dict[str, Any], torch.Tensor]]) -> None:
-        """Apply one step to each ``(group, param)`` in place: AdamW one by one, Muon with its orthogonalizations
-        batched by shape (:meth:`directions`); each parameter ends as :meth:`update_parameter` alone leaves it."""
+    def update_parameters(self, items: _Items) -> None:
+        """Apply one step to each ``(group, param)`` in place: AdamW per group, Muon with its orthogonalizations
+        batched by shape (:meth:`directions`); each parameter ends as :meth:`update_parameter` alone leaves it.  A
+        DTensor's matrix is gathered whole on every rank (:meth:`step` sends FSDP2 shards to owners instead)."""
+        self._update(items, on_owners=False)
+
+    def _update(self, items: _Items, on_owners: bool) -> None:
+        """One step of ``(group, param)`` items: AdamW groups by :meth:`_adamw_steps`, Muon in three stages:
+        (a) :meth:`_momentum_inputs`, (b) :meth:`_layout_directions`, (c) :meth:`_descend`.  With ``on_owners``,
+        FSDP2 shards (:func:`_owner_layout`) are orthogonalized on owner ranks; otherwise a DTensor is gathered."""
         for _, p in items:
             if p.grad.is_sparse:
                 raise ValueError(
                     f"Muon does not support sparse gradients (parameter of shape {tuple(p.shape)})"
                 )
-        for group, p in items:
-            if not group["use_muon"]:
-                self._adamw_step(group, p)
-        self._muon_steps([(group, p) for group, p in items if group["use_muon"]])
+        muon = [(group, p) for group, p in items if group["use_muon"]]
+        for _, p in muon:  # splits resolved (and checked) before any state changes
+            self.split_of(p)
+        self._adamw_steps([(group, p) for group, p in items if not group["use_muon"]])
+        layouts = [_owner_layout(p) if on_owners else None for _, p in muon]
+        inputs = self._momentum_inputs(muon, layouts)
+        self._descend(muon, self._layout_directions(muon, inputs, layouts))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
@@ -609,19 +617,8 @@ class Muon(torch.optim.Optimizer):
                 loss = closure()
         if self.check_finite:
             self.check_gradients()
-        sharded, plain = [], []
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                layout = shard_layout(p) if group["use_muon"] else None
-                if layout is not None and p.grad.placements == p.placements:
-                    sharded.append((group, p, layout))
-                else:
-                    plain.append((group, p))
-        self.update_parameters(plain)
-        if sharded:
-            self._sharded_muon_steps(sharded)
+        items = [(group, p) for group in self.param_groups for p in group["params"] if p.grad is not None]
+        self._update(items, on_owners=True)
         if self.qk_clip is not None:
             self.qk_clip.apply()
         return loss
@@ -738,43 +735,46 @@ def muon_param_groups(
     return groups
 
 
+def _forwarding_signature(own: Callable[..., Any], base: Callable[..., Any]) -> inspect.Signature:
+    """The signature of ``own``, an ``__init__`` that passes its positional parameters and then ``*args, **kwargs``
+    on to ``base``: ``*args`` stands for the positional parameters of ``base`` that follow those, ``**kwargs`` for
+    the keyword-only ones of ``base`` that ``own`` does not declare itself."""
+    named = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY
+    mine = [p for p in inspect.signature(own).parameters.values() if p.kind in named]
+    leading = [p for p in mine if p.kind == p.POSITIONAL_OR_KEYWORD]
+    declared = {p.name for p in mine}
+    theirs = list(inspect.signature(base).parameters.values())[len(leading) :]
+    rest = [p for p in theirs if p.name not in declared]
+    positional = leading + [p for p in rest if p.kind == p.POSITIONAL_OR_KEYWORD]
+    keyword = [p for p in rest + mine if p.kind == p.KEYWORD_ONLY]
+    return inspect.Signature(positional + keyword, return_annotation=inspect.signature(own).return_annotation)
+
+
 class MuonWithAuxAdam(Muon):
     """Muon on a model's matrices and AdamW on the rest, in one optimizer (one ``step``, one ``state_dict``).
 
     Args:
         model_or_groups: an ``nn.Module`` (split by :func:`muon_param_groups` with ``adam_names``), explicit
             groups carrying ``use_muon`` (default True), or a list of matrices (all Muon).
-        lr, momentum, nesterov, schedule, weight_decay, adjust_lr, dtype, method, qk_clip: Muon's settings (see
-            :class:`Muon`).
-        adam_lr, adam_betas, adam_eps, adam_weight_decay: the AdamW group's settings.
+        lr: Muon's learning rate (default 0.02).
+        adam_lr, adam_weight_decay: the learning rate and weight decay of AdamW groups that do not set their own
+            (their ``betas`` and ``eps`` are Muon's ``adam_betas`` and ``adam_eps``).
         adam_names: qualified-name prefixes sent to AdamW (e.g. the output head).
-        batch, batch_bytes, split_sizes, param_split_fn, check_finite: batching and blocks of the Muon matrices,
-            gradient checks (see :class:`Muon`).
+        *args, **kwargs: every other argument of :class:`Muon`, in its order (``momentum, nesterov, schedule,
+            weight_decay, adjust_lr`` may follow ``lr`` positionally), e.g. ``adam_betas``, ``adam_eps``, ``dtype``,
+            ``method``, ``qk_clip``, ``batch``, ``split_sizes``, ``check_finite``; ``names`` is added to the names the
+            groups carry.  ``inspect.signature(MuonWithAuxAdam)`` lists them all.
     """
 
     def __init__(
         self,
         model_or_groups: nn.Module | Iterable[dict[str, Any]],
         lr: float = 0.02,
-        momentum: float = 0.95,
-        nesterov: bool = True,
-        schedule: str | Schedule = "muon",
-        weight_decay: float = 0.0,
-        adjust_lr: str | None = "jordan",
-        *,
-        dtype: torch.dtype | str = torch.bfloat16,
-        method: str = "auto",
+        *args: Any,
         adam_lr: float = 3e-4,
-        adam_betas: tuple[float, float] = (0.9, 0.95),
-        adam_eps: float = 1e-8,
         adam_weight_decay: float = 0.0,
         adam_names: Sequence[str] = (),
-        qk_clip: QKClip | None = None,
-        batch: bool = True,
-        batch_bytes: int = DEFAULT_BATCH_BYTES,
-        split_sizes: dict[torch.Tensor, Sequence[int]] | None = None,
-        param_split_fn: Callable[[torch.Tensor], Sequence[int] | None] | None = None,
-        check_finite: bool = True,
+        **kwargs: Any,
     ) -> None:
         if isinstance(model_or_groups, nn.Module):
             groups = muon_param_groups(model_or_groups, adam_names=adam_names)
@@ -792,23 +792,9 @@ class MuonWithAuxAdam(Muon):
             if not g["use_muon"]:
                 g.setdefault("lr", adam_lr)
                 g.setdefault("weight_decay", adam_weight_decay)  # betas, eps: Muon's defaults
-        super().__init__(
-            groups,
-            lr,
-            momentum,
-            nesterov,
-            schedule,
-            weight_decay,
-            adjust_lr,
-            dtype=dtype,
-            method=method,
-            adam_betas=adam_betas,
-            adam_eps=adam_eps,
-            qk_clip=qk_clip,
-            names=names,
-            batch=batch,
-            batch_bytes=batch_bytes,
-            split_sizes=split_sizes,
-            param_split_fn=param_split_fn,
-            check_finite=check_finite,
-        )
+        given = kwargs.get("names")
+        if given is None or isinstance(given, Mapping):  # anything else: Muon refuses it by name
+            kwargs["names"] = {**names, **(given or {})}
+        super().__init__(groups, lr, *args, **kwargs)
+
+    __init__.__signature__ = _forwarding_signature(__init__, Muon.__init__)  # type: ignore[attr-defined]

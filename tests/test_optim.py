@@ -291,6 +291,12 @@ def test_aux_signature_lists_every_muon_argument():
         *positional[1:],
     ]
     assert set(aux) - set(muon) == {"model_or_groups", "adam_lr", "adam_weight_decay", "adam_names"}
+    # DistributedMuon forwards MuonWithAuxAdam's the same way, adding only its process group
+    from nsiter.optim import DistributedMuon
+
+    dist_params = inspect.signature(DistributedMuon).parameters
+    assert list(dist_params) == [*aux, "process_group"]
+    assert all(dist_params[name] == p for name, p in aux.items())
     # every keyword of Muon's is accepted, at its default
     defaults = {name: p.default for name, p in muon.items() if p.default is not p.empty}
     assert MuonWithAuxAdam(_Net(), **defaults).param_groups[0]["lr"] == defaults.get("lr", 0.02)

@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from nsiter.optim.fsdp import assign_owners, matrix_cost
-from nsiter.optim.muon import MuonWithAuxAdam
+from nsiter.optim.muon import MuonWithAuxAdam, _forwarding_signature
 
 __all__ = ["DistributedMuon", "assign_owners"]
 
@@ -53,6 +53,8 @@ class DistributedMuon(MuonWithAuxAdam):
     def __init__(self, *args: Any, process_group: Any = None, **kwargs: Any) -> None:
         self.process_group = process_group
         super().__init__(*args, **kwargs)
+
+    __init__.__signature__ = _forwarding_signature(__init__, MuonWithAuxAdam.__init__)  # type: ignore[attr-defined]
 
     def _distributed(self) -> bool:
         return dist.is_available() and dist.is_initialized()

@@ -74,10 +74,10 @@ class Trajectory:
         )
         tail = f", worst {key} {max(r[key] for r in finals):.4g} at step {last}" if key else ""
         state = f", diverged: {self.message}" if self.diverged else ""
-        return (
-            f"Trajectory({self.schedule!r}, {self.dtype}, shape {tuple(self.shape)}: {matrices} "
-            f"matri{'x' if matrices == 1 else 'ces'}, steps 0..{last}{tail}{state})"
+        span = (
+            f"{matrices} matri{'x' if matrices == 1 else 'ces'}, steps 0..{last}" if self.rows else "no steps"
         )
+        return f"Trajectory({self.schedule!r}, {self.dtype}, shape {tuple(self.shape)}: {span}{tail}{state})"
 
     def _repr_html_(self) -> str:
         """The one-line summary over the table of rows (one per matrix and step)."""

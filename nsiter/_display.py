@@ -11,7 +11,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["MAX_HTML_ROWS", "html_table"]
+__all__ = ["MAX_HTML_ROWS", "html_table", "rows_span"]
 
 MAX_HTML_ROWS = 60  # rows one notebook table shows
 
@@ -20,6 +20,21 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return html.escape(str(value))
+
+
+def rows_span(rows: Sequence[Mapping[str, Any]]) -> str:
+    """What rows keyed by ``matrix`` and ``step`` cover, for a one-line repr.
+
+    Example:
+        >>> rows_span([{"matrix": m, "step": k} for m in range(3) for k in range(6)]), rows_span([])
+        ('3 matrices, steps 0..5', 'no steps')
+    """
+    if not rows:
+        return "no steps"
+    matrices = len({r["matrix"] for r in rows})
+    first, last = min(r["step"] for r in rows), max(r["step"] for r in rows)
+    steps = f"step {last}" if first == last else f"steps {first}..{last}"
+    return f"{matrices} matri{'x' if matrices == 1 else 'ces'}, {steps}"
 
 
 def html_table(title: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nsiter._display import html_table
+from nsiter._display import html_table, rows_span
 from nsiter.checks import DIVERGENCE_THRESHOLD, check_interval, check_positive_int, check_seed, short_repr
 from nsiter.dtypes import dtype_name, torch_dtype
 from nsiter.evaluate import iterates, resolve_schedule, validate_matrix
@@ -302,18 +302,9 @@ class Measurement:
 
     def __repr__(self) -> str:
         """One line: schedule, dtype, normalization, matrices and steps measured, divergence."""
-        matrices = len({r["matrix"] for r in self.rows})
-        steps = sorted({r["step"] for r in self.rows})
-        span = (
-            f"step {steps[0]}"
-            if len(steps) == 1
-            else f"steps {steps[0]}..{steps[-1]}"
-            if steps
-            else "no steps"
-        )
         return (
-            f"Measurement({self.schedule!r}, {self.dtype}, {self.normalization} normalization: {matrices} "
-            f"matri{'x' if matrices == 1 else 'ces'}, {span}{', diverged' if self.diverged else ''})"
+            f"Measurement({self.schedule!r}, {self.dtype}, {self.normalization} normalization: "
+            f"{rows_span(self.rows)}{', diverged' if self.diverged else ''})"
         )
 
     def _repr_html_(self) -> str:

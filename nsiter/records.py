@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from nsiter._display import html_table
+from nsiter._display import html_table, rows_span
 from nsiter._io import atomic_write_csv
 from nsiter.dtypes import dtype_name
 from nsiter.evaluate import from_wide_batch, resolve_schedule, validate_matrix, wide_batch
@@ -66,7 +66,6 @@ class Trajectory:
 
     def __repr__(self) -> str:
         """One line: schedule, dtype, shape, steps recorded, the last step's worst recorded error."""
-        matrices = len({r["matrix"] for r in self.rows})
         last = max((r["step"] for r in self.rows), default=-1)
         finals = [r for r in self.rows if r["step"] == last]
         key = next(
@@ -74,10 +73,10 @@ class Trajectory:
         )
         tail = f", worst {key} {max(r[key] for r in finals):.4g} at step {last}" if key else ""
         state = f", diverged: {self.message}" if self.diverged else ""
-        span = (
-            f"{matrices} matri{'x' if matrices == 1 else 'ces'}, steps 0..{last}" if self.rows else "no steps"
+        return (
+            f"Trajectory({self.schedule!r}, {self.dtype}, shape {tuple(self.shape)}: {rows_span(self.rows)}"
+            f"{tail}{state})"
         )
-        return f"Trajectory({self.schedule!r}, {self.dtype}, shape {tuple(self.shape)}: {span}{tail}{state})"
 
     def _repr_html_(self) -> str:
         """The one-line summary over the table of rows (one per matrix and step)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from fractions import Fraction
 from math import sqrt
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +188,19 @@ def test_search_prefixes_agree():
     seq = bf16.provenance.parameters["sequence"]
     assert [p.degree for p in bf16] == seq and bf16.matmuls == bf16.provenance.parameters["budget"]
     assert [p.coefficients for p in bf16[:5]] == [p.coefficients for p in seven[:5]]
+
+
+def test_audit_document_quotes_the_certified_errors_the_code_computes():
+    """docs/registry_audit.md's certified errors at 15 matmuls (for sigma/||G|| in [1e-3, 1], through each
+    schedule's scale) and the two on [1e-3, 1] itself are what ``certified_error`` gives, to the digits quoted."""
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "registry_audit.md").read_text().split())
+    para = text[text.index("Certified worst-case errors for") :]
+    para = para[: para.index("(it targets the band")]
+    quoted = re.findall(r"`([a-z0-9-]+)`(?: \(10 matmuls\):)? (\d\.\d{4})", para)
+    assert len(quoted) == 8, quoted
+    for name, value in quoted:
+        s = load_schedule(name)
+        lo, hi = (1e-3, 1.0) if name == "relaxed-cubic-5" else s.normalization.polynomial_interval(1e-3, 1.0)
+        assert f"{certified_error(s, lo, hi):.4f}" == value, name
+    itself = re.search(r"on \[1e-3, 1\] itself it has (\d\.\d{4})", para).group(1)
+    assert f"{certified_error('polar-express-5', 1e-3, 1.0):.4f}" == itself
